@@ -1,0 +1,134 @@
+"""python run.py [serve|prepare|render|client] — see `python run.py <command> --help`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from streamer.config import Settings, load_settings
+from streamer.errors import StreamerError
+
+
+def _settings_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file of settings (see docs/)")
+    parser.add_argument("--renderer", choices=["auto", "lite", "musetalk"])
+    parser.add_argument("--models", type=Path, help="folder with the official MuseTalk weights layout")
+    parser.add_argument("--devices", help="cuda:0,cuda:1 or cpu:N (default: every GPU, else one CPU worker)")
+
+
+def _settings(args: argparse.Namespace, **extra) -> Settings:
+    cli = {k: getattr(args, k, None) for k in ("renderer", "models", "devices", "host", "port", "key", "cors_origins")}
+    return load_settings(getattr(args, "config", None), {**cli, **extra})
+
+
+def serve(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from streamer.server.app import create_app
+
+    settings = _settings(args)
+    log = logging.getLogger("streamer")
+    log.info("serving on http://%s:%d (renderer %s)", settings.host, settings.port, settings.renderer)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None)
+
+
+def prepare(args: argparse.Namespace) -> None:
+    from streamer.avatar.sources import check_id, discover
+    from streamer.render.prepare import load_or_prepare
+    from streamer.render.registry import create_renderer, devices
+
+    settings = _settings(args)
+    sources = discover(settings.templates_dir)
+    wanted = [check_id(args.template)] if args.template else sorted(sources)
+    for template_id in wanted:
+        if template_id not in sources:
+            raise StreamerError(f"unknown template {template_id!r} (have: {', '.join(sorted(sources))})")
+    renderer = create_renderer(settings, devices(settings)[0])
+    for template_id in wanted:
+        load_or_prepare(sources[template_id], renderer, settings.cache_dir, force=args.force, models=settings.models)
+
+
+def render(args: argparse.Namespace) -> None:
+    from streamer.offline import render_file
+
+    settings = _settings(args)
+    figures = render_file(settings, args.template, args.audio, args.out, save_features=args.save_features)
+    print(json.dumps(figures, indent=2))
+
+
+def client(args: argparse.Namespace) -> None:
+    from streamer.client import run_client
+
+    figures = asyncio.run(
+        run_client(
+            args.server, args.template, speak=args.speak, record=args.record,
+            seconds=args.seconds, key=args.key,
+        )
+    )
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for name, value in figures.items():
+            print(f"{name:>28}: {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="run.py", description="A real-time talking digital human over WebRTC.")
+    commands = parser.add_subparsers(dest="command")
+
+    p = commands.add_parser("serve", help="serve the web page, the API and WebRTC sessions (default)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; anything else needs --key)")
+    p.add_argument("--port", type=int, help="port (default 8080)")
+    p.add_argument("--key", help="server key: needed to open sessions, controls every session")
+    p.add_argument("--cors", dest="cors_origins", help="origins allowed to call the API, comma-separated")
+    _settings_args(p)
+    p.set_defaults(run=serve)
+
+    p = commands.add_parser("prepare", help="build the template cache, with progress")
+    p.add_argument("--template", help="one template id (default: all)")
+    p.add_argument("--force", action="store_true", help="rebuild even when the cache is fresh")
+    _settings_args(p)
+    p.set_defaults(run=prepare)
+
+    p = commands.add_parser("render", help="render one clip offline to an mp4")
+    p.add_argument("--template", required=True)
+    p.add_argument("--audio", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--save-features", type=Path, help="write the [T, 50, 384] audio features used (.npy)")
+    _settings_args(p)
+    p.set_defaults(run=render)
+
+    p = commands.add_parser("client", help="headless WebRTC viewer: connect, speak, record, measure")
+    p.add_argument("--server", default="http://127.0.0.1:8080")
+    p.add_argument("--template", required=True)
+    p.add_argument("--speak", type=Path, help="audio file to speak once the welcome clip ends")
+    p.add_argument("--record", type=Path, help="write what arrives to this mp4")
+    p.add_argument("--seconds", type=float, default=None, help="how long to watch (default: until speech ends)")
+    p.add_argument("--key", help="the server key, when it has one")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.set_defaults(run=client)
+
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["serve", *(argv or [])])
+    logging.basicConfig(
+        level=os.environ.get("STREAMER_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.run(args)
+    except StreamerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

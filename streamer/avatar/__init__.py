@@ -1,0 +1,1 @@
+"""Templates: discovery, preprocessing, face boxes, blend masks and the cache."""

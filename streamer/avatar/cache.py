@@ -1,0 +1,150 @@
+"""The on-disk cache of one prepared template: `cache/<id>/manifest.json` + `arrays.npz`.
+
+The manifest records what shaped the arrays (the source file's hash and a key of renderer and
+settings). A cache that is missing, stale or corrupt is reported as None, never trusted.
+Frames are not cached: they are decoded from the source and passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamer.avatar.prepared import PreparedTemplate, WelcomeClip
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+ARRAYS = "arrays.npz"
+_EXTRA = "extra."
+_WELCOME = ("positions", "crops", "audio")
+
+
+def _arrays(t: PreparedTemplate) -> dict[str, np.ndarray]:
+    out = {
+        "face_boxes": t.face_boxes, "mouth": t.mouth,
+        "blend_boxes": t.blend_boxes, "blend_masks": t.blend_masks,
+    }
+    if t.welcome is not None:
+        out |= {f"welcome.{k}": getattr(t.welcome, k) for k in _WELCOME}
+    out |= {_EXTRA + k: v for k, v in t.extras.items()}
+    return out
+
+
+def read_manifest(cache_dir: Path, template_id: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads((Path(cache_dir) / template_id / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def manifest_matches(manifest: dict[str, Any] | None, source_sha256: str, key: dict[str, str]) -> str | None:
+    """Why the manifest does not describe a cache for this source and key; None when it does."""
+    if manifest is None:
+        return "no readable manifest"
+    if manifest.get("format") != FORMAT:
+        return f"format {manifest.get('format')!r} is not {FORMAT}"
+    if manifest.get("source_sha256") != source_sha256:
+        return "the template file changed"
+    if manifest.get("key") != key:
+        return "the renderer or settings changed"
+    return None
+
+
+def save(template: PreparedTemplate, cache_dir: Path, source_sha256: str, key: dict[str, str]) -> Path:
+    """Write the cache of `template` atomically (a temporary folder renamed into place)."""
+    arrays = _arrays(template)
+    manifest = {
+        "format": FORMAT,
+        "source_sha256": source_sha256,
+        "key": key,
+        "template": {
+            "id": template.id, "name": template.name, "kind": template.kind,
+            "renderer": template.renderer, "welcome_text": template.welcome_text,
+            "frames": template.frame_count, "width": template.width, "height": template.height,
+        },
+        "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
+    }
+    root = Path(cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / template.id
+    tmp = Path(tempfile.mkdtemp(prefix=f".{template.id}.", dir=root))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is not secret
+        np.savez(tmp / ARRAYS, **arrays)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        old = root / f".{template.id}.old.{os.getpid()}"
+        try:
+            final.rename(old)
+        except FileNotFoundError:
+            pass
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not (final / MANIFEST).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process saved it meanwhile
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def load(
+    cache_dir: Path, template_id: str, frames: np.ndarray, source_sha256: str, key: dict[str, str]
+) -> PreparedTemplate | None:
+    """The cached template with `frames`, or None (logged once) when missing, stale or corrupt."""
+    folder = Path(cache_dir) / template_id
+    if not (folder / MANIFEST).exists():
+        log.info("no cache for template %s", template_id)
+        return None
+    manifest = read_manifest(cache_dir, template_id)
+    why = manifest_matches(manifest, source_sha256, key)
+    if why is None:
+        try:
+            return _build(manifest, folder, frames)
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
+            why = f"corrupt ({type(exc).__name__}: {exc})"
+    log.warning("cache of template %s not used: %s", template_id, why)
+    return None
+
+
+def _build(manifest: dict[str, Any], folder: Path, frames: np.ndarray) -> PreparedTemplate:
+    meta = manifest["template"]
+    if list(frames.shape[:3]) != [meta["frames"], meta["height"], meta["width"]]:
+        raise ValueError(f"frames {frames.shape[:3]} differ from the cached {meta}")
+    expected = manifest["arrays"]
+    arrays: dict[str, np.ndarray] = {}
+    with np.load(folder / ARRAYS, allow_pickle=False) as npz:
+        if sorted(npz.files) != sorted(expected):
+            raise ValueError("arrays differ from the manifest")
+        for name, spec in expected.items():
+            a = npz[name]
+            if list(a.shape) != spec["shape"] or str(a.dtype) != spec["dtype"]:
+                raise ValueError(f"array {name} is {a.shape} {a.dtype}, manifest says {spec}")
+            arrays[name] = a
+    n = int(meta["frames"])
+    for name in ("face_boxes", "mouth", "blend_boxes", "blend_masks"):
+        if arrays[name].shape[0] != n:
+            raise ValueError(f"array {name} has {arrays[name].shape[0]} rows for {n} frames")
+    welcome = None
+    if "welcome.positions" in arrays:
+        welcome = WelcomeClip(*(arrays[f"welcome.{k}"] for k in _WELCOME))
+    return PreparedTemplate(
+        id=meta["id"], name=meta["name"], kind=meta["kind"], frames=frames,
+        face_boxes=arrays["face_boxes"], mouth=arrays["mouth"],
+        blend_boxes=arrays["blend_boxes"], blend_masks=arrays["blend_masks"],
+        renderer=meta["renderer"], welcome=welcome, welcome_text=meta["welcome_text"],
+        extras={k[len(_EXTRA):]: v for k, v in arrays.items() if k.startswith(_EXTRA)},
+    )

@@ -1,0 +1,340 @@
+"""Headless viewer (a real aiortc peer): connect, speak, record what arrives, measure it.
+
+Used by the integration tests, the benchmarks and `python run.py client`. What it measures
+comes from the received stream only: frame arrival times, the audio that arrived, and the
+mouth motion visible in the frames (the difference from the idle face).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import logging
+import mimetypes
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import cv2
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+log = logging.getLogger(__name__)
+
+ANALYSIS_SIZE = 256
+"""Frames are kept as small grey images for the measurements."""
+
+
+@dataclass
+class Received:
+    video_times: list[float] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)
+    """Grey ANALYSIS_SIZE² copies of the received frames."""
+    audio_times: list[float] = field(default_factory=list)
+    audio: list[np.ndarray] = field(default_factory=list)
+    """int16 mono chunks at `audio_rate`, one per received audio frame."""
+    audio_rate: int = 48_000
+    events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    size: tuple[int, int] | None = None
+
+    def audio_between(self, start: float, end: float) -> np.ndarray:
+        chunks = [a for t, a in zip(self.audio_times, self.audio) if start <= t < end]
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
+
+class Recorder:
+    """Writes the received stream to an mp4 (H.264 + AAC), timed by arrival."""
+
+    def __init__(self, path: Path) -> None:
+        self._container = av.open(str(path), "w")
+        self._video: Any = None
+        self._audio = self._container.add_stream("aac", rate=48000, layout="mono")
+        self._t0: float | None = None
+        self._last_pts: int | None = None
+
+    def video(self, frame: av.VideoFrame, at: float) -> None:
+        if self._video is None:
+            self._video = self._container.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+            self._video.width, self._video.height, self._video.pix_fmt = frame.width, frame.height, "yuv420p"
+        self._t0 = at if self._t0 is None else self._t0
+        out = frame.reformat(format="yuv420p")
+        pts = int(round((at - self._t0) * 25))
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        self._last_pts = pts
+        out.pts = pts
+        out.time_base = fractions.Fraction(1, 25)
+        for packet in self._video.encode(out):
+            self._container.mux(packet)
+
+    def audio(self, frame: av.AudioFrame) -> None:
+        if self._t0 is None:
+            return
+        frame.pts = None
+        for packet in self._audio.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        for stream in (self._video, self._audio):
+            if stream is not None:
+                for packet in stream.encode(None):
+                    self._container.mux(packet)
+        self._container.close()
+
+
+class Client:
+    def __init__(self, server: str, key: str | None = None) -> None:
+        self.server = server.rstrip("/")
+        self.key = key
+        self.pc = RTCPeerConnection()
+        self.received = Received()
+        self.session_id = ""
+        self.token = ""
+        self.opened_at = 0.0
+        self._http: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._waiters: list[tuple[str, str | None, asyncio.Future[dict[str, Any]]]] = []
+        self._recorder: Recorder | None = None
+        self._frame_arrived = asyncio.Event()
+
+    # --- connection ----------------------------------------------------------------------
+
+    async def connect(self, template: str, record: Path | None = None) -> None:
+        self._http = aiohttp.ClientSession()
+        self._recorder = Recorder(record) if record else None
+        self.pc.addTransceiver("video", direction="recvonly")
+        self.pc.addTransceiver("audio", direction="recvonly")
+        channel = self.pc.createDataChannel("events")
+        channel.on("message", self._on_event)
+
+        @self.pc.on("track")
+        def on_track(track: Any) -> None:
+            read = self._read_video if track.kind == "video" else self._read_audio
+            self._tasks.append(asyncio.ensure_future(read(track)))
+
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self.opened_at = time.monotonic()
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        body = {"template": template, "sdp": self.pc.localDescription.sdp, "type": "offer"}
+        reply = await self.call("POST", "/api/sessions", json=body, headers=headers, expect=201)
+        self.session_id, self.token = reply["session_id"], reply["token"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], reply["type"]))
+
+    async def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> dict[str, Any]:
+        assert self._http is not None
+        headers = kwargs.pop("headers", None) or {"Authorization": f"Bearer {self.token}"}
+        async with self._http.request(method, self.server + path, headers=headers, **kwargs) as r:
+            body = await r.json(content_type=None)
+            if r.status != expect:
+                raise RuntimeError(f"{method} {path}: {r.status} {body}")
+            return body
+
+    def _on_event(self, message: str) -> None:
+        event = json.loads(message)
+        self.received.events.append((time.monotonic(), event))
+        for waiter in list(self._waiters):
+            kind, uid, future = waiter
+            if event.get("type") == kind and uid in (None, event.get("utterance_id")) and not future.done():
+                future.set_result(event)
+                self._waiters.remove(waiter)
+
+    async def wait_event(self, kind: str, utterance_id: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+        for _, event in self.received.events:
+            if event.get("type") == kind and utterance_id in (None, event.get("utterance_id")):
+                return event
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters.append((kind, utterance_id, future))
+        return await asyncio.wait_for(future, timeout)
+
+    async def wait_frames(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until `count` more video frames have arrived."""
+        target = len(self.received.frames) + count
+
+        async def arrived() -> None:
+            while len(self.received.frames) < target:
+                self._frame_arrived.clear()
+                await self._frame_arrived.wait()
+
+        await asyncio.wait_for(arrived(), timeout)
+
+    async def _read_video(self, track: Any) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            at = time.monotonic()
+            self.received.size = (frame.width, frame.height)
+            grey = frame.to_ndarray(format="gray")
+            self.received.frames.append(cv2.resize(grey, (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=cv2.INTER_AREA))
+            self.received.video_times.append(at)
+            self._frame_arrived.set()
+            if self._recorder is not None:
+                await loop.run_in_executor(None, self._recorder.video, frame, at)
+
+    async def _read_audio(self, track: Any) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            samples = frame.to_ndarray()
+            channels = len(frame.layout.channels)
+            mono = samples.reshape(-1, channels).mean(axis=1) if channels > 1 else samples.reshape(-1)
+            self.received.audio_rate = frame.sample_rate
+            self.received.audio.append(mono.astype(np.int16))
+            self.received.audio_times.append(time.monotonic())
+            if self._recorder is not None:
+                self._recorder.audio(frame)
+
+    # --- control -------------------------------------------------------------------------
+
+    async def speak(self, data: bytes, content_type: str) -> tuple[dict[str, Any], float]:
+        """Send audio; returns the reply and the time it was sent."""
+        sent = time.monotonic()
+        reply = await self.call(
+            "POST", f"/api/sessions/{self.session_id}/speak", expect=202, data=data,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": content_type},
+        )
+        return reply, sent
+
+    async def speak_file(self, path: Path) -> tuple[dict[str, Any], float]:
+        content_type = mimetypes.guess_type(str(path))[0] or "application/octet-stream"
+        return await self.speak(Path(path).read_bytes(), content_type)
+
+    async def interrupt(self) -> dict[str, Any]:
+        return await self.call("POST", f"/api/sessions/{self.session_id}/interrupt")
+
+    async def state(self) -> dict[str, Any]:
+        return await self.call("GET", f"/api/sessions/{self.session_id}")
+
+    async def close(self) -> None:
+        if self._http is not None and self.session_id:
+            try:
+                await self.call("DELETE", f"/api/sessions/{self.session_id}")
+            except (RuntimeError, aiohttp.ClientError):
+                pass
+        await self.pc.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._recorder is not None:
+            self._recorder.close()
+        if self._http is not None:
+            await self._http.close()
+
+
+# --- measurements ----------------------------------------------------------------------------
+
+
+MOTION_QUANTILE = 0.999
+"""An open mouth covers a fraction of a percent of the frame: motion is the 99.9th percentile of
+the change from the idle face (codec noise on a still face stays under ~10 grey levels there)."""
+
+
+def mouth_motion(received: Received, start: float, end: float, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arrival times, and how far each frame's most-changed pixels moved from the idle face."""
+    times = np.array(received.video_times)
+    pick = (times >= start) & (times < end)
+    frames = [f for f, p in zip(received.frames, pick) if p]
+    diff = np.array([np.quantile(np.abs(f.astype(np.int16) - reference), MOTION_QUANTILE) for f in frames])
+    return times[pick], diff
+
+
+def audio_envelope(received: Received, start: float, end: float) -> tuple[np.ndarray, np.ndarray]:
+    times = np.array(received.audio_times)
+    pick = (times >= start) & (times < end)
+    rms = np.array([np.sqrt(np.mean(a.astype(np.float64) ** 2)) for a, p in zip(received.audio, pick) if p])
+    return times[pick], rms
+
+
+def av_offset_ms(received: Received, start: float, end: float, reference: np.ndarray) -> float | None:
+    """Lag of mouth motion behind the audio envelope (positive: video late), by cross-correlation."""
+    vt, motion = mouth_motion(received, start, end, reference)
+    at, envelope = audio_envelope(received, start, end)
+    if len(vt) < 25 or len(at) < 50 or motion.std() == 0 or envelope.std() == 0:
+        return None
+    grid = np.arange(max(vt[0], at[0]), min(vt[-1], at[-1]), 0.01)
+    if len(grid) < 100:
+        return None
+    v = np.interp(grid, vt, motion)
+    a = np.interp(grid, at, envelope)
+    v, a = (v - v.mean()) / v.std(), (a - a.mean()) / a.std()
+    lags = range(-30, 31)
+    scores = [np.mean(v[max(0, k):len(v) + min(0, k)] * a[max(0, -k):len(a) + min(0, -k)]) for k in lags]
+    return float(list(lags)[int(np.argmax(scores))] * 10)
+
+
+MOTION_THRESHOLD = 20.0
+"""Grey levels of change that codec noise on a still face stays below."""
+
+
+def first_after(times: list[float], values: list[float] | np.ndarray, after: float, threshold: float) -> float | None:
+    for t, v in zip(times, values):
+        if t >= after and v > threshold:
+            return t
+    return None
+
+
+def figures(client: Client, spoke_at: float | None, speech_end: float | None) -> dict[str, Any]:
+    r = client.received
+    out: dict[str, Any] = {
+        "session_id": client.session_id,
+        "frames": len(r.frames),
+        "size": list(r.size) if r.size else None,
+        "time_to_first_frame_ms": round((r.video_times[0] - client.opened_at) * 1000, 1) if r.video_times else None,
+    }
+    if len(r.video_times) > 1:
+        span = r.video_times[-1] - r.video_times[0]
+        gaps = np.diff(r.video_times)
+        out["fps"] = round((len(r.video_times) - 1) / span, 2) if span > 0 else None
+        out["freezes"] = int((gaps > 0.2).sum())
+        out["max_frame_gap_ms"] = round(float(gaps.max()) * 1000, 1)
+    if spoke_at is not None and r.frames:
+        before = [f for t, f in zip(r.video_times, r.frames) if t < spoke_at]
+        reference = (before[-1] if before else r.frames[0]).astype(np.int16)
+        end = speech_end or r.video_times[-1]
+        vt, motion = mouth_motion(r, spoke_at, end + 0.5, reference)
+        first_frame = first_after(list(vt), motion, spoke_at, MOTION_THRESHOLD)
+        at, envelope = audio_envelope(r, spoke_at, end + 0.5)
+        first_audio = first_after(list(at), envelope, spoke_at, 300.0)
+        out["speak_to_first_speech_frame_ms"] = round((first_frame - spoke_at) * 1000, 1) if first_frame else None
+        out["speak_to_first_speech_audio_ms"] = round((first_audio - spoke_at) * 1000, 1) if first_audio else None
+        out["av_offset_ms"] = av_offset_ms(r, spoke_at, end + 0.5, reference)
+    return out
+
+
+async def run_client(
+    server: str,
+    template: str,
+    speak: Path | None = None,
+    record: Path | None = None,
+    seconds: float | None = None,
+    key: str | None = None,
+) -> dict[str, Any]:
+    """Connect, wait for the welcome clip to end, speak a file, watch until it ends; the figures."""
+    client = Client(server, key)
+    spoke_at = speech_end = None
+    try:
+        await client.connect(template, record)
+        await client.wait_frames(1)
+        if speak is not None:
+            await client.wait_event("welcome_ended", timeout=60)
+            reply, spoke_at = await client.speak_file(speak)
+            ended = await client.wait_event("speaking_ended", reply["utterance_id"], timeout=reply["duration_s"] + 30)
+            speech_end = time.monotonic()
+            log.info("utterance %s played (%.2f s)", ended["utterance_id"], ended["duration_s"])
+        if seconds:
+            await asyncio.sleep(seconds)
+        state = await client.state()
+        out = figures(client, spoke_at, speech_end)
+        out.update({"stalls": state["stalls"], "renderer": state["renderer"]})
+        return out
+    finally:
+        await client.close()

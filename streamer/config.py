@@ -1,0 +1,152 @@
+"""Settings: one frozen dataclass, built once from defaults < TOML file < environment < CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from streamer.errors import BadInput
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "STREAMER_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    key: str | None = None
+    """Server key; required when binding anything but loopback. Grants control of every session."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed to call the API from a browser (an allow-list; never `*` by default)."""
+
+    templates_dir: Path = ROOT / "templates"
+    cache_dir: Path = ROOT / "cache"
+    web_dir: Path = ROOT / "web"
+
+    renderer: str = "auto"
+    """`lite`, `musetalk`, or `auto` (musetalk when `models` holds its weights, else lite)."""
+    models: Path | None = None
+    devices: tuple[str, ...] = ()
+    """Render devices, e.g. ("cuda:0", "cuda:1"); empty = every CUDA device, else one CPU worker."""
+
+    max_sessions: int = 16
+    max_audio_bytes: int = 20 * 1024 * 1024
+    max_audio_seconds: float = 120.0
+    max_queued_seconds: float = 300.0
+    session_idle_timeout_s: float = 600.0
+
+    first_window_s: float = 0.2
+    window_s: float = 1.0
+    render_timeout_s: float = 30.0
+
+    video_codec: str = "auto"
+    """`auto` (browser's choice), `h264` or `vp8`."""
+    x264_preset: str = "superfast"
+    video_bitrate: int = 1_500_000
+    """Target bitrate; REMB may move it only within ±10 % so the encoder is never rebuilt."""
+    h264_encoder: str = "auto"
+    """`auto` (NVENC when ffmpeg has it, else libx264), `libx264` or `h264_nvenc`."""
+
+    tts: str = "auto"
+    """`espeak`, `piper`, `none`, or `auto` (piper when a voice is set, else espeak-ng if installed)."""
+    piper_voice: Path | None = None
+    tts_voice: str = "en-us"
+
+    # MuseTalk (issue 4)
+    musetalk_version: str = "v15"
+    batch_size: int = 32
+    fp16: bool = True
+    vae_fp16: bool = False
+    compile: bool = False
+
+    def public_binding(self) -> bool:
+        return self.host not in ("127.0.0.1", "localhost", "::1")
+
+    def validate(self) -> "Settings":
+        if self.public_binding() and not self.key:
+            raise BadInput(
+                f"binding {self.host} exposes the service: set a server key "
+                "(--key, STREAMER_KEY or `key` in the config file)"
+            )
+        if self.renderer not in ("auto", "lite", "musetalk"):
+            raise BadInput(f"unknown renderer {self.renderer!r} (lite, musetalk or auto)")
+        if self.renderer == "musetalk" and self.models is None:
+            raise BadInput("--renderer musetalk needs --models DIR (the official weights layout)")
+        if self.video_codec not in ("auto", "h264", "vp8"):
+            raise BadInput(f"unknown video codec {self.video_codec!r} (auto, h264 or vp8)")
+        if not 0.04 <= self.first_window_s <= self.window_s:
+            raise BadInput("first_window_s must be between 0.04 s and window_s")
+        return self
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a TOML, environment or CLI value into the field's type."""
+    if name not in _FIELDS:
+        raise BadInput(f"unknown setting {name!r}")
+    default = _FIELDS[name].default
+    kind = type(default)
+    if value is None:
+        return None
+    if name in ("models", "piper_voice") or isinstance(default, Path):
+        return Path(value).expanduser()
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return tuple(str(v) for v in value)
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise BadInput(f"setting {name!r} wants true or false, got {value!r}")
+            return value.lower() in ("1", "true", "yes")
+        return bool(value)
+    if kind in (int, float):
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise BadInput(f"setting {name!r} wants a number, got {value!r}") from None
+    return str(value)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Defaults < TOML file < STREAMER_* environment < command line (None values are unset)."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(Path(config_file).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise BadInput(f"cannot read config file {config_file}: {exc}") from None
+        values.update({k: _coerce(k, v) for k, v in data.items()})
+    env = os.environ if environ is None else environ
+    for name in _FIELDS:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _coerce(name, raw)
+    for name, value in (cli or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, value)
+    return Settings(**values).validate()
+
+
+def settings_to_json(settings: Settings) -> dict[str, Any]:
+    """Plain JSON values (for a worker process's arguments)."""
+    out: dict[str, Any] = {}
+    for name in _FIELDS:
+        value = getattr(settings, name)
+        out[name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def settings_from_json(data: Mapping[str, Any]) -> Settings:
+    return Settings(**{k: _coerce(k, v) for k, v in data.items()})

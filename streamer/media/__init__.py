@@ -1,0 +1,1 @@
+"""Clock and playout, aiortc tracks, segmenter, compositor."""

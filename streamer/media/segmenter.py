@@ -1,0 +1,173 @@
+"""Cut one utterance into render windows of whole 40 ms units (640 samples at 16 kHz).
+
+The first window is short so the first lip-synced frame comes quickly; the next ones grow
+(each as long as all before it, a ramp) so each is rendered while the earlier ones play, then
+windows aim at `window_s` and end in a pause found by webrtcvad, so a window boundary does not
+fall in the middle of a syllable. Decisions depend only on audio up to a fixed distance past the window,
+so feeding audio in any chunking gives the same windows as `split` on the whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import webrtcvad
+
+from streamer.audio import to_int16
+from streamer.errors import BadInput
+from streamer.units import FPS, MODEL_RATE, MODEL_SAMPLES_PER_UNIT
+
+UNIT = MODEL_SAMPLES_PER_UNIT
+VAD_FRAME = MODEL_RATE * 30 // 1000  # 480 samples: webrtcvad's 30 ms frame
+_SEARCH = (0.6, 1.5)
+"""Cut search range around the target length, as fractions of it."""
+_CONTEXT_UNITS = 2
+"""Audio past the last candidate cut needed to judge it (half a unit + one VAD frame < 2 units)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    first_unit: int
+    units: int
+
+    @property
+    def end_unit(self) -> int:
+        return self.first_unit + self.units
+
+
+class Segmenter:
+    """Streaming cutter: `push` audio as it arrives, `finish` once the utterance ends."""
+
+    def __init__(
+        self,
+        first_window_s: float = 0.2,
+        window_s: float = 1.0,
+        lookahead_units: int = 2,
+        vad_mode: int = 2,
+    ) -> None:
+        if not 0 < first_window_s <= window_s or lookahead_units < 0:
+            raise BadInput("windows need 0 < first_window_s <= window_s and lookahead_units >= 0")
+        self.first_units = max(1, round(first_window_s * FPS))
+        self.target_units = max(1, round(window_s * FPS))
+        self.lookahead_units = lookahead_units
+        self._min_units = max(1, round(self.target_units * _SEARCH[0]))
+        self._max_units = max(self._min_units, round(self.target_units * _SEARCH[1]))
+        self._vad = webrtcvad.Vad(vad_mode)
+        self._audio = np.zeros(16 * UNIT, np.float32)
+        self._size = 0
+        self._speech: list[bool] = []  # one flag per complete VAD frame
+        self._next = 0  # first unit of the next window
+        self._finished = False
+
+    @property
+    def total_units(self) -> int:
+        """Units of audio received so far, a partial last unit counted (padded at finish)."""
+        return -(-self._size // UNIT)
+
+    def push(self, audio16k: np.ndarray) -> list[Window]:
+        """Append 16 kHz float audio; return the windows whose audio (+ lookahead) is now known."""
+        if self._finished:
+            raise BadInput("audio pushed after the utterance finished")
+        self._append(np.asarray(audio16k, np.float32).reshape(-1))
+        self._run_vad()
+        known = self._size // UNIT
+        windows = []
+        while True:
+            if self._next == 0:
+                if known < self.first_units + self.lookahead_units:
+                    break
+                windows.append(self._take(self.first_units))
+                continue
+            ramp = self._ramp_units()
+            if ramp:
+                if known < self._next + ramp + self.lookahead_units:
+                    break
+                windows.append(self._take(ramp))
+                continue
+            horizon = self._max_units + max(self.lookahead_units, _CONTEXT_UNITS)
+            if known < self._next + horizon:
+                break
+            windows.append(self._take(self._cut(self._next + self._max_units)))
+        return windows
+
+    def finish(self) -> list[Window]:
+        """Pad the tail to a whole unit and return the remaining windows."""
+        if self._finished:
+            return []
+        self._finished = True
+        total = self.total_units
+        # zeros past the end: the tail unit is padded and VAD can judge the last cuts
+        self._append(np.zeros(total * UNIT + VAD_FRAME - self._size, np.float32))
+        self._run_vad()
+        self._size = total * UNIT
+        windows = []
+        while self._next < total:
+            left = total - self._next
+            if self._next == 0:
+                size = min(self.first_units, left)
+            elif self._ramp_units():
+                size = min(self._ramp_units(), left)
+            elif left <= self._max_units:
+                size = left
+            else:
+                size = self._cut(total)
+            windows.append(self._take(size))
+        return windows
+
+    def _ramp_units(self) -> int:
+        """Length of the next window while still ramping up (0 once windows are full length)."""
+        size = max(self.first_units, self._next)
+        return size if size < self._min_units else 0
+
+    def _take(self, units: int) -> Window:
+        window = Window(self._next, units)
+        self._next += units
+        return window
+
+    def _cut(self, limit: int) -> int:
+        """Length of the window starting at `self._next`: the quietest pause in the search
+        range, ties to the one nearest the target; the target itself when there is no pause."""
+        start = self._next
+        target = start + self.target_units
+        best: tuple[float, int, int] | None = None
+        for boundary in range(start + self._min_units, min(start + self._max_units, limit) + 1):
+            if not self._pause_at(boundary):
+                continue
+            key = (self._energy_at(boundary), abs(boundary - target), boundary)
+            best = key if best is None or key < best else best
+        end = min(target, limit) if best is None else best[2]
+        return end - start
+
+    def _pause_at(self, boundary: int) -> bool:
+        """No VAD frame within half a unit of the boundary holds speech."""
+        centre = boundary * UNIT
+        first = max(0, (centre - UNIT // 2) // VAD_FRAME)
+        last = (centre + UNIT // 2 - 1) // VAD_FRAME
+        return not any(self._speech[first : last + 1])
+
+    def _energy_at(self, boundary: int) -> float:
+        centre = boundary * UNIT
+        around = self._audio[max(0, centre - UNIT // 2) : centre + UNIT // 2]
+        return float(np.mean(np.square(around, dtype=np.float64))) if len(around) else 0.0
+
+    def _append(self, samples: np.ndarray) -> None:
+        need = self._size + len(samples)
+        if need > len(self._audio):
+            grown = np.zeros(max(need, 2 * len(self._audio)), np.float32)
+            grown[: self._size] = self._audio[: self._size]
+            self._audio = grown
+        self._audio[self._size : need] = samples
+        self._size = need
+
+    def _run_vad(self) -> None:
+        while (len(self._speech) + 1) * VAD_FRAME <= self._size:
+            start = len(self._speech) * VAD_FRAME
+            pcm = to_int16(self._audio[start : start + VAD_FRAME]).tobytes()
+            self._speech.append(self._vad.is_speech(pcm, MODEL_RATE))
+
+
+def split(audio16k: np.ndarray, first_window_s: float = 0.2, window_s: float = 1.0) -> list[Window]:
+    """Windows for a whole upload: the same as pushing it all and finishing."""
+    segmenter = Segmenter(first_window_s, window_s)
+    return segmenter.push(audio16k) + segmenter.finish()

@@ -1,0 +1,126 @@
+"""The pump: one clock per session drives playout and feeds both aiortc tracks.
+
+Each tick the pump takes one unit from playout, composes its video frame and hands the frame
+and its two 20 ms audio packets to the tracks. Both tracks stamp pts from the same unit counter
+(video n × 3600 at 90 kHz, audio n × 1920 at 48 kHz), so the sender never drifts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+from typing import Callable
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+from streamer.media.clock import Clock
+from streamer.media.playout import Playout, Unit
+from streamer.units import FPS, OUT_RATE, OUT_SAMPLES_PER_PACKET, OUT_SAMPLES_PER_UNIT, VIDEO_CLOCK
+
+log = logging.getLogger(__name__)
+
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
+AUDIO_TIME_BASE = fractions.Fraction(1, OUT_RATE)
+QUEUE_UNITS = 8
+"""Units a track may lag behind the pump before its oldest frames are dropped."""
+CATCH_UP_S = 0.5
+"""If the pump falls this far behind the clock (a paused loop), it resets its schedule."""
+
+Compose = Callable[[Unit], np.ndarray]
+
+
+class PumpedTrack(MediaStreamTrack):
+    """A track whose frames come from the pump; `recv` starts the pump on first use."""
+
+    def __init__(self, kind: str, pump: "MediaPump") -> None:
+        super().__init__()
+        self.kind = kind
+        self._pump = pump
+        self._queue: asyncio.Queue[av.frame.Frame] = asyncio.Queue()
+        self.dropped = 0
+
+    def put(self, frame: av.frame.Frame) -> None:
+        limit = QUEUE_UNITS * (1 if self.kind == "video" else 2)
+        while self._queue.qsize() >= limit:
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(frame)
+
+    async def recv(self) -> av.frame.Frame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        self._pump.start()
+        return await self._queue.get()
+
+
+class MediaPump:
+    def __init__(self, playout: Playout, compose: Compose, clock: Clock) -> None:
+        self.playout = playout
+        self._compose = compose
+        self._clock = clock
+        self.video = PumpedTrack("video", self)
+        self.audio = PumpedTrack("audio", self)
+        self._task: asyncio.Task[None] | None = None
+        self.on_unit: Callable[[Unit, float], None] | None = None
+        """Called with each unit and the clock time it was due (for stats)."""
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="media-pump")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self.video.stop()
+        self.audio.stop()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        start = self._clock.now()
+        n = 0
+        while True:
+            due = start + n / FPS
+            await self._clock.sleep_until(due)
+            late = self._clock.now() - due
+            if late > CATCH_UP_S:
+                log.warning("media pump %.0f ms late; resetting its schedule", late * 1000)
+                start = self._clock.now() - n / FPS
+            unit = self.playout.tick()
+            if self.on_unit is not None:
+                self.on_unit(unit, due)
+            frame = await loop.run_in_executor(None, self._video_frame, unit, n)
+            self.video.put(frame)
+            for packet in self._audio_frames(unit, n):
+                self.audio.put(packet)
+            n += 1
+
+    def _video_frame(self, unit: Unit, n: int) -> av.VideoFrame:
+        image = self._compose(unit)
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
+        frame.pts = n * (VIDEO_CLOCK // FPS)
+        frame.time_base = VIDEO_TIME_BASE
+        return frame
+
+    @staticmethod
+    def _audio_frames(unit: Unit, n: int) -> list[av.AudioFrame]:
+        frames = []
+        for part in range(OUT_SAMPLES_PER_UNIT // OUT_SAMPLES_PER_PACKET):
+            samples = unit.audio[part * OUT_SAMPLES_PER_PACKET : (part + 1) * OUT_SAMPLES_PER_PACKET]
+            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = OUT_RATE
+            frame.pts = n * OUT_SAMPLES_PER_UNIT + part * OUT_SAMPLES_PER_PACKET
+            frame.time_base = AUDIO_TIME_BASE
+            frames.append(frame)
+        return frames

@@ -1,0 +1,1 @@
+"""Render workers, one per device: dispatch round-robin, reassembly, crash recovery."""

@@ -1,0 +1,28 @@
+"""What a render pool offers the session; local processes today, Ray actors later."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from streamer.render.base import RenderJob
+
+
+class RenderPool(Protocol):
+    renderer: str
+    """Name of the renderer the workers run."""
+
+    async def start(self) -> None: ...
+
+    async def render(self, job: RenderJob) -> np.ndarray:
+        """[T, 256, 256, 3] uint8 face crops for the job, from whichever worker's turn it is."""
+        ...
+
+    async def prepare(self, template_id: str, force: bool = False) -> dict[str, str]:
+        """Build or check the template's cache; returns the cache key it was built with."""
+        ...
+
+    def stats(self) -> list[dict[str, Any]]: ...
+
+    async def close(self) -> None: ...

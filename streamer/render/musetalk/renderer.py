@@ -1,0 +1,173 @@
+"""MuseTalk v1.5: cached VAE latents of each template frame + whisper audio → UNet (one step,
+t = 0) → VAE decode → 256×256 BGR face crops. Batched, on any torch device."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from streamer.avatar.prepared import PreparedTemplate
+from streamer.config import Settings
+from streamer.errors import BadInput, ModelError
+from streamer.render.base import RenderJob
+from streamer.render.musetalk.features import WhisperFeatures
+from streamer.render.musetalk.layout import find_layout, sha256_file
+from streamer.render.musetalk.models import load_unet, load_vae, load_whisper
+from streamer.render.musetalk.positional import positional_encoding
+from streamer.units import CROP_SIZE
+
+log = logging.getLogger(__name__)
+
+PREPARE_VERSION = "1"
+LATENT_DTYPE = np.float16
+"""Latents are cached in float16 (a quarter of the crops' size; the UNet input tolerates it)."""
+
+
+def frame_indices(template: PreparedTemplate, positions: np.ndarray) -> np.ndarray:
+    """`template.frame_at` for many positions at once (forward-then-backward loop)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    n = template.frame_count
+    if n == 1:
+        return np.zeros_like(positions)
+    cycle = 2 * n - 2
+    p = positions % cycle
+    return np.where(p < n, p, cycle - p)
+
+
+def face_crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The face box of `frame` (clipped to it) resized to 256×256 with Lanczos, as MuseTalk does."""
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = (int(v) for v in box)
+    x1, x2 = max(0, x1), min(w, x2)
+    y1, y2 = max(0, y1), min(h, y2)
+    if x2 <= x1 or y2 <= y1:
+        raise BadInput(f"face box {tuple(int(v) for v in box)} lies outside the {w}×{h} frame")
+    return cv2.resize(frame[y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LANCZOS4)
+
+
+class MuseTalkRenderer:
+    """The `Renderer` for the official MuseTalk weights under `models`."""
+
+    name = "musetalk"
+
+    def __init__(self, models: Path, device: str, settings: Settings) -> None:
+        self.layout = find_layout(Path(models), settings.musetalk_version)
+        self.device = torch.device(device)
+        cuda = self.device.type == "cuda"
+        self.unet_dtype = torch.float16 if cuda and settings.fp16 else torch.float32
+        self.vae_dtype = torch.float16 if cuda and settings.vae_fp16 else torch.float32
+        self.batch_size = max(1, int(settings.batch_size))
+        memory = torch.channels_last if cuda else torch.contiguous_format
+        self.unet = _place(load_unet(self.layout), self.device, self.unet_dtype, memory)
+        self.vae = _place(load_vae(self.layout), self.device, self.vae_dtype, memory)
+        self.scaling = float(self.vae.config.scaling_factor)
+        extractor, encoder = load_whisper(self.layout)
+        self.features = WhisperFeatures(extractor, encoder.to(self.device), self.device)
+        tokens = features_tokens(encoder)
+        self.pe = positional_encoding(tokens, encoder.config.d_model).to(self.device)
+        self.timestep = torch.zeros(1, device=self.device, dtype=torch.long)
+        self._unet = torch.compile(self.unet) if settings.compile else self.unet
+        self._decode = torch.compile(self.vae.decode) if settings.compile else self.vae.decode
+        self._pin = cuda
+        self._key: dict[str, str] | None = None
+        log.info("musetalk %s loaded on %s (unet %s, vae %s)", self.layout.version, self.device,
+                 self.unet_dtype, self.vae_dtype)
+
+    # -- preparation -------------------------------------------------------------------------
+
+    def cache_key(self) -> dict[str, str]:
+        if self._key is None:
+            self._key = {
+                "renderer": self.name,
+                "prepare_version": PREPARE_VERSION,
+                "musetalk_version": self.layout.version,
+                "vae_weights": sha256_file(self.layout.vae_weights),
+                "vae_config": sha256_file(self.layout.vae_config),
+                "vae_dtype": str(self.vae_dtype),
+                "latent_dtype": np.dtype(LATENT_DTYPE).name,
+            }
+        return dict(self._key)
+
+    @torch.inference_mode()
+    def encode_crops(self, crops: np.ndarray) -> torch.Tensor:
+        """[B, 8, 32, 32] UNet input (masked | reference latents) of [B, 256, 256, 3] BGR crops."""
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
+        rgb = x.flip(-1).permute(0, 3, 1, 2).float() / 255.0
+        masked = rgb.clone()
+        masked[:, :, CROP_SIZE // 2:, :] = 0  # lower half hidden, before normalising
+        both = ((torch.cat([masked, rgb]) - 0.5) / 0.5).contiguous()
+        dist = self.vae.encode(both.to(self.vae_dtype)).latent_dist
+        latents = dist.mean.float() * self.scaling  # the mean, not a sample: deterministic
+        b = crops.shape[0]
+        return torch.cat([latents[:b], latents[b:]], dim=1)
+
+    def prepare(
+        self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, np.ndarray]:
+        n = template.frame_count
+        out = np.empty((n, 8, CROP_SIZE // 8, CROP_SIZE // 8), dtype=LATENT_DTYPE)
+        for start in range(0, n, self.batch_size):
+            stop = min(n, start + self.batch_size)
+            crops = np.stack([face_crop(template.frames[i], template.face_boxes[i])
+                              for i in range(start, stop)])
+            out[start:stop] = self.encode_crops(crops).cpu().numpy().astype(LATENT_DTYPE)
+            if progress is not None:
+                progress(stop, n)
+        return {"latents": out}
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def audio_tokens(self, job: RenderJob) -> torch.Tensor:
+        """[T, 50, 384] float32 whisper tokens of the job's frames (before the positional encoding)."""
+        return self.features.windows(job.audio, job.first_unit, job.frames)
+
+    def _upload(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if self._pin:
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=True)
+
+    def _crops(self, latents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """One batch: UNet at t = 0 → VAE decode → [B, 256, 256, 3] uint8 BGR on the device."""
+        pred = self._unet(latents, self.timestep, encoder_hidden_states=tokens).sample
+        image = self._decode(pred.to(self.vae_dtype) / self.scaling).sample
+        image = ((image.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+        return image.flip(1).permute(0, 2, 3, 1)
+
+    @torch.inference_mode()
+    def render(self, template: PreparedTemplate, job: RenderJob) -> np.ndarray:
+        latents = template.extras.get("latents")
+        if latents is None or latents.shape[0] != template.frame_count:
+            raise ModelError(
+                f"template {template.id!r} has no MuseTalk latents; prepare it with this renderer"
+            )
+        count = job.frames
+        out = torch.empty((count, CROP_SIZE, CROP_SIZE, 3), dtype=torch.uint8,
+                          pin_memory=self._pin)
+        if count == 0:
+            return out.numpy()
+        tokens = (self.audio_tokens(job) + self.pe).to(self.unet_dtype)
+        frames = frame_indices(template, job.positions)
+        for start in range(0, count, self.batch_size):
+            stop = min(count, start + self.batch_size)
+            batch = self._upload(latents[frames[start:stop]]).to(self.unet_dtype)
+            out[start:stop].copy_(self._crops(batch, tokens[start:stop]), non_blocking=self._pin)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return out.numpy()
+
+
+def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype,
+           memory: torch.memory_format) -> torch.nn.Module:
+    module = module.to(device=device, memory_format=memory)
+    return module if dtype == torch.float32 else module.to(dtype)
+
+
+def features_tokens(encoder: torch.nn.Module) -> int:
+    """Audio tokens per frame: 10 rows × (encoder layers + 1) hidden states."""
+    return 10 * (encoder.config.encoder_layers + 1)

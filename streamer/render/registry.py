@@ -1,0 +1,70 @@
+"""Which renderer runs, on which devices; the only place that names the renderer classes."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from streamer.config import Settings
+from streamer.errors import BadInput
+from streamer.render.base import Renderer
+
+log = logging.getLogger(__name__)
+
+
+def renderer_name(settings: Settings) -> str:
+    """`musetalk` when asked for or when `auto` finds its weights, else the embedded `lite`."""
+    if settings.renderer != "auto":
+        return settings.renderer
+    if settings.models is not None:
+        from streamer.render.musetalk import has_weights
+
+        if has_weights(settings.models):
+            return "musetalk"
+        log.warning("no MuseTalk weights under %s; using the embedded lite renderer", settings.models)
+    return "lite"
+
+
+def _cuda_count() -> int:
+    """Number of CUDA devices, without creating a CUDA context in this process."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return 0
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count()
+
+
+def devices(settings: Settings) -> list[str]:
+    """Render devices, one worker each: `cuda:0,cuda:1`, `cpu:2` (two CPU workers) or all GPUs."""
+    if settings.devices:
+        out: list[str] = []
+        for spec in settings.devices:
+            if spec.startswith("cpu"):
+                count = spec.partition(":")[2] or "1"
+                if not count.isdigit() or int(count) < 1:
+                    raise BadInput(f"bad device {spec!r}: use cpu or cpu:N")
+                out += ["cpu"] * int(count)
+            elif spec.startswith("cuda"):
+                out.append(spec if ":" in spec else "cuda:0")
+            else:
+                raise BadInput(f"bad device {spec!r}: use cuda:N or cpu[:N]")
+        return out
+    if renderer_name(settings) == "musetalk":
+        count = _cuda_count()
+        if count:
+            return [f"cuda:{i}" for i in range(count)]
+    return ["cpu"]
+
+
+def create_renderer(settings: Settings, device: str = "cpu") -> Renderer:
+    name = renderer_name(settings)
+    if name == "musetalk":
+        from streamer.render.musetalk import MuseTalkRenderer
+
+        assert settings.models is not None
+        return MuseTalkRenderer(settings.models, device, settings)
+    from streamer.render.lite import LiteRenderer
+
+    return LiteRenderer()

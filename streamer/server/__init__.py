@@ -1,0 +1,1 @@
+"""The aiohttp application: routes, auth, CORS, errors, WHEP, stats, metrics, static web/."""

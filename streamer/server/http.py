@@ -1,0 +1,69 @@
+"""Middlewares: errors as JSON (the one place that maps StreamerError to a status), and CORS."""
+
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from streamer.errors import Forbidden, StreamerError
+from streamer.server.keys import SETTINGS
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+EXPOSED_HEADERS = "Location, Link, X-Session-Token"
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except StreamerError as exc:
+        if exc.status >= 500:
+            log.error("%s %s: %s", request.method, request.path, exc)
+        return error_response(exc.status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+        return error_response(exc.status, message)
+    except Exception:  # noqa: BLE001 - a bug must not take the server down
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal error (logged on the server)")
+
+
+def origin_allowed(request: web.Request, origin: str) -> bool:
+    own = f"{request.scheme}://{request.host}"
+    return origin == own or origin in request.app[SETTINGS].cors_origins
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """CORS for the configured allow-list only; other origins may not call the API at all."""
+    origin = request.headers.get("Origin")
+    if origin is None or request.path == "/embed.js":
+        return await handler(request)
+    if not origin_allowed(request, origin):
+        raise Forbidden(f"origin {origin} is not allowed (add it with --cors)")
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        response: web.StreamResponse = web.Response(status=204)
+        if request.path.startswith("/whep/"):
+            response.headers["Accept-Post"] = "application/sdp"
+    else:
+        response = await handler(request)
+    response.headers.update(
+        {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type",
+            "Access-Control-Expose-Headers": EXPOSED_HEADERS,
+            "Vary": "Origin",
+        }
+    )
+    return response

@@ -1,0 +1,11 @@
+"""Typed keys of what the application holds."""
+
+from aiohttp import web
+
+from streamer.config import Settings
+from streamer.metrics import Metrics
+from streamer.session import SessionManager
+
+SETTINGS = web.AppKey("settings", Settings)
+SESSIONS = web.AppKey("sessions", SessionManager)
+METRICS = web.AppKey("metrics", Metrics)

@@ -1,0 +1,278 @@
+/* The chat page: pick a template, connect, talk (text, file, microphone), watch the figures. */
+(() => {
+  "use strict";
+  const { Session } = window.DigitalHuman;
+  const $ = (id) => document.getElementById(id);
+  const STATS_PERIOD_MS = 1000;
+  const FILE_TYPES = { wav: "audio/wav", mp3: "audio/mpeg", ogg: "audio/ogg", oga: "audio/ogg", opus: "audio/ogg", webm: "audio/webm" };
+
+  const ui = {
+    renderer: $("renderer"), templates: $("templates"), templatesStatus: $("templates-status"),
+    connect: $("connect"), disconnect: $("disconnect"), connection: $("connection"),
+    video: $("video"), speaking: $("speaking"),
+    sayForm: $("say-form"), sayText: $("say-text"), saySend: $("say-send"),
+    audioFile: $("audio-file"), audioSend: $("audio-send"), record: $("record"), interrupt: $("interrupt"),
+    error: $("error"), transcript: $("transcript"),
+    stats: {
+      fps: $("stat-fps"), freezes: $("stat-freezes"), rtt: $("stat-rtt"),
+      av: $("stat-av"), concealed: $("stat-concealed"), video: $("stat-video"),
+    },
+  };
+  const state = { session: null, statsTimer: null, recorder: null, speaking: new Set() };
+  window.chat = state;  // for the browser tests and for debugging from the console
+
+  function log(text, kind = "system") {
+    const item = document.createElement("li");
+    item.className = kind;
+    item.textContent = text;
+    ui.transcript.append(item);
+    ui.transcript.scrollTop = ui.transcript.scrollHeight;
+  }
+
+  function showError(err) {
+    const message = err && err.message ? err.message : String(err);
+    ui.error.textContent = message;
+    ui.error.hidden = false;
+    log(`error: ${message}`, "system");
+  }
+
+  function clearError() {
+    ui.error.hidden = true;
+    ui.error.textContent = "";
+  }
+
+  function setConnected(connected) {
+    for (const el of [ui.sayText, ui.saySend, ui.audioFile, ui.audioSend, ui.record, ui.interrupt, ui.disconnect]) {
+      el.disabled = !connected;
+    }
+    ui.connect.disabled = connected || !selectedTemplate();
+    ui.templates.disabled = connected;
+  }
+
+  function setSpeaking(speaking, label) {
+    ui.speaking.dataset.speaking = String(speaking);
+    ui.speaking.textContent = label || (speaking ? "speaking" : "silent");
+  }
+
+  function selectedTemplate() {
+    const checked = ui.templates.querySelector("input[name=template]:checked");
+    return checked ? checked.value : null;
+  }
+
+  async function loadTemplates() {
+    try {
+      const data = await Session.templates(location.origin);
+      ui.renderer.textContent = `renderer: ${data.renderer || "unknown"}`;
+      ui.templatesStatus.remove();
+      data.templates.forEach((t, index) => {
+        const label = document.createElement("label");
+        label.className = "template";
+        const input = Object.assign(document.createElement("input"), {
+          type: "radio", name: "template", value: t.id, checked: index === 0, disabled: t.ready === false,
+        });
+        const img = Object.assign(document.createElement("img"), {
+          src: `/api/templates/${encodeURIComponent(t.id)}/preview.jpg`, alt: "", width: 96, height: 96, loading: "lazy",
+        });
+        const name = Object.assign(document.createElement("span"), { textContent: t.name || t.id });
+        const info = Object.assign(document.createElement("small"), {
+          textContent: t.ready === false ? "preparing…" : `${t.kind}, ${t.width}×${t.height}`,
+        });
+        label.append(input, img, name, info);
+        ui.templates.append(label);
+      });
+      ui.templates.addEventListener("change", () => setConnected(false));
+      setConnected(false);
+    } catch (err) {
+      ui.templatesStatus.textContent = `Cannot load templates: ${err.message}`;
+      showError(err);
+    }
+  }
+
+  function wire(session) {
+    session.addEventListener("connected", async () => {
+      ui.connection.textContent = `connected (session ${session.sessionId})`;
+      setConnected(true);
+      log("connected");
+      try {
+        const info = await session.state();
+        if (info && info.renderer) ui.renderer.textContent = `renderer: ${info.renderer}`;
+      } catch (err) {
+        showError(err);
+      }
+    });
+    session.addEventListener("reconnecting", (e) => {
+      setConnected(false);
+      ui.connect.disabled = true;
+      ui.disconnect.disabled = false;
+      ui.connection.textContent = `${e.detail.reason}: reconnecting (try ${e.detail.attempt})…`;
+      log(`${e.detail.reason}; reconnecting`);
+    });
+    session.addEventListener("disconnected", (e) => {
+      ui.connection.textContent = `disconnected: ${e.detail.reason}`;
+      stopSession();
+    });
+    session.addEventListener("error", (e) => showError(e.detail));
+    session.addEventListener("speaking-started", (e) => {
+      state.speaking.add(e.detail.utterance_id);
+      setSpeaking(true);
+      log(`speaking (utterance ${e.detail.utterance_id})`);
+    });
+    session.addEventListener("speaking-ended", (e) => {
+      state.speaking.delete(e.detail.utterance_id);
+      if (state.speaking.size === 0) setSpeaking(false);
+      log(`finished (utterance ${e.detail.utterance_id})`);
+    });
+    session.addEventListener("interrupted", (e) => {
+      state.speaking.clear();
+      setSpeaking(false);
+      const at = typeof e.detail.position_s === "number" ? ` at ${e.detail.position_s.toFixed(1)} s` : "";
+      log(`interrupted${at}`);
+    });
+    session.addEventListener("welcome-ended", () => log("welcome clip ended"));
+  }
+
+  async function connect() {
+    const template = selectedTemplate();
+    if (!template) return;
+    clearError();
+    ui.connect.disabled = true;
+    ui.connection.textContent = "connecting…";
+    const session = new Session({ server: location.origin, template });
+    state.session = session;
+    wire(session);
+    ui.video.srcObject = session.stream;
+    try {
+      await session.connect();
+      await ui.video.play().catch(() => {});
+      state.statsTimer = setInterval(updateStats, STATS_PERIOD_MS);
+    } catch (err) {
+      showError(err);
+      ui.connection.textContent = "not connected";
+      state.session = null;
+      setConnected(false);
+    }
+  }
+
+  function stopSession() {
+    clearInterval(state.statsTimer);
+    state.statsTimer = null;
+    if (state.recorder && state.recorder.state !== "inactive") state.recorder.stop();
+    state.speaking.clear();
+    setSpeaking(false);
+    setConnected(false);
+  }
+
+  async function disconnect() {
+    const session = state.session;
+    state.session = null;
+    stopSession();
+    ui.video.srcObject = null;
+    ui.connection.textContent = "not connected";
+    if (session) await session.close();
+    log("disconnected");
+  }
+
+  const fmt = (value, digits, unit = "") => (value === null || value === undefined || Number.isNaN(value)
+    ? "–" : `${Number(value).toFixed(digits)}${unit}`);
+
+  async function updateStats() {
+    if (!state.session) return;
+    const s = await state.session.stats();
+    if (!s) return;
+    ui.stats.fps.textContent = fmt(s.fps, 0);
+    ui.stats.freezes.textContent = `${s.freezeCount} (${s.freezeDurationS.toFixed(1)} s)`;
+    ui.stats.rtt.textContent = fmt(s.rttMs, 0, " ms");
+    ui.stats.av.textContent = fmt(s.avDelayMs, 0, " ms");
+    ui.stats.concealed.textContent = fmt(s.audioConcealedPct, 1, " %");
+    ui.stats.video.textContent = s.width ? `${s.width}×${s.height} ${(s.videoCodec || "").replace("video/", "")}` : "–";
+  }
+
+  async function control(action, description) {
+    if (!state.session) return null;
+    clearError();
+    try {
+      return await action(state.session);
+    } catch (err) {
+      showError(new Error(`${description} failed: ${err.message}`));
+      return null;
+    }
+  }
+
+  async function say(event) {
+    event.preventDefault();
+    const text = ui.sayText.value.trim();
+    if (!text) return;
+    ui.sayText.value = "";
+    log(`You: ${text}`, "you");
+    await control((s) => s.say(text), "say");
+  }
+
+  function fileType(file) {
+    if (file.type) return file.type;
+    const ext = file.name.split(".").pop().toLowerCase();
+    return FILE_TYPES[ext] || "application/octet-stream";
+  }
+
+  async function speakFile() {
+    const file = ui.audioFile.files[0];
+    if (!file) {
+      showError(new Error("choose an audio file first"));
+      ui.audioFile.focus();
+      return;
+    }
+    log(`You sent ${file.name}`, "you");
+    const result = await control((s) => s.speak(file, fileType(file)), "speak");
+    if (result) log(`queued ${result.duration_s.toFixed(1)} s of audio`);
+  }
+
+  async function toggleRecording() {
+    if (state.recorder && state.recorder.state === "recording") {
+      state.recorder.stop();
+      return;
+    }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch (err) {
+      showError(new Error(`microphone unavailable: ${err.message}`));
+      return;
+    }
+    const mimeType = MediaRecorder.isTypeSupported("audio/webm;codecs=opus") ? "audio/webm;codecs=opus" : "";
+    const recorder = new MediaRecorder(stream, mimeType ? { mimeType } : {});
+    const chunks = [];
+    recorder.addEventListener("dataavailable", (e) => { if (e.data.size) chunks.push(e.data); });
+    recorder.addEventListener("stop", async () => {
+      stream.getTracks().forEach((t) => t.stop());
+      ui.record.setAttribute("aria-pressed", "false");
+      ui.record.textContent = "Record from microphone";
+      const blob = new Blob(chunks, { type: recorder.mimeType || "audio/webm" });
+      if (!blob.size || !state.session) return;
+      log("You sent a recording", "you");
+      const result = await control((s) => s.speak(blob, blob.type), "speak recording");
+      if (result) log(`queued ${result.duration_s.toFixed(1)} s of audio`);
+    });
+    state.recorder = recorder;
+    recorder.start();
+    ui.record.setAttribute("aria-pressed", "true");
+    ui.record.textContent = "Stop and send";
+  }
+
+  async function interrupt() {
+    await control((s) => s.interrupt(), "interrupt");
+  }
+
+  ui.connect.addEventListener("click", connect);
+  ui.disconnect.addEventListener("click", disconnect);
+  ui.sayForm.addEventListener("submit", say);
+  ui.audioSend.addEventListener("click", speakFile);
+  ui.record.addEventListener("click", toggleRecording);
+  ui.interrupt.addEventListener("click", interrupt);
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && state.session) {
+      e.preventDefault();
+      interrupt();
+    }
+  });
+  window.addEventListener("pagehide", () => { if (state.session) state.session.close(); });
+  loadTemplates();
+})();
