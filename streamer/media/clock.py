@@ -31,6 +31,9 @@ class MonotonicClock:
 class FakeClock:
     """A clock that only moves when a test calls `advance`; sleepers wake in deadline order."""
 
+    EPSILON = 1e-9
+    """Ten `advance(0.04)` calls sum to 0.39999…: deadlines this close count as reached."""
+
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
@@ -40,7 +43,7 @@ class FakeClock:
         return self._now
 
     async def sleep_until(self, deadline: float) -> None:
-        if deadline <= self._now:
+        if deadline <= self._now + self.EPSILON:
             await asyncio.sleep(0)
             return
         waiter = asyncio.get_running_loop().create_future()
@@ -50,7 +53,7 @@ class FakeClock:
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking each sleeper whose deadline passed and letting it run."""
         target = self._now + seconds
-        while self._sleepers and self._sleepers[0][0] <= target:
+        while self._sleepers and self._sleepers[0][0] <= target + self.EPSILON:
             deadline, _, waiter = heapq.heappop(self._sleepers)
             self._now = max(self._now, deadline)
             if not waiter.done():

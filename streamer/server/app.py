@@ -158,7 +158,7 @@ def create_app(
             h264_codec=_h264_codec(settings),
         )
     )
-    app = web.Application(middlewares=[errors, cors], client_max_size=settings.max_audio_bytes)
+    app = web.Application(middlewares=[cors, errors], client_max_size=settings.max_audio_bytes)
     metrics_ = Metrics()
     if pool is None:
         pool = LocalPool(settings, registry.devices(settings), progress=True)

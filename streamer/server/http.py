@@ -7,7 +7,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from streamer.errors import Forbidden, StreamerError
+from streamer.errors import StreamerError
 from streamer.server.keys import SETTINGS
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,16 @@ def origin_allowed(request: web.Request, origin: str) -> bool:
 
 @web.middleware
 async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """CORS for the configured allow-list only; other origins may not call the API at all."""
+    """CORS for the configured allow-list only; other origins may not call the API at all.
+
+    Outermost, so that error responses carry the headers too and a page on an allowed origin
+    can read the server's message.
+    """
     origin = request.headers.get("Origin")
     if origin is None or request.path == "/embed.js":
         return await handler(request)
     if not origin_allowed(request, origin):
-        raise Forbidden(f"origin {origin} is not allowed (add it with --cors)")
+        return error_response(403, f"origin {origin} is not allowed (add it with --cors)")
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         response: web.StreamResponse = web.Response(status=204)
         if request.path.startswith("/whep/"):

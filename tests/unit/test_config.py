@@ -1,0 +1,50 @@
+"""Settings: defaults < TOML file < STREAMER_* environment < command line."""
+
+from pathlib import Path
+
+import pytest
+
+from streamer.config import Settings, load_settings, settings_from_json, settings_to_json
+from streamer.errors import BadInput
+
+
+def test_each_layer_overrides_the_one_below(tmp_path):
+    toml = tmp_path / "s.toml"
+    toml.write_text('port = 9000\nwindow_s = 0.8\ndevices = ["cuda:0", "cuda:1"]\nx264_preset = "veryfast"\n')
+    env = {"STREAMER_PORT": "9100", "STREAMER_WINDOW_S": "0.6", "STREAMER_FP16": "false"}
+    s = load_settings(toml, {"port": 9200, "renderer": None}, env)
+    assert s.port == 9200  # CLI beats env beats file
+    assert s.window_s == 0.6  # env beats file
+    assert s.devices == ("cuda:0", "cuda:1") and s.x264_preset == "veryfast"  # file beats defaults
+    assert s.fp16 is False and s.renderer == Settings().renderer
+
+
+def test_bad_values_are_clear_errors(tmp_path):
+    with pytest.raises(BadInput, match="unknown setting"):
+        load_settings(cli={"nope": 1}, environ={})
+    with pytest.raises(BadInput, match="number"):
+        load_settings(environ={"STREAMER_PORT": "eighty"})
+    with pytest.raises(BadInput, match="renderer"):
+        load_settings(cli={"renderer": "magic"}, environ={})
+    with pytest.raises(BadInput, match="models"):
+        load_settings(cli={"renderer": "musetalk"}, environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = [")
+    with pytest.raises(BadInput, match="config file"):
+        load_settings(bad, environ={})
+
+
+def test_settings_survive_the_trip_to_a_worker():
+    s = load_settings(cli={"models": "/m", "devices": "cpu:2", "cors_origins": "http://a,http://b"}, environ={})
+    back = settings_from_json(settings_to_json(s))
+    assert back == s and back.models == Path("/m") and back.cors_origins == ("http://a", "http://b")
+
+
+def test_device_lists():
+    from streamer.render.registry import devices
+
+    assert devices(Settings(devices=("cpu:2",))) == ["cpu", "cpu"]
+    assert devices(Settings(devices=("cuda:0", "cuda:3"))) == ["cuda:0", "cuda:3"]
+    assert devices(Settings(renderer="lite")) == ["cpu"]
+    with pytest.raises(BadInput):
+        devices(Settings(devices=("tpu:1",)))

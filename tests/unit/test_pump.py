@@ -1,0 +1,61 @@
+"""The media pump on a fake clock: one tick per 40 ms, both tracks stamped from one counter."""
+
+import asyncio
+
+import numpy as np
+
+from streamer.media.clock import FakeClock
+from streamer.media.playout import Playout, Utterance, Window
+from streamer.media.tracks import MediaPump
+
+
+def compose(unit):
+    frame = np.zeros((64, 64, 3), np.uint8)
+    frame[:, :, 0] = unit.tick % 256
+    return frame
+
+
+async def test_pump_ticks_only_when_the_clock_moves_and_pairs_audio_with_video():
+    clock = FakeClock()
+    playout = Playout(lambda e: None, lead_units=0)
+    speech = Utterance("u", 0)
+    speech.add_audio(np.repeat(np.arange(1, 4, dtype=np.int16) * 100, 1920))
+    speech.add_window(Window(0, 3, np.zeros((3, 256, 256, 3), np.uint8)))
+    speech.end()
+    playout.enqueue(speech)
+    playout.assign_base(speech)
+    pump = MediaPump(playout, compose, clock)
+    seen = []
+    pump.on_unit = lambda unit, due: seen.append((unit.kind, due))
+
+    first_video = asyncio.ensure_future(pump.video.recv())  # starts the pump
+    await asyncio.sleep(0)
+    video = [await first_video]
+    assert len(seen) == 1  # tick 0 is due at once; nothing more until the clock moves
+    for _ in range(4):
+        await clock.advance(0.04)
+        video.append(await pump.video.recv())
+    audio = [await pump.audio.recv() for _ in range(10)]
+
+    assert [k for k, _ in seen] == ["speech", "speech", "speech", "idle", "idle"]
+    assert [round(due, 2) for _, due in seen] == [0.0, 0.04, 0.08, 0.12, 0.16]
+    assert [f.pts for f in video] == [0, 3600, 7200, 10800, 14400]
+    assert [f.pts for f in audio] == [i * 960 for i in range(10)]
+    assert all(f.samples == 960 and f.sample_rate == 48000 for f in audio)
+    # Unit n's two audio packets carry unit n's samples.
+    levels = [int(f.to_ndarray()[0, 0]) for f in audio]
+    assert levels == [100, 100, 200, 200, 300, 300, 0, 0, 0, 0]
+    await pump.stop()
+
+
+async def test_a_track_that_is_not_read_drops_its_oldest_frames_instead_of_growing():
+    clock = FakeClock()
+    pump = MediaPump(Playout(lambda e: None), compose, clock)
+    for _ in range(30):  # read audio only, as a viewer whose video stalled would
+        await pump.audio.recv()
+        await pump.audio.recv()
+        await clock.advance(0.04)
+    assert pump.video._queue.qsize() <= 8 and pump.video.dropped > 0
+    frame = await pump.video.recv()
+    assert frame.pts > 0  # the oldest were dropped, not the newest
+    await pump.stop()
