@@ -1,0 +1,120 @@
+"""embed.js on a bare page of another origin: the <digital-human> element end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.harness import TEMPLATE, Recorder, video_variation_js
+from tests.browser.live_server import serve
+
+pytestmark = pytest.mark.browser
+
+ELEMENT = "document.querySelector('digital-human')"
+
+
+def bare_page(server: str) -> str:
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>embed</title><link rel="icon" href="data:,">
+<script src="{server}/embed.js"></script></head>
+<body><digital-human server="{server}" template="{TEMPLATE}"></digital-human></body></html>"""
+
+
+@pytest.fixture
+def embed_page(page, server: str, site):
+    port, pages = site
+    pages["/embed.html"] = bare_page(server)
+    return page, port
+
+
+def test_the_element_connects_plays_speaks_and_interrupts(embed_page) -> None:
+    page, port = embed_page
+    page.goto(f"http://127.0.0.1:{port}/embed.html")
+    page.wait_for_function("() => customElements.get('digital-human') !== undefined")
+    methods = page.evaluate(
+        f"() => ['connect','speak','say','interrupt','close'].filter((m) => typeof {ELEMENT}[m] === 'function')"
+    )
+    assert methods == ["connect", "speak", "say", "interrupt", "close"]
+    rec = Recorder(page)
+    rec.start(f"{ELEMENT}.session && {ELEMENT}.session.pc", ELEMENT)
+    page.evaluate(f"() => {{ {ELEMENT}.connect(); }}")
+    rec.wait_event("connected")
+    rec.wait_frames(10)
+    t0 = rec.now()
+    rec.wait_frames(50)
+    figures = rec.summary(t0, rec.now())
+    assert 21 <= figures["fps"] <= 28 and figures["freezes"] == 0, figures
+    look = page.evaluate(video_variation_js(f"{ELEMENT}.shadowRoot.querySelector('video')"))
+    assert look["std"] > 15, f"the video looks blank: {look}"
+
+    since = rec.event_count()
+    result = page.evaluate(f"() => {ELEMENT}.say('Good morning, how can I help?')")
+    assert result["utterance_id"] and result["duration_s"] > 0.5
+    started = rec.wait_event("speaking-started", since)
+    ended = rec.wait_event("speaking-ended", since)
+    assert started["detail"]["utterance_id"] == ended["detail"]["utterance_id"] == result["utterance_id"]
+    assert rec.summary(started["t"], ended["t"])["maxLevel"] > 0.01
+
+    # speak() with raw PCM (an ArrayBuffer): 2 s of a 220 Hz tone at 16 kHz.
+    since = rec.event_count()
+    spoken = page.evaluate(
+        f"""async () => {{
+          const pcm = new Int16Array(32000);
+          for (let i = 0; i < pcm.length; i++) pcm[i] = 8000 * Math.sin(2 * Math.PI * 220 * i / 16000);
+          return {ELEMENT}.speak(pcm.buffer, 'audio/L16;rate=16000');
+        }}"""
+    )
+    assert abs(spoken["duration_s"] - 2.0) < 0.1
+    rec.wait_event("speaking-started", since)
+    page.evaluate(f"() => {ELEMENT}.interrupt()")
+    interrupted = rec.wait_event("interrupted", since)
+    assert interrupted["detail"]["utterance_id"] == spoken["utterance_id"]
+
+    page.evaluate(f"() => {ELEMENT}.close()")
+    assert page.evaluate(f"() => {ELEMENT}.session") is None
+    assert page.problems == []
+
+
+def test_calls_before_connect_raise_an_error_event(embed_page) -> None:
+    page, port = embed_page
+    page.goto(f"http://127.0.0.1:{port}/embed.html")
+    detail = page.evaluate(
+        f"""() => new Promise((resolve) => {{
+          {ELEMENT}.addEventListener('error', (e) => resolve(e.detail), {{ once: true }});
+          {ELEMENT}.say('hello').catch(() => {{}});
+        }})"""
+    )
+    assert "connect" in detail["message"]
+
+
+def test_an_origin_not_allowed_is_refused(embed_page) -> None:
+    page, port = embed_page
+    # Same page, but from http://localhost:PORT: an origin the server was not told about.
+    page.goto(f"http://localhost:{port}/embed.html")
+    detail = page.evaluate(
+        f"""() => new Promise((resolve) => {{
+          {ELEMENT}.addEventListener('error', (e) => resolve(e.detail), {{ once: true }});
+          {ELEMENT}.connect().catch(() => {{}});
+        }})"""
+    )
+    assert detail["status"] == 0 and "--cors" in detail["message"], detail
+    assert page.evaluate(f"() => {ELEMENT}.session") is None
+
+
+def test_the_key_attribute_opens_sessions_on_a_server_with_a_key(page) -> None:
+    with serve("--renderer", "lite", "--key", "test-key") as url:
+        # A page of the server's own origin, answered by the browser itself.
+        html = bare_page(url).replace("<digital-human ", '<digital-human key="test-key" ', 1)
+        page.route(f"{url}/bare.html", lambda route: route.fulfill(body=html, content_type="text/html"))
+        page.goto(f"{url}/bare.html")
+        page.wait_for_function("() => customElements.get('digital-human') !== undefined")
+        opened = page.evaluate(f"async () => (await {ELEMENT}.connect()).sessionId")
+        assert opened
+        page.evaluate(f"() => {ELEMENT}.close()")
+
+        page.evaluate(f"() => {ELEMENT}.removeAttribute('key')")
+        detail = page.evaluate(
+            f"""() => new Promise((resolve) => {{
+              {ELEMENT}.addEventListener('error', (e) => resolve(e.detail), {{ once: true }});
+              {ELEMENT}.connect().catch(() => {{}});
+            }})"""
+        )
+        assert detail["status"] == 401 and "key" in detail["message"], detail

@@ -1,0 +1,103 @@
+"""The C# client (examples/dotnet) built with Mono's mcs, run against a live server.
+
+The viewer is an aiortc peer connection made here: the C# program opens the session with its
+offer (as an ASP.NET backend would for a browser) and then speaks to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import LiveServer
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "dotnet"
+TEMPLATE = "astronaut"
+
+
+def _net_http() -> bool:
+    """Whether Mono's System.Net.Http assembly is there (Debian: libmono-system-net-http4.0-cil)."""
+    mcs = shutil.which("mcs")
+    prefix = Path(mcs).resolve().parent.parent if mcs else None
+    return prefix is not None and any(prefix.glob("lib/mono/4.5/System.Net.Http.dll"))
+
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("mono") is None or not _net_http(),
+    reason="Mono (mcs, mono, libmono-system-net-http4.0-cil) is not installed",
+)
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dotnet") / "dh.exe"
+    build = subprocess.run(
+        ["mcs", "-r:System.Net.Http.dll", f"-out:{out}", *sorted(str(p) for p in EXAMPLE.glob("*.cs"))],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    assert "warning" not in build.stdout, build.stdout
+    return out
+
+
+async def run(program: Path, *args: str, ok: bool = True) -> dict[str, str]:
+    """Runs the program; returns its `name=value` lines (or stderr as `error` when it failed)."""
+    process = await asyncio.create_subprocess_exec(
+        "mono", str(program), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert (process.returncode == 0) == ok, f"exit {process.returncode}: {out.decode()} {err.decode()}"
+    if not ok:
+        return {"error": err.decode()}
+    lines = [line.split("=", 1) for line in out.decode().splitlines() if "=" in line]
+    pairs: dict[str, str] = {}
+    for name, value in lines:
+        pairs[name] = f"{pairs[name]}\n{value}" if name in pairs else value
+    return pairs
+
+
+async def test_templates(program: Path, server: LiveServer) -> None:
+    listed = await run(program, "templates", server.url)
+    assert listed["renderer"] in ("lite", "musetalk")
+    assert any(line.startswith(f"{TEMPLATE} kind=") for line in listed["template"].splitlines())
+
+
+async def test_open_speak_state_and_stats(program: Path, server: LiveServer, tmp_path: Path) -> None:
+    url = server.url
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    pc.createDataChannel("events")
+    connected = asyncio.Event()
+    pc.on("connectionstatechange", lambda: connected.set() if pc.connectionState == "connected" else None)
+    await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers before returning
+    offer, answer = tmp_path / "offer.sdp", tmp_path / "answer.sdp"
+    offer.write_text(pc.localDescription.sdp)
+    try:
+        opened = await run(program, "open", url, TEMPLATE, str(offer), str(answer))
+        session, token = opened["session_id"], opened["token"]
+        await pc.setRemoteDescription(RTCSessionDescription(answer.read_text(), "answer"))
+        await asyncio.wait_for(connected.wait(), 20)
+
+        spoken = await run(program, "speak", url, session, token, str(ROOT / "templates" / "welcome.wav"))
+        assert spoken["utterance_id"] and abs(float(spoken["duration_s"]) - 6.12) < 0.1
+        state = await run(program, "state", url, session, token)
+        assert state["session_id"] == session and state["renderer"] in ("lite", "musetalk")
+        assert state["state"] in ("welcome", "speaking", "idle") and int(state["utterances"]) == 1
+        await run(program, "interrupt", url, session, token)
+
+        refused = await run(program, "speak", url, session, "wrong-token", str(offer), "audio/wav", ok=False)
+        assert "401" in refused["error"]
+
+        stats = await run(program, "stats", url)
+        assert float(stats["totalRequests"]) >= 1
+    finally:
+        await pc.close()
