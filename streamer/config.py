@@ -38,7 +38,6 @@ class Settings:
     max_audio_bytes: int = 20 * 1024 * 1024
     max_audio_seconds: float = 120.0
     max_queued_seconds: float = 300.0
-    session_idle_timeout_s: float = 600.0
 
     first_window_s: float = 0.2
     window_s: float = 1.0

@@ -80,7 +80,11 @@ def discover(templates_dir: Path) -> dict[str, TemplateSource]:
         if path.stem in found:
             log.warning("skipping template %s: id %r is taken", path.name, path.stem)
             continue
-        name, text, audio = _sidecar(path, root)
+        try:
+            name, text, audio = _sidecar(path, root)
+        except BadInput as exc:
+            log.error("skipping template %s: %s", path.name, exc)  # the others carry on
+            continue
         kind = "photo" if suffix in PHOTO_SUFFIXES else "video"
         found[path.stem] = TemplateSource(path.stem, name, kind, path, text, audio)
     return found

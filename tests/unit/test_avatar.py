@@ -70,12 +70,13 @@ def test_good_ids_pass():
     assert check_id("a-1") == "a-1"
 
 
-def test_sidecar_escaping_templates_dir_is_refused(tmp_path):
+def test_sidecar_escaping_templates_dir_is_refused_and_the_others_carry_on(tmp_path, caplog):
     shutil.copy(TEMPLATES / "astronaut.png", tmp_path / "face.png")
+    shutil.copy(TEMPLATES / "astronaut.png", tmp_path / "other.png")
     (tmp_path / "face.json").write_text(json.dumps({"welcome_audio": "../outside.wav"}))
     (tmp_path.parent / "outside.wav").write_bytes(b"RIFF")
-    with pytest.raises(BadInput, match="escapes"):
-        discover(tmp_path)
+    assert list(discover(tmp_path)) == ["other"]
+    assert "escapes" in caplog.text
 
 
 def test_template_without_sidecar_gets_defaults(tmp_path):
