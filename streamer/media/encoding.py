@@ -105,6 +105,9 @@ class ClampedVp8Encoder(Vp8Encoder):
         self._settings = settings
         self._bitrate = settings.bitrate
         super().__init__()
+        # aiortc sizes VP8's rate-control buffer from its own private copy of the bitrate
+        # (500 kbit/s): give it ours, or the buffer holds a third of a second, not one.
+        self._Vp8Encoder__target_bitrate = settings.bitrate
 
     @property
     def target_bitrate(self) -> int:

@@ -1,0 +1,61 @@
+"""The benchmarks run end to end at their smallest settings and report every figure (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from bench import encoder, latency, lite
+
+MACHINE_KEYS = {"cpu", "cores", "python", "torch", "av", "gpus"}
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+def check(result: dict, keys: set[str]) -> None:
+    assert keys <= result.keys(), keys - result.keys()
+    assert MACHINE_KEYS <= result["machine"].keys()
+    assert json.loads(json.dumps(result)) == result  # one plain JSON object
+
+
+@needs_espeak
+def test_encoder_bench_compares_four_configs_and_restores_the_cores():
+    cores = os.sched_getaffinity(0)
+    result = encoder.main(["--frames", "5", "--warmup", "2", "--seconds", "0.04"])
+    assert os.sched_getaffinity(0) == cores  # the one-core pinning is undone
+    check(result, {"compose_convert_ms_per_frame", "configs", "target_sessions_per_core", "met", "frame_size"})
+    assert result["frame_size"] == [512, 512]
+    assert set(result["configs"]) == set(encoder.CONFIGS)
+    for config in result["configs"].values():
+        assert {"encode_ms_per_frame", "sessions_per_core", "sustained_sessions_no_stall", "remb"} <= config.keys()
+        assert config["encode_ms_per_frame"] > 0
+    # The REMB check is deterministic: aiortc rebuilds on ±30 % (there and back), ours never.
+    assert result["configs"]["h264_stock_medium"]["remb"]["rebuilds_+8%"] == 0
+    assert result["configs"]["h264_stock_medium"]["remb"]["rebuilds_+30%"] == 2
+    assert result["configs"]["h264_ours_superfast"]["remb"]["rebuilds_total"] == 0
+    assert result["configs"]["vp8_ours_clamped"]["remb"]["rebuilds_total"] == 0
+
+
+@needs_espeak
+def test_lite_bench_reports_render_pool_and_compose():
+    result = lite.main(["--repeats", "1"])
+    check(result, {"render_one_core", "compose_ms_per_frame", "pool_round_trip_one_cpu_worker"})
+    assert set(result["render_one_core"]) == {"window_5", "window_25"}
+    pool = result["pool_round_trip_one_cpu_worker"]
+    assert pool["window_5_ms"]["count"] == 1 and pool["window_25_ms"]["count"] == 1
+
+
+@needs_espeak
+def test_latency_bench_measures_an_upload_and_a_stream():
+    result = latency.main(["--utterances", "1"])
+    check(result, {"time_to_first_frame_ms", "fps", "stalls", "upload", "stream", "target_first_frame_ms", "met"})
+    assert result["target_first_frame_ms"] == 120 and isinstance(result["met"], bool)
+    for kind in ("upload", "stream"):
+        part = result[kind]
+        assert {"first_frame_ms", "av_offset_ms_median", "per_utterance"} <= part.keys()
+        assert len(part["per_utterance"]) == 1
+        assert part["first_frame_ms"]["count"] == 1  # the mouth was seen moving
+    assert result["upload"]["server_first_frame_ms"]["count"] == 1
+    assert result["stream"]["server_first_frame_ms_all_utterances"]["count"] == 2
