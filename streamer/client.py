@@ -95,6 +95,7 @@ class Client:
         self.received = Received()
         self.session_id = ""
         self.token = ""
+        self.answer_sdp = ""
         self.opened_at = 0.0
         self._http: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -123,6 +124,7 @@ class Client:
         body = {"template": template, "sdp": self.pc.localDescription.sdp, "type": "offer"}
         reply = await self.call("POST", "/api/sessions", json=body, headers=headers, expect=201)
         self.session_id, self.token = reply["session_id"], reply["token"]
+        self.answer_sdp = reply["sdp"]
         await self.pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], reply["type"]))
 
     async def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> dict[str, Any]:
@@ -163,7 +165,6 @@ class Client:
         await asyncio.wait_for(arrived(), timeout)
 
     async def _read_video(self, track: Any) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 frame = await track.recv()
@@ -176,7 +177,7 @@ class Client:
             self.received.video_times.append(at)
             self._frame_arrived.set()
             if self._recorder is not None:
-                await loop.run_in_executor(None, self._recorder.video, frame, at)
+                self._recorder.video(frame, at)  # on the loop: the muxer is not thread-safe
 
     async def _read_audio(self, track: Any) -> None:
         while True:

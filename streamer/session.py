@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 import json
 import logging
 import secrets
@@ -161,19 +162,19 @@ class Session:
     # --- setup ---------------------------------------------------------------------------
 
     async def answer(self, offer_sdp: str) -> str:
-        if "m=video" not in offer_sdp and "m=audio" not in offer_sdp:
-            raise BadInput("malformed SDP offer: it has no audio or video section")
+        offered = set(re.findall(r"^m=(audio|video) ", offer_sdp, re.MULTILINE))
+        if "video" not in offered:
+            raise BadInput("malformed SDP offer: it must have a video section to receive the stream")
+        # Transceivers made before the offer is applied take it up, with our codec preference.
+        video = self.pc.addTransceiver(self.pump.video, direction="sendonly")
+        if self.settings.video_codec != "auto":
+            video.setCodecPreferences(self._codecs(self.settings.video_codec))
+        if "audio" in offered:
+            self.pc.addTransceiver(self.pump.audio, direction="sendonly")
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on bad SDP
             raise BadInput(f"malformed SDP offer: {exc}") from None
-        kinds = {t.kind for t in self.pc.getTransceivers()}
-        if "video" not in kinds:
-            raise BadInput("the SDP offer must receive video")
-        self.pc.addTrack(self.pump.video)
-        if "audio" in kinds:
-            self.pc.addTrack(self.pump.audio)
-        self._prefer_codec()
 
         @self.pc.on("datachannel")
         def on_datachannel(channel: Any) -> None:
@@ -191,17 +192,13 @@ class Session:
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
         return self.pc.localDescription.sdp
 
-    def _prefer_codec(self) -> None:
-        wanted = self.settings.video_codec
-        if wanted == "auto":
-            return
-        codecs = [
+    @staticmethod
+    def _codecs(name: str) -> list:
+        """The codec `name` first, with its retransmission (RTX) format."""
+        return [
             c for c in RTCRtpSender.getCapabilities("video").codecs
-            if c.mimeType.lower() in (f"video/{wanted}", "video/rtx")
+            if c.mimeType.lower() in (f"video/{name}", "video/rtx")
         ]
-        for transceiver in self.pc.getTransceivers():
-            if transceiver.kind == "video":
-                transceiver.setCodecPreferences(codecs)
 
     def _welcome_utterance(self, template: PreparedTemplate) -> Utterance:
         clip = template.welcome

@@ -20,7 +20,7 @@ UNET_CONFIG = {
     "_diffusers_version": "0.6.0.dev0",
     "act_fn": "silu",
     "attention_head_dim": 8,
-    "block_out_channels": [32, 64, 64, 64],
+    "block_out_channels": [32, 64, 128, 128],
     "center_input_sample": False,
     "cross_attention_dim": 384,
     "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
@@ -85,10 +85,11 @@ def _old_vae_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def build_tiny_models(root: Path, seed: int = 0, full: bool = False) -> Path:
+def build_tiny_models(root: Path, seed: int = 0, full: bool = False, face_parse: bool = False) -> Path:
     """Write random weights in the official layout under `root`; returns `root`.
 
-    `full` uses the real channel counts (for GPU benchmarks; about 1 GB of files).
+    `full` uses the real channel counts (for GPU benchmarks; about 4 GB of files).
+    `face_parse` adds a random BiSeNet (always its real size, 50 MB).
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
@@ -116,6 +117,12 @@ def build_tiny_models(root: Path, seed: int = 0, full: bool = False) -> Path:
     state = {k: v.contiguous() for k, v in whisper.state_dict().items()}
     torch.save(state, whisper_dir / "pytorch_model.bin")
     WhisperFeatureExtractor(feature_size=80).save_pretrained(whisper_dir)
+
+    if face_parse:
+        from streamer.render.musetalk.bisenet import BiSeNet
+
+        (root / "face-parse-bisent").mkdir(exist_ok=True)
+        torch.save(BiSeNet().state_dict(), root / "face-parse-bisent" / "79999_iter.pth")
     return root
 
 

@@ -135,7 +135,11 @@ class Worker:
         started = time.perf_counter()
         try:
             async with self._send_lock:
-                await asyncio.get_running_loop().run_in_executor(None, self._conn.send_bytes, payload)
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, self._conn.send_bytes, payload)
+                except OSError:  # the process is gone; its reader thread may not know yet
+                    self._died()
+                    raise WorkerDied(f"worker {self.stats.index} is gone") from None
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             log.error("worker %d: no answer in %.0f s; restarting it", self.stats.index, timeout)

@@ -170,6 +170,8 @@ async def test_bad_input_gets_a_clear_4xx_and_the_server_carries_on(server, spee
         ("POST", f"/api/sessions/{sid}/speak", {"data": b"", "headers": {**auth, "Content-Type": "audio/wav"}}, 400),
         ("POST", f"/api/sessions/{sid}/speak", {"data": b"hello", "headers": {**auth, "Content-Type": "text/plain"}}, 415),
         ("POST", f"/api/sessions/{sid}/speak", {"data": b"\x00\x01\x02", "headers": {**auth, "Content-Type": "audio/L16;rate=16000"}}, 400),
+        ("POST", f"/api/sessions/{sid}/speak", {"data": bytes(2 * 8000 * 121), "headers": {**auth, "Content-Type": "audio/L16;rate=8000"}}, 413),
+        ("POST", f"/api/sessions/{sid}/speak", {"data": bytes(21 * 1024 * 1024), "headers": {**auth, "Content-Type": "audio/wav"}}, 413),
         ("POST", f"/api/sessions/{sid}/speak", {"data": b"\x00" * 4, "headers": {"Authorization": "Bearer wrong", "Content-Type": "audio/wav"}}, 401),
         ("POST", f"/api/sessions/{sid}/interrupt", {"headers": {}}, 401),
         ("POST", "/api/sessions", {"json": {"template": "nobody", "sdp": "v=0"}}, 404),

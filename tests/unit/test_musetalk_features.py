@@ -110,3 +110,15 @@ def test_streaming_features_stay_close_to_the_whole_file(features: WhisperFeatur
     print(f"streaming feature cosine: {mean:.6f} with the utterance so far, {alone:.3f} alone")
     assert mean >= 0.99
     assert alone < 0.9  # why the utterance so far is needed: a window alone is far off
+
+
+def test_the_segment_cache_is_bounded_and_skips_growing_streams(features: WhisperFeatures) -> None:
+    cache = WhisperFeatures(features.extractor, features.encoder, torch.device("cpu"), cache_segments=2)
+    audio = speech_like(0.5, seed=11)
+    streamed = cache.hidden_states(audio, final=False)
+    assert len(cache._cache) == 0  # the stream's growing tail never recurs
+    torch.testing.assert_close(cache.hidden_states(audio), streamed)
+    assert len(cache._cache) == 1
+    for seed in (12, 13, 14):
+        cache.hidden_states(speech_like(0.3, seed=seed))
+    assert len(cache._cache) == 2

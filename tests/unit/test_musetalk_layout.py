@@ -12,7 +12,9 @@ from streamer.errors import ModelError
 from streamer.render.musetalk import has_weights
 from streamer.render.musetalk.layout import find_layout
 from streamer.render.musetalk.models import load_unet, load_vae, load_whisper, rename_old_vae_keys
-from tests.musetalk_tiny import build_tiny_models
+from tests.musetalk_tiny import (
+    FULL_UNET_CONFIG, FULL_VAE_CONFIG, UNET_CONFIG, VAE_CONFIG, build_tiny_models,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,19 @@ def test_the_official_layout_loads_strictly(pristine: Path) -> None:
     assert vae.config.latent_channels == 4
     _, encoder = load_whisper(layout)
     assert encoder.config.d_model == 384 and encoder.config.encoder_layers == 4
+
+
+def test_tiny_models_have_the_real_structure() -> None:
+    """Same state-dict keys as the real sizes (the official unet.pth: 686 tensors, 849.9 M)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    with torch.device("meta"):
+        real = UNet2DConditionModel.from_config(FULL_UNET_CONFIG).state_dict()
+        tiny = UNet2DConditionModel.from_config(UNET_CONFIG).state_dict()
+        assert set(real) == set(tiny) and len(real) == 686
+        assert round(sum(v.numel() for v in real.values()) / 1e6, 1) == 849.9
+        real_vae = AutoencoderKL.from_config(FULL_VAE_CONFIG).state_dict()
+        assert set(real_vae) == set(AutoencoderKL.from_config(VAE_CONFIG).state_dict())
 
 
 def test_old_vae_attention_names_are_mapped_to_todays() -> None:

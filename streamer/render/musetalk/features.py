@@ -9,15 +9,12 @@ context each side, zeros past either end) → [10 × 5, 384], time-major.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections import OrderedDict
 
 import numpy as np
 import torch
 
 from streamer.units import MODEL_RATE
-
-log = logging.getLogger(__name__)
 
 SEGMENT_SAMPLES = 30 * MODEL_RATE
 ROWS_PER_SECOND = 50
@@ -42,7 +39,8 @@ class WhisperFeatures:
     """Whisper encoder hidden states of an utterance, with a small cache of 30 s segments.
 
     A segment is cached under the digest of its samples, so an upload rendered in windows
-    encodes each segment once, and a long stream re-encodes only its newest segment.
+    encodes each segment once, and a long stream re-encodes only its newest segment. The
+    growing last segment of a stream (`final` False) is not cached: it never recurs.
     """
 
     def __init__(self, extractor, encoder: torch.nn.Module, device: torch.device,
@@ -56,14 +54,15 @@ class WhisperFeatures:
         self._cache_segments = cache_segments
 
     def _encode(self, segments: list[np.ndarray]) -> list[torch.Tensor]:
-        mel = self.extractor(segments, sampling_rate=MODEL_RATE, return_tensors="pt").input_features
+        mel = self.extractor(segments, sampling_rate=MODEL_RATE, return_tensors="pt",
+                             device=str(self.device)).input_features
         dtype = next(self.encoder.parameters()).dtype
         out = self.encoder(mel.to(self.device, dtype), output_hidden_states=True)
         stacked = torch.stack(out.hidden_states, dim=2).float()  # [S, 1500, L, D]
-        return list(stacked.unbind(0))
+        return [states.clone() for states in stacked.unbind(0)]  # each freed on its own
 
     @torch.inference_mode()
-    def hidden_states(self, audio: np.ndarray) -> torch.Tensor:
+    def hidden_states(self, audio: np.ndarray, final: bool = True) -> torch.Tensor:
         """[floor(seconds × 50), L, D] float32 rows of `audio` (16 kHz mono float32)."""
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         rows = len(audio) // SAMPLES_PER_ROW
@@ -72,17 +71,20 @@ class WhisperFeatures:
         segments = [audio[i:i + SEGMENT_SAMPLES] for i in range(0, len(audio), SEGMENT_SAMPLES)]
         keys = [hashlib.blake2b(s.tobytes(), digest_size=16).digest() for s in segments]
         todo = [i for i, k in enumerate(keys) if k not in self._cache]
-        if todo:
-            for i, states in zip(todo, self._encode([segments[i] for i in todo])):
-                self._cache[keys[i]] = states
+        fresh = dict(zip(todo, self._encode([segments[i] for i in todo]))) if todo else {}
         parts = []
-        for key in keys:
-            self._cache.move_to_end(key)
-            parts.append(self._cache[key])
+        for i, key in enumerate(keys):
+            if i in fresh:
+                parts.append(fresh[i])
+                if final or len(segments[i]) == SEGMENT_SAMPLES:
+                    self._cache[key] = fresh[i]
+            else:
+                self._cache.move_to_end(key)
+                parts.append(self._cache[key])
         while len(self._cache) > max(self._cache_segments, len(keys)):
             self._cache.popitem(last=False)
         return torch.cat(parts, dim=0)[:rows]
 
-    def windows(self, audio: np.ndarray, first: int, count: int) -> torch.Tensor:
+    def windows(self, audio: np.ndarray, first: int, count: int, final: bool = True) -> torch.Tensor:
         """[count, 10 × L, D] float32 audio tokens of frames first … first+count-1."""
-        return frame_windows(self.hidden_states(audio), first, count)
+        return frame_windows(self.hidden_states(audio, final), first, count)

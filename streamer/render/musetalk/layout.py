@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -17,8 +16,6 @@ from typing import Mapping
 import torch
 
 from streamer.errors import ModelError
-
-log = logging.getLogger(__name__)
 
 VERSIONS = {"v15": "musetalkV15", "v10": "musetalk"}
 UNET_FILES = {"v15": "unet.pth", "v10": "pytorch_model.bin"}

@@ -17,6 +17,12 @@ _OLD_VAE_ATTENTION = re.compile(r"(\.attentions\.\d+\.)(query|key|value|proj_att
 _NEW_NAMES = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
 
 
+def _loaded(kind: str, module: torch.nn.Module, source) -> torch.nn.Module:
+    count = sum(p.numel() for p in module.parameters())
+    log.info("loaded the %s from %s (%.1f M parameters)", kind, source, count / 1e6)
+    return module.eval().requires_grad_(False)
+
+
 def _build(kind: str, factory, config: dict, source) -> torch.nn.Module:
     try:
         return factory(config)
@@ -30,7 +36,7 @@ def load_unet(layout: Layout) -> torch.nn.Module:
     config = read_config(layout.unet_config)
     unet = _build("UNet", UNet2DConditionModel.from_config, config, layout.unet_config)
     load_strict(unet, read_state_dict(layout.unet_weights), layout.unet_weights)
-    return unet.eval().requires_grad_(False)
+    return _loaded("UNet", unet, layout.unet_weights)
 
 
 def rename_old_vae_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -51,7 +57,7 @@ def load_vae(layout: Layout) -> torch.nn.Module:
     vae = _build("VAE", AutoencoderKL.from_config, config, layout.vae_config)
     state = rename_old_vae_keys(read_state_dict(layout.vae_weights))
     load_strict(vae, state, layout.vae_weights)
-    return vae.eval().requires_grad_(False)
+    return _loaded("VAE", vae, layout.vae_weights)
 
 
 def load_whisper(layout: Layout):
@@ -75,4 +81,4 @@ def load_whisper(layout: Layout):
     if not state:
         raise ModelError(f"{layout.whisper_weights} holds no whisper encoder weights")
     load_strict(encoder, state, layout.whisper_weights)
-    return extractor, encoder.eval().requires_grad_(False)
+    return extractor, _loaded("whisper encoder", encoder, layout.whisper_weights)

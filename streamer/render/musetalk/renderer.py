@@ -15,7 +15,8 @@ from streamer.avatar.prepared import PreparedTemplate
 from streamer.config import Settings
 from streamer.errors import BadInput, ModelError
 from streamer.render.base import RenderJob
-from streamer.render.musetalk.features import WhisperFeatures
+from streamer.render.musetalk.bisenet import FaceParser
+from streamer.render.musetalk.features import ROWS_PER_FRAME, WhisperFeatures
 from streamer.render.musetalk.layout import find_layout, sha256_file
 from streamer.render.musetalk.models import load_unet, load_vae, load_whisper
 from streamer.render.musetalk.positional import positional_encoding
@@ -59,6 +60,8 @@ class MuseTalkRenderer:
         self.layout = find_layout(Path(models), settings.musetalk_version)
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
+        if cuda and not torch.cuda.is_available():
+            raise BadInput(f"render device {device} asked for, but torch sees no CUDA device")
         self.unet_dtype = torch.float16 if cuda and settings.fp16 else torch.float32
         self.vae_dtype = torch.float16 if cuda and settings.vae_fp16 else torch.float32
         self.batch_size = max(1, int(settings.batch_size))
@@ -68,9 +71,11 @@ class MuseTalkRenderer:
         self.scaling = float(self.vae.config.scaling_factor)
         extractor, encoder = load_whisper(self.layout)
         self.features = WhisperFeatures(extractor, encoder.to(self.device), self.device)
-        tokens = features_tokens(encoder)
-        self.pe = positional_encoding(tokens, encoder.config.d_model).to(self.device)
+        tokens = ROWS_PER_FRAME * self.features.layers  # 10 rows × 5 hidden states = 50
+        self.pe = positional_encoding(tokens, self.features.dim).to(self.device)
         self.timestep = torch.zeros(1, device=self.device, dtype=torch.long)
+        face_parse = self.layout.face_parse
+        self.parser = FaceParser(face_parse, self.device) if face_parse is not None else None
         self._unet = torch.compile(self.unet) if settings.compile else self.unet
         self._decode = torch.compile(self.vae.decode) if settings.compile else self.vae.decode
         self._pin = cuda
@@ -90,6 +95,7 @@ class MuseTalkRenderer:
                 "vae_config": sha256_file(self.layout.vae_config),
                 "vae_dtype": str(self.vae_dtype),
                 "latent_dtype": np.dtype(LATENT_DTYPE).name,
+                "face_parse": sha256_file(self.layout.face_parse) if self.parser else "none",
             }
         return dict(self._key)
 
@@ -109,6 +115,8 @@ class MuseTalkRenderer:
     def prepare(
         self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None
     ) -> dict[str, np.ndarray]:
+        """`latents` [N, 8, 32, 32] float16, and `blend_masks` [N, 256, 256] uint8 over the
+        template's blend boxes when the face-parsing weights are installed."""
         n = template.frame_count
         out = np.empty((n, 8, CROP_SIZE // 8, CROP_SIZE // 8), dtype=LATENT_DTYPE)
         for start in range(0, n, self.batch_size):
@@ -118,13 +126,16 @@ class MuseTalkRenderer:
             out[start:stop] = self.encode_crops(crops).cpu().numpy().astype(LATENT_DTYPE)
             if progress is not None:
                 progress(stop, n)
-        return {"latents": out}
+        if self.parser is None:
+            return {"latents": out}
+        masks = self.parser.masks(template.frames, template.face_boxes, template.blend_boxes)
+        return {"latents": out, "blend_masks": masks}
 
     # -- rendering ---------------------------------------------------------------------------
 
     def audio_tokens(self, job: RenderJob) -> torch.Tensor:
         """[T, 50, 384] float32 whisper tokens of the job's frames (before the positional encoding)."""
-        return self.features.windows(job.audio, job.first_unit, job.frames)
+        return self.features.windows(job.audio, job.first_unit, job.frames, job.final)
 
     def _upload(self, array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(array))
@@ -167,7 +178,3 @@ def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype,
     module = module.to(device=device, memory_format=memory)
     return module if dtype == torch.float32 else module.to(dtype)
 
-
-def features_tokens(encoder: torch.nn.Module) -> int:
-    """Audio tokens per frame: 10 rows × (encoder layers + 1) hidden states."""
-    return 10 * (encoder.config.encoder_layers + 1)

@@ -66,7 +66,8 @@ def reference_crops(models: Path, template: PreparedTemplate, tokens: torch.Tens
     config = json.loads((models / "musetalkV15" / "musetalk.json").read_text())
     unet = UNet2DConditionModel(**{k: v for k, v in config.items() if not k.startswith("_")})
     unet.load_state_dict(torch.load(models / "musetalkV15" / "unet.pth", weights_only=True))
-    vae = AutoencoderKL.from_pretrained(str(models / "sd-vae"), local_files_only=True)
+    vae = AutoencoderKL.from_pretrained(str(models / "sd-vae"), local_files_only=True,
+                                        low_cpu_mem_usage=False)
     unet.eval(), vae.eval()
     half = torch.ones(256, 256)
     half[128:] = 0

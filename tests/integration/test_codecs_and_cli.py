@@ -1,0 +1,57 @@
+"""Both video codecs end to end, and the headless client's command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamer.client import Client
+from streamer.config import Settings
+from tests.integration.conftest import live_server
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+async def test_each_video_codec_streams_the_face(cache_dir, codec):
+    with live_server(Settings(cache_dir=cache_dir, video_codec=codec)) as server:
+        client = Client(server.url)
+        try:
+            await client.connect("astronaut")
+            await client.wait_frames(25)
+            video = client.answer_sdp.split("m=video", 1)[1].split("m=", 1)[0]
+            first_payload = video.splitlines()[0].split()[2]
+            assert f"a=rtpmap:{first_payload} {codec.upper()}/90000" in video
+            assert client.received.size == (512, 512)
+            frame = client.received.frames[-1]
+            assert frame.std() > 20  # a picture, not a blank
+        finally:
+            await client.close()
+
+
+def test_client_command_prints_its_figures(server, speech_wav, tmp_path):
+    record = tmp_path / "got.mp4"
+    out = subprocess.run(
+        [sys.executable, "run.py", "client", "--server", server.url, "--template", "astronaut",
+         "--speak", str(speech_wav), "--record", str(record), "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["frames"] > 100 and 20 < figures["fps"] < 30
+    assert figures["speak_to_first_speech_frame_ms"] is not None
+    assert figures["speak_to_first_speech_audio_ms"] is not None
+    assert figures["av_offset_ms"] is not None and abs(figures["av_offset_ms"]) <= 80
+    assert figures["renderer"] == "lite" and figures["stalls"] >= 0
+    import av
+
+    with av.open(str(record)) as container:
+        kinds = sorted(s.type for s in container.streams)
+        assert kinds == ["audio", "video"]
+        assert float(container.duration or 0) / 1e6 > 5

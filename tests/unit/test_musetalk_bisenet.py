@@ -1,0 +1,94 @@
+"""Face parsing for blend masks: the official checkpoint's layout and MuseTalk's "jaw" rule."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from streamer.avatar.prepared import PreparedTemplate
+from streamer.config import Settings
+from streamer.errors import ModelError
+from streamer.render.musetalk import MuseTalkRenderer
+from streamer.render.musetalk.bisenet import (
+    LOWER_LIP, NOSE, SKIN, UPPER_LIP, BiSeNet, blend_mask, jaw_region, load_bisenet,
+)
+from tests.musetalk_tiny import build_tiny_models
+
+
+def test_the_network_has_the_official_checkpoint_layout(tmp_path: Path) -> None:
+    state = BiSeNet().state_dict()
+    for key in ("cp.resnet.layer1.0.conv1.weight", "cp.resnet.layer2.0.downsample.1.running_var",
+                "cp.arm16.conv.conv.weight", "cp.arm32.bn_atten.bias", "cp.conv_avg.bn.weight",
+                "ffm.convblk.conv.weight", "ffm.conv2.weight", "conv_out.conv.conv.weight",
+                "conv_out.conv_out.weight", "conv_out16.conv_out.weight"):
+        assert key in state
+    assert state["conv_out.conv_out.weight"].shape == (19, 256, 1, 1)
+    # Old checkpoints without BatchNorm step counters still load.
+    path = tmp_path / "79999_iter.pth"
+    torch.save({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, path)
+    net = load_bisenet(path)
+    with torch.inference_mode():
+        assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 19, 64, 64)
+    state["ffm.conv1.weight"] = torch.zeros(3, 3, 1, 1)
+    torch.save(state, path)
+    with pytest.raises(ModelError, match=r"wrong shapes: ffm\.conv1\.weight"):
+        load_bisenet(path)
+
+
+def _face_labels() -> np.ndarray:
+    labels = np.zeros((512, 512), np.uint8)
+    cv2.ellipse(labels, (256, 250), (150, 200), 0, 0, 360, SKIN, -1)
+    cv2.rectangle(labels, (236, 200), (276, 300), NOSE, -1)
+    cv2.ellipse(labels, (256, 350), (50, 14), 0, 0, 180, LOWER_LIP, -1)
+    cv2.ellipse(labels, (256, 340), (50, 10), 0, 180, 360, UPPER_LIP, -1)
+    return labels
+
+
+def test_the_jaw_region_keeps_skin_and_lips_but_not_the_nose() -> None:
+    labels = _face_labels()
+    region = jaw_region(labels)
+    assert set(np.unique(region)) <= {0, 255}
+    assert np.all(region[np.isin(labels, (UPPER_LIP, LOWER_LIP))] == 255)
+    assert np.all(region[labels == NOSE] == 0)
+    assert region[400, 256] == 255 and region[5, 5] == 0
+    # The cone kernel grows the skin upwards at the chin's centre, the cheeks are narrowed.
+    assert region[453, 256] == 255 and labels[453, 256] == 0
+
+
+def test_the_blend_mask_stays_below_the_middle_and_inside_the_face() -> None:
+    region = np.full((512, 512), 255, np.uint8)
+    face, blend = np.array([100, 100, 300, 300]), np.array([50, 50, 350, 350])
+    mask = blend_mask(region, face, blend)
+    assert mask.shape == (256, 256) and mask.dtype == np.uint8
+    scale = 256 / 300
+    k = int(0.1 * 300 // 2 * 2) + 1
+    top = int(150 * scale)
+    assert np.all(mask[: int((150 - k) * scale)] == 0)  # above the middle (less the blur)
+    assert mask[int(200 * scale), 128] == 255  # the lower face (box rows 150–250 here)
+    assert np.all(mask[:, : int((50 - k) * scale)] == 0)  # left of the face box
+    assert mask[top - 20].max() < mask[top + 20].max()
+
+
+def test_the_renderer_makes_parsed_blend_masks(tmp_path: Path) -> None:
+    models = build_tiny_models(tmp_path / "models", face_parse=True)
+    renderer = MuseTalkRenderer(models, "cpu", Settings(batch_size=4))
+    assert renderer.cache_key()["face_parse"] != "none"
+    frames = np.random.default_rng(0).integers(0, 256, (2, 300, 300, 3), dtype=np.uint8)
+    boxes = np.array([[60, 50, 240, 250]] * 2, dtype=np.int32)
+    blend = np.array([[15, 15, 285, 285]] * 2, dtype=np.int32)
+    template = PreparedTemplate(
+        id="t", name="t", kind="video", frames=frames, face_boxes=boxes,
+        mouth=np.zeros((2, 2), np.float32), blend_boxes=blend,
+        blend_masks=np.zeros((2, 256, 256), np.uint8), renderer="musetalk", welcome=None,
+    )
+    extras = renderer.prepare(template)
+    assert extras["latents"].shape == (2, 8, 32, 32)
+    masks = extras["blend_masks"]
+    assert masks.shape == (2, 256, 256) and masks.dtype == np.uint8
+    assert np.all(masks[:, :60] == 0)  # nothing above the middle of the blend box, less the blur
+    assert dataclasses.replace(template, blend_masks=masks).blend_masks is masks
