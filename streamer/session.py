@@ -28,7 +28,7 @@ from streamer.media.tracks import MediaPump
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
 from streamer.render.base import RenderJob
-from streamer.units import MODEL_RATE, MODEL_SAMPLES_PER_UNIT, OUT_RATE, OUT_SAMPLES_PER_UNIT
+from streamer.units import MODEL_RATE, MODEL_SAMPLES_PER_UNIT, OUT_RATE
 
 log = logging.getLogger(__name__)
 

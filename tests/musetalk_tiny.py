@@ -137,3 +137,36 @@ def speech_like(seconds: float, seed: int = 0, rate: int = 16_000) -> np.ndarray
     envelope = np.clip(np.sin(2 * np.pi * rng.uniform(3, 5) * t + rng.uniform(0, 6)), 0, None)
     noise = 0.02 * rng.standard_normal(t.shape)
     return (0.3 * voiced * envelope + noise).astype(np.float32)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> Path:
+    """16-bit mono WAV of float samples in [-1, 1]."""
+    import wave
+
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def tiny_musetalk_settings(root: Path, **overrides):
+    """Settings for a MuseTalk install of tiny weights and a one-photo templates folder.
+
+    The welcome line is short: preparation renders it, and that is slow on the CPU.
+    """
+    import json
+    import shutil
+
+    from streamer.config import ROOT, Settings
+
+    templates = root / "templates"
+    templates.mkdir(parents=True)
+    shutil.copy(ROOT / "templates" / "astronaut.png", templates / "astronaut.png")
+    write_wav(templates / "hi.wav", speech_like(0.3, seed=9))
+    (templates / "astronaut.json").write_text(json.dumps({"name": "A", "welcome_audio": "hi.wav"}))
+    return Settings(
+        templates_dir=templates, cache_dir=root / "cache", renderer="musetalk",
+        models=build_tiny_models(root / "models"), devices=("cpu",), **overrides,
+    )

@@ -51,13 +51,11 @@ def nvenc_available() -> bool:
         return False
 
 
-class TunedH264Encoder(H264Encoder):
-    """aiortc's H.264 packetizer with our own encoder context: preset, NVENC, fixed bitrate."""
+class ClampedBitrate:
+    """`target_bitrate` as aiortc's encoders expose it, held within BAND of the target."""
 
-    def __init__(self, settings: EncoderSettings) -> None:
-        super().__init__()
-        self._settings = settings
-        self._bitrate = settings.bitrate
+    _settings: EncoderSettings
+    _bitrate: int
 
     @property
     def target_bitrate(self) -> int:
@@ -66,6 +64,15 @@ class TunedH264Encoder(H264Encoder):
     @target_bitrate.setter
     def target_bitrate(self, bitrate: int) -> None:
         self._bitrate = self._settings.clamp(bitrate)
+
+
+class TunedH264Encoder(ClampedBitrate, H264Encoder):
+    """aiortc's H.264 packetizer with our own encoder context: preset, NVENC, fixed bitrate."""
+
+    def __init__(self, settings: EncoderSettings) -> None:
+        super().__init__()
+        self._settings = settings
+        self._bitrate = settings.bitrate
 
     def _open(self, frame: av.VideoFrame) -> av.CodecContext:
         codec = av.CodecContext.create(self._settings.h264_codec, "w")
@@ -98,7 +105,7 @@ class TunedH264Encoder(H264Encoder):
             yield from self._split_bitstream(data)
 
 
-class ClampedVp8Encoder(Vp8Encoder):
+class ClampedVp8Encoder(ClampedBitrate, Vp8Encoder):
     """aiortc's VP8 encoder at a fixed bitrate band, so REMB never rebuilds it."""
 
     def __init__(self, settings: EncoderSettings) -> None:
@@ -108,14 +115,6 @@ class ClampedVp8Encoder(Vp8Encoder):
         # aiortc sizes VP8's rate-control buffer from its own private copy of the bitrate
         # (500 kbit/s): give it ours, or the buffer holds a third of a second, not one.
         self._Vp8Encoder__target_bitrate = settings.bitrate
-
-    @property
-    def target_bitrate(self) -> int:
-        return self._bitrate
-
-    @target_bitrate.setter
-    def target_bitrate(self, bitrate: int) -> None:
-        self._bitrate = self._settings.clamp(bitrate)
 
 
 def make_encoder(codec, settings: EncoderSettings):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import wave
 from pathlib import Path
 
 import av
@@ -14,36 +11,18 @@ import pytest
 from streamer.config import ROOT, Settings
 from streamer.errors import BadInput, NotFound
 from streamer.offline import render_file
-from tests.musetalk_tiny import build_tiny_models, speech_like
+from tests.musetalk_tiny import speech_like, tiny_musetalk_settings, write_wav
 
 SECONDS = 1.3
 
 
-def _write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> Path:
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
-
-
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory) -> Settings:
-    root = tmp_path_factory.mktemp("offline")
-    templates = root / "templates"
-    templates.mkdir()
-    shutil.copy(ROOT / "templates" / "astronaut.png", templates / "astronaut.png")
-    # A short welcome line keeps preparation (which renders it) quick on the CPU.
-    _write_wav(templates / "hi.wav", speech_like(0.3, seed=9))
-    (templates / "astronaut.json").write_text(json.dumps({"name": "A", "welcome_audio": "hi.wav"}))
-    models = build_tiny_models(root / "models")
-    return Settings(templates_dir=templates, cache_dir=root / "cache", renderer="musetalk",
-                    models=models, devices=("cpu",), batch_size=16)
+    return tiny_musetalk_settings(tmp_path_factory.mktemp("offline"), batch_size=16)
 
 
 def test_render_file_writes_a_playable_mp4_of_the_right_length(settings: Settings, tmp_path: Path) -> None:
-    audio = _write_wav(tmp_path / "speech.wav", speech_like(SECONDS, seed=10))
+    audio = write_wav(tmp_path / "speech.wav", speech_like(SECONDS, seed=10))
     out, feats = tmp_path / "out.mp4", tmp_path / "features.npy"
     figures = render_file(settings, "astronaut", audio, out, save_features=feats, progress=False)
     units = int(np.ceil(SECONDS * 25))
@@ -68,7 +47,7 @@ def test_render_file_writes_a_playable_mp4_of_the_right_length(settings: Setting
 
 
 def test_render_file_refuses_unknown_templates_and_lite_features(settings: Settings, tmp_path: Path) -> None:
-    audio = _write_wav(tmp_path / "a.wav", speech_like(0.2))
+    audio = write_wav(tmp_path / "a.wav", speech_like(0.2))
     with pytest.raises(NotFound):
         render_file(settings, "nobody", audio, tmp_path / "x.mp4", progress=False)
     lite = Settings(templates_dir=settings.templates_dir, cache_dir=settings.cache_dir,

@@ -2,48 +2,27 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
-import wave
-from pathlib import Path
 
 import aiohttp
 import numpy as np
 import pytest
 
 from streamer.client import Client, mouth_motion
-from streamer.config import ROOT, Settings
+from streamer.config import Settings
 from tests.integration.conftest import live_server
-from tests.musetalk_tiny import build_tiny_models, speech_like
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> bytes:
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return path.read_bytes()
+from tests.musetalk_tiny import speech_like, tiny_musetalk_settings, write_wav
 
 
 @pytest.fixture(scope="module")
 def musetalk_settings(tmp_path_factory) -> Settings:
-    root = tmp_path_factory.mktemp("musetalk-session")
-    templates = root / "templates"
-    templates.mkdir()
-    shutil.copy(ROOT / "templates" / "astronaut.png", templates / "astronaut.png")
-    write_wav(templates / "hi.wav", speech_like(0.4, seed=3))
-    (templates / "astronaut.json").write_text(json.dumps({"name": "A", "welcome_audio": "hi.wav"}))
-    return Settings(
-        templates_dir=templates, cache_dir=root / "cache", renderer="musetalk",
-        models=build_tiny_models(root / "models"), devices=("cpu",), batch_size=8,
-        render_timeout_s=120.0,
+    return tiny_musetalk_settings(
+        tmp_path_factory.mktemp("musetalk-session"), batch_size=8, render_timeout_s=120.0
     )
 
 
 async def test_a_musetalk_session_speaks_over_webrtc(musetalk_settings, tmp_path):
-    speech = write_wav(tmp_path / "s.wav", speech_like(1.2, seed=4))
+    speech = write_wav(tmp_path / "s.wav", speech_like(1.2, seed=4)).read_bytes()
     with live_server(musetalk_settings) as server:
         client = Client(server.url)
         try:
