@@ -25,6 +25,7 @@ from streamer.media.clock import Clock, MonotonicClock
 from streamer.media.compositor import compose
 from streamer.media.playout import Playout, Unit, Utterance, Window
 from streamer.media.tracks import MediaPump
+from streamer.memory import release_free_memory
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
 from streamer.render.base import RenderJob
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 CHUNK_UNITS = 750
 """Whisper encodes 30 s windows (750 units); a job's audio starts one such window before its own."""
 CONNECT_TIMEOUT_S = 30.0
+LOW_WATER_UNITS = 4
+"""A playing stream with fewer rendered-or-cut units than this ahead gets a window cut now."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class Speech:
         self.utterance.add_audio(audio.to_int16(audio48k))
         return self._add_windows(self.cutter.push(audio16k))
 
+    def cut_available(self) -> list[segmenter.Window]:
+        return self._add_windows(self.cutter.cut_available())
+
     def finish(self) -> list[segmenter.Window]:
         windows = self._add_windows(self.cutter.finish())
         units = self.utterance.known_units
@@ -117,6 +123,13 @@ class AudioStream:
         if self.seconds > self._session.settings.max_audio_seconds:
             raise BadInput(f"stream longer than {self._session.settings.max_audio_seconds:.0f} s")
         self._speech.add(out[MODEL_RATE], out[OUT_RATE])
+        utterance = self._speech.utterance
+        if (
+            self._session.playout.current is utterance
+            and utterance.played > 0
+            and utterance.known_units - utterance.played < LOW_WATER_UNITS
+        ):
+            self._speech.cut_available()
 
     def end(self) -> float:
         out = self._pcm.flush()
@@ -460,6 +473,7 @@ class SessionManager:
         await session.close()
         self.metrics.sessions.set(len(self.sessions))
         log.info("session %s closed", session_id)
+        await asyncio.get_running_loop().run_in_executor(None, release_free_memory)
 
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(sid) for sid in list(self.sessions)))

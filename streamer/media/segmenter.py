@@ -91,6 +91,17 @@ class Segmenter:
             windows.append(self._take(self._cut(self._next + self._max_units)))
         return windows
 
+    def cut_available(self) -> list[Window]:
+        """One window of all the audio known now (less the look-ahead), ahead of the rules.
+
+        For a live stream whose playout is about to run dry: audio that arrives in real time
+        never builds the lead a full window needs, so small windows keep the lips going.
+        """
+        units = self._size // UNIT - self.lookahead_units - self._next
+        if self._finished or self._next == 0 or units < 1:
+            return []
+        return [self._take(units)]
+
     def finish(self) -> list[Window]:
         """Pad the tail to a whole unit and return the remaining windows."""
         if self._finished:

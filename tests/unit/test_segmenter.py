@@ -132,3 +132,23 @@ def test_windows_ramp_up_so_each_renders_while_the_earlier_play():
     assert sizes[:3] == [5, 5, 10]
     for w in windows[1:3]:
         assert w.units <= w.first_unit  # no longer than what plays before it
+
+
+def test_cut_available_takes_what_is_known_and_the_rest_still_tiles():
+    rng = np.random.default_rng(11)
+    audio = _voiced(3.0, rng)
+    segmenter = Segmenter()
+    windows = segmenter.push(audio[: 12 * UNIT])  # 12 units: the first two ramp windows
+    assert [w.units for w in windows] == [5, 5]
+    assert segmenter.cut_available() == []  # nothing past the look-ahead yet
+    windows += segmenter.push(audio[12 * UNIT : 15 * UNIT])
+    extra = segmenter.cut_available()
+    assert extra == [Window(10, 15 - 2 - 10)]  # all known units but the 2 of look-ahead
+    windows += extra + segmenter.push(audio[15 * UNIT :]) + segmenter.finish()
+    _assert_tiles(windows, -(-len(audio) // UNIT))
+
+
+def test_cut_available_waits_for_the_first_window():
+    segmenter = Segmenter()
+    segmenter.push(_voiced(0.1, np.random.default_rng(12)))
+    assert segmenter.cut_available() == []
