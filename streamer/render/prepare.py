@@ -49,9 +49,15 @@ def cache_key(source: TemplateSource, renderer: Renderer, models: Path | None = 
     return key
 
 
+def renderer_cache(cache_dir: Path, renderer: str) -> Path:
+    """Each renderer keeps its own cache (`cache/<renderer>/<template>/`), so switching renderer
+    (or rendering offline with another one) never throws the other's away."""
+    return Path(cache_dir) / renderer
+
+
 def is_fresh(source: TemplateSource, renderer: Renderer, cache_dir: Path, models: Path | None = None) -> bool:
     """Whether the cache of `source` matches the file and renderer (reads the manifest only)."""
-    manifest = cache.read_manifest(cache_dir, source.id)
+    manifest = cache.read_manifest(renderer_cache(cache_dir, renderer.name), source.id)
     if manifest is None:
         return False
     return cache.manifest_matches(manifest, file_sha256(source.path), cache_key(source, renderer, models)) is None
@@ -86,13 +92,13 @@ def load_or_prepare(
     sha = file_sha256(source.path)
     key = cache_key(source, renderer, models)
     if not force:
-        cached = cache.load(cache_dir, source.id, frames, sha, key)
+        cached = cache.load(renderer_cache(cache_dir, renderer.name), source.id, frames, sha, key)
         if cached is not None:
             log.info("template %s loaded from the cache (%s)", source.id, renderer.name)
             return cached
     started = time.monotonic()
     template = _build(source, frames, renderer, progress, models)
-    cache.save(template, cache_dir, sha, key)
+    cache.save(template, renderer_cache(cache_dir, renderer.name), sha, key)
     welcome = f"{template.welcome.seconds:.1f} s welcome" if template.welcome else "no welcome"
     log.info(
         "prepared template %s for %s: %d frames, %s, in %.1f s",

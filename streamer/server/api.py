@@ -14,7 +14,7 @@ from aiohttp import WSMsgType, web
 
 from streamer import audio, tts
 from streamer.errors import BadInput, NotFound, StreamerError, Unauthorized, UnsupportedMedia
-from streamer.server.keys import SESSIONS, SETTINGS
+from streamer.server.keys import SESSIONS, SETTINGS, STARTUP
 from streamer.session import Session, SessionManager
 from streamer.units import MODEL_RATE, OUT_RATE
 
@@ -70,13 +70,13 @@ def _template_json(manager: SessionManager, template_id: str) -> dict[str, Any]:
 
 @routes.get("/api/templates")
 async def list_templates(request: web.Request) -> web.Response:
-    manager = request.app[SESSIONS]
-    return web.json_response(
-        {
-            "templates": [_template_json(manager, tid) for tid in sorted(manager.templates)],
-            "renderer": manager.pool.renderer,
-        }
-    )
+    """Ready templates, then those still preparing (or failed, with the reason)."""
+    manager, startup = request.app[SESSIONS], request.app[STARTUP]
+    listed = [_template_json(manager, tid) for tid in sorted(manager.templates)]
+    for tid, name in sorted(startup["discovered"].items()):
+        if tid not in manager.templates:
+            listed.append({"id": tid, "name": name, "ready": False, "error": startup["failed"].get(tid)})
+    return web.json_response({"templates": listed, "renderer": manager.pool.renderer})
 
 
 @routes.get("/api/templates/{template_id}/preview.jpg")

@@ -22,20 +22,20 @@ from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
 from streamer.pool.local import LocalPool
 from streamer.render import registry
-from streamer.render.prepare import MAX_FRAMES
+from streamer.render.prepare import MAX_FRAMES, renderer_cache
 from streamer.server import api, whep
 from streamer.server.http import cors, errors
-from streamer.server.keys import METRICS, SESSIONS, SETTINGS
+from streamer.server.keys import METRICS, SESSIONS, SETTINGS, STARTUP
 from streamer.session import SessionManager
 
 log = logging.getLogger(__name__)
-STARTUP = web.AppKey("startup", dict)
 WEB_FILE = re.compile(r"[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico|webmanifest)")
 
 
 def load_cached(source: TemplateSource, cache_dir, key: dict[str, str]) -> PreparedTemplate:
     """The template a worker has just prepared, read back from the cache by the web process."""
-    template = cache.load(cache_dir, source.id, load_frames(source, MAX_FRAMES), file_sha256(source.path), key)
+    folder = renderer_cache(cache_dir, key["renderer"])
+    template = cache.load(folder, source.id, load_frames(source, MAX_FRAMES), file_sha256(source.path), key)
     if template is None:
         raise NotReady(f"the cache of {source.id} could not be read back")
     return template
@@ -49,6 +49,7 @@ async def _start(app: web.Application) -> None:
     try:
         await manager.pool.start()
         sources = discover(settings.templates_dir)
+        state["discovered"] = {s.id: s.name for s in sources.values()}
         for source in sources.values():
             state["phase"] = f"preparing {source.id}"
             try:
@@ -169,6 +170,7 @@ def create_app(
         "ready": False,
         "phase": "starting workers",
         "failed": {},
+        "discovered": {},
         "started": time.monotonic(),
         "workers_gauge": Gauge(
             "streamer_worker_alive", "Render worker is running", ["index", "device"], registry=metrics_.registry

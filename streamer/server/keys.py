@@ -9,3 +9,5 @@ from streamer.session import SessionManager
 SETTINGS = web.AppKey("settings", Settings)
 SESSIONS = web.AppKey("sessions", SessionManager)
 METRICS = web.AppKey("metrics", Metrics)
+STARTUP = web.AppKey("startup", dict)
+"""Start-up state: ready, phase, the templates discovered and those that failed."""

@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 
 from streamer.config import Settings
-from streamer.server.app import STARTUP, create_app
+from streamer.server.app import create_app
+from streamer.server.keys import STARTUP
 
 READY_TIMEOUT_S = 240.0
 

@@ -52,16 +52,16 @@ def test_round_trip(setup):
     assert not is_fresh(source, r, cache_dir)
     built = load_or_prepare(source, r, cache_dir, progress=False)
     assert is_fresh(source, r, cache_dir)
-    manifest = json.loads((cache_dir / "astronaut" / "manifest.json").read_text())
+    manifest = json.loads((cache_dir / "lite" / "astronaut" / "manifest.json").read_text())
     assert manifest["format"] == cache.FORMAT and manifest["key"]["renderer"] == "lite"
     assert manifest["key"]["renderer.lite"] == r.cache_key()["lite"]
     assert manifest["arrays"]["blend_masks"]["shape"] == [1, 256, 256]
     assert built.welcome is not None and built.welcome.audio.shape == (built.welcome.units * 1920,)
     assert built.welcome.audio.dtype == np.int16 and np.abs(built.welcome.audio).max() > 3000
-    loaded = cache.load(cache_dir, "astronaut", built.frames, manifest["source_sha256"], manifest["key"])
+    loaded = cache.load(cache_dir / "lite", "astronaut", built.frames, manifest["source_sha256"], manifest["key"])
     assert loaded is not None
     assert_same(built, loaded)
-    assert not list(cache_dir.glob(".*"))  # no temporary folders left behind
+    assert not list((cache_dir / "lite").glob(".*"))  # no temporary folders left behind
 
 
 def test_welcome_clip_speaks(setup):
@@ -105,7 +105,7 @@ def test_corrupt_cache_is_rebuilt(setup, caplog, damage):
     source, cache_dir = setup
     r = LiteRenderer()
     good = load_or_prepare(source, r, cache_dir, progress=False)
-    folder = cache_dir / "astronaut"
+    folder = cache_dir / "lite" / "astronaut"
     if damage == "bad_json":
         (folder / "manifest.json").write_text("{not json")
     elif damage == "truncated_npz":
@@ -124,7 +124,7 @@ def test_corrupt_cache_is_rebuilt(setup, caplog, damage):
     assert_same(good, rebuilt)
     assert is_fresh(source, r, cache_dir)
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert cache.load(cache_dir, "astronaut", good.frames, manifest["source_sha256"], manifest["key"]) is not None
+    assert cache.load(cache_dir / "lite", "astronaut", good.frames, manifest["source_sha256"], manifest["key"]) is not None
 
 
 def test_missing_cache_is_none(tmp_path):
