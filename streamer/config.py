@@ -22,7 +22,7 @@ class Settings:
     key: str | None = None
     """Server key; required when binding anything but loopback. Grants control of every session."""
     cors_origins: tuple[str, ...] = ()
-    """Origins allowed to call the API from a browser (an allow-list; never `*` by default)."""
+    """Origins allowed to call the API from a browser (an allow-list; there is no wildcard)."""
 
     templates_dir: Path = ROOT / "templates"
     cache_dir: Path = ROOT / "cache"
@@ -47,7 +47,7 @@ class Settings:
     """`auto` (browser's choice), `h264` or `vp8`."""
     x264_preset: str = "superfast"
     video_bitrate: int = 1_500_000
-    """Target bitrate; REMB may move it only within ±10 % so the encoder is never rebuilt."""
+    """Target bitrate; REMB may move it only within ±5 % (aiortc rebuilds an encoder past 10 %)."""
     h264_encoder: str = "auto"
     """`auto` (NVENC when ffmpeg has it, else libx264), `libx264` or `h264_nvenc`."""
 

@@ -22,6 +22,7 @@ from streamer.config import Settings
 from streamer.errors import BadInput, Busy, NotFound, NotReady, StreamerError, Unauthorized
 from streamer.media import segmenter
 from streamer.media.clock import Clock, MonotonicClock
+from streamer.media.buffer import Samples
 from streamer.media.compositor import compose
 from streamer.media.playout import Playout, Unit, Utterance, Window
 from streamer.media.tracks import MediaPump
@@ -38,6 +39,14 @@ CHUNK_UNITS = 750
 CONNECT_TIMEOUT_S = 30.0
 LOW_WATER_UNITS = 4
 """A playing stream with fewer rendered-or-cut units than this ahead gets a window cut now."""
+
+
+def bearer_matches(authorization: str | None, secret: str | None) -> bool:
+    """`Authorization: Bearer <secret>`, compared in constant time (any input, no exception)."""
+    scheme, _, credential = (authorization or "").partition(" ")
+    if not secret or scheme.lower() != "bearer" or not credential:
+        return False
+    return hmac.compare_digest(credential.strip().encode(), secret.encode())
 
 
 @dataclass(frozen=True)
@@ -71,16 +80,23 @@ class Speech:
     def __init__(self, utterance: Utterance, cutter: segmenter.Segmenter) -> None:
         self.utterance = utterance
         self.cutter = cutter
-        self.audio16k = np.zeros(0, np.float32)
+        self._audio16k = Samples(np.float32)
         self.created = time.monotonic()
         self.first_audio_at: float | None = None
         self.windows_ready = asyncio.Event()
 
+    @property
+    def audio16k(self) -> np.ndarray:
+        return self._audio16k.view
+
     def add(self, audio16k: np.ndarray, audio48k: np.ndarray) -> list[segmenter.Window]:
-        if self.first_audio_at is None and len(audio16k):
+        if len(audio48k):
+            self.utterance.add_audio(audio.to_int16(audio48k))
+        if not len(audio16k):
+            return []
+        if self.first_audio_at is None:
             self.first_audio_at = time.monotonic()
-        self.audio16k = np.concatenate([self.audio16k, audio16k])
-        self.utterance.add_audio(audio.to_int16(audio48k))
+        self._audio16k.append(audio16k)
         return self._add_windows(self.cutter.push(audio16k))
 
     def cut_available(self) -> list[segmenter.Window]:
@@ -88,8 +104,7 @@ class Speech:
 
     def finish(self) -> list[segmenter.Window]:
         windows = self._add_windows(self.cutter.finish())
-        units = self.utterance.known_units
-        self.audio16k = _pad(self.audio16k, units * MODEL_SAMPLES_PER_UNIT)
+        self._audio16k.pad_to(self.utterance.known_units * MODEL_SAMPLES_PER_UNIT)
         self.utterance.end()
         return windows
 
@@ -99,12 +114,6 @@ class Speech:
         if windows:
             self.windows_ready.set()
         return windows
-
-
-def _pad(samples: np.ndarray, length: int) -> np.ndarray:
-    if len(samples) >= length:
-        return samples
-    return np.concatenate([samples, np.zeros(length - len(samples), samples.dtype)])
 
 
 class AudioStream:
@@ -168,6 +177,7 @@ class Session:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ids = 0
         self.closed = asyncio.Event()
+        self.closing = False
         self.render_failures = 0
         if template.welcome is not None and template.welcome.units:
             self.playout.enqueue(self._welcome_utterance(template))
@@ -226,6 +236,8 @@ class Session:
     # --- speech --------------------------------------------------------------------------
 
     def _new_speech(self) -> Speech:
+        if self.closing:
+            raise NotFound(f"session {self.id} has ended")
         if self.playout.queued_seconds > self.settings.max_queued_seconds:
             raise Busy(f"more than {self.settings.max_queued_seconds:.0f} s of speech queued")
         self._ids += 1
@@ -282,13 +294,18 @@ class Session:
         while True:
             speech = await self._pending.get()
             utterance = speech.utterance
-            if utterance.epoch != self.epoch or not self.playout.assign_base(utterance):
+            if utterance.epoch != self.epoch:
                 continue  # dropped by an interrupt
+            placed = self.playout.assign_base(utterance)
+            assert placed, "utterances are dispatched in order, each after the one before ended"
             sent = 0
             while utterance.epoch == self.epoch:
                 speech.windows_ready.clear()
                 for window in utterance.windows[sent:]:
                     await in_flight.acquire()
+                    if utterance.epoch != self.epoch:  # interrupted while waiting for a slot
+                        in_flight.release()
+                        break
                     self._spawn(self._render(speech, window, in_flight))
                     sent += 1
                 if utterance.ended and sent == len(utterance.windows):
@@ -311,7 +328,9 @@ class Session:
             started = time.perf_counter()
             try:
                 crops = await self._pool.render(job)
-            except StreamerError as exc:
+                if crops.shape[:1] != (window.units,):
+                    raise StreamerError(f"{crops.shape[0]} crops for {window.units} frames")
+            except Exception as exc:  # noqa: BLE001 - its audio still plays, over the still face
                 self.render_failures += 1
                 log.error("session %s: window %d of %s failed: %s", self.id, window.first_unit, utterance.id, exc)
                 window.failed = True
@@ -379,13 +398,17 @@ class Session:
         }
 
     async def close(self) -> None:
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-        for task in list(self._tasks):
+        self.closing = True
+        tasks = [t for t in (self._dispatcher, *self._tasks) if t is not None]
+        for task in tasks:
             task.cancel()
-        await self.pump.stop()
-        await self.pc.close()
-        self.closed.set()
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.pump.stop()
+            await self.pc.close()
+        finally:
+            self.listeners.clear()
+            self.closed.set()
 
 
 class SessionManager:
@@ -403,6 +426,8 @@ class SessionManager:
         self.metrics = metrics
         self.templates: dict[str, PreparedTemplate] = {}
         self.sessions: dict[str, Session] = {}
+        self._opening = 0
+        """Sessions being negotiated: they count against the limit before they are listed."""
         self._clock_factory = clock_factory
         self._watchers: set[asyncio.Task[None]] = set()
 
@@ -416,16 +441,19 @@ class SessionManager:
         if not isinstance(template_id, str) or not isinstance(sdp, str):
             raise BadInput("`template` and `sdp` must be strings")
         template = self.template(template_id)
-        if len(self.sessions) >= self.settings.max_sessions:
+        if len(self.sessions) + self._opening >= self.settings.max_sessions:
             raise Busy(f"the server holds its limit of {self.settings.max_sessions} sessions")
         if not self.pool.renderer:
             raise NotReady("render workers are starting")
         session = Session(template, self.pool, self.settings, self.metrics, self._clock_factory())
+        self._opening += 1
         try:
             answer = await session.answer(sdp)
         except BaseException:
             await session.close()
             raise
+        finally:
+            self._opening -= 1
         self.sessions[session.id] = session
         self.metrics.session_opened(template_id)
         self.metrics.sessions.set(len(self.sessions))
@@ -456,13 +484,7 @@ class SessionManager:
     def authorize(self, session_id: str, authorization: str | None) -> Session:
         """The session, when `authorization` is `Bearer <its token or the server key>`."""
         session = self.get(session_id)
-        scheme, _, credential = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer":
-            credential = ""
-        if credential and (
-            hmac.compare_digest(credential, session.token)
-            or (self.settings.key is not None and hmac.compare_digest(credential, self.settings.key))
-        ):
+        if bearer_matches(authorization, session.token) or bearer_matches(authorization, self.settings.key):
             return session
         raise Unauthorized("this session needs its token (Authorization: Bearer <token>)")
 

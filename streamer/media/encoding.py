@@ -75,13 +75,23 @@ class TunedH264Encoder(ClampedBitrate, H264Encoder):
         self._bitrate = settings.bitrate
 
     def _open(self, frame: av.VideoFrame) -> av.CodecContext:
-        codec = av.CodecContext.create(self._settings.h264_codec, "w")
+        if self._settings.h264_codec == "h264_nvenc":
+            try:
+                codec = self._context(frame, "h264_nvenc")
+                codec.open()
+                return codec
+            except Exception as exc:  # noqa: BLE001 - e.g. the GPU's NVENC session limit
+                log.warning("NVENC could not open (%s); this session encodes with libx264", exc)
+        return self._context(frame, "libx264")
+
+    def _context(self, frame: av.VideoFrame, name: str) -> av.CodecContext:
+        codec = av.CodecContext.create(name, "w")
         codec.width, codec.height = frame.width, frame.height
         codec.bit_rate = self._bitrate
         codec.pix_fmt = "yuv420p"
         codec.framerate = fractions.Fraction(FPS, 1)
         codec.time_base = fractions.Fraction(1, FPS)
-        if self._settings.h264_codec == "h264_nvenc":
+        if name == "h264_nvenc":
             codec.options = {"preset": "p1", "tune": "ull", "zerolatency": "1", "bf": "0"}
         else:
             codec.options = {
@@ -89,7 +99,7 @@ class TunedH264Encoder(ClampedBitrate, H264Encoder):
                 "tune": "zerolatency",
                 "level": "31",
             }
-        codec.profile = "Baseline" if self._settings.h264_codec == "libx264" else "baseline"
+        codec.profile = "Baseline" if name == "libx264" else "baseline"
         return codec
 
     def _encode_frame(self, frame: av.VideoFrame, force_keyframe: bool) -> Iterator[bytes]:

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from streamer.media.buffer import Samples
 from streamer.units import OUT_SAMPLES_PER_UNIT
 
 SILENCE = np.zeros(OUT_SAMPLES_PER_UNIT, dtype=np.int16)
@@ -62,7 +63,7 @@ class Utterance:
         self.total_units: int | None = None
         """Known once the audio has ended."""
         self.played = 0
-        self._audio = np.zeros(0, dtype=np.int16)
+        self._audio = Samples(np.int16)
         self._window_of_unit: list[int] = []
 
     @property
@@ -78,7 +79,11 @@ class Utterance:
         return self.ended and self.played >= (self.total_units or 0)
 
     def add_audio(self, samples: np.ndarray) -> None:
-        self._audio = np.concatenate([self._audio, samples.astype(np.int16, copy=False)])
+        self._audio.append(samples.astype(np.int16, copy=False))
+
+    def has_audio(self, k: int) -> bool:
+        """Whether unit k's 48 kHz audio is all here (the tail of an ended utterance is padded)."""
+        return self.ended or len(self._audio) >= (k + 1) * OUT_SAMPLES_PER_UNIT
 
     def add_window(self, window: Window) -> None:
         if window.first_unit != self.known_units:
@@ -91,7 +96,7 @@ class Utterance:
         self.total_units = self.known_units
 
     def unit_audio(self, k: int) -> np.ndarray:
-        chunk = self._audio[k * OUT_SAMPLES_PER_UNIT : (k + 1) * OUT_SAMPLES_PER_UNIT]
+        chunk = self._audio.view[k * OUT_SAMPLES_PER_UNIT : (k + 1) * OUT_SAMPLES_PER_UNIT].copy()
         if chunk.shape[0] < OUT_SAMPLES_PER_UNIT:
             chunk = np.concatenate([chunk, SILENCE[: OUT_SAMPLES_PER_UNIT - chunk.shape[0]]])
         return chunk
@@ -184,16 +189,17 @@ class Playout:
         n = self.counters.ticks
         self.counters.ticks += 1
         while self._queue and self._queue[0].finished:
-            self._queue.popleft()  # ended with no units, or before a tick could see it
+            empty = self._queue.popleft()  # a stream that ended before any audio came
+            self._on_event({"type": "speaking_ended", "utterance_id": empty.id, "tick": n, "duration_s": 0.0})
         head = self._queue[0] if self._queue else None
         if head is None or head.base_position is None:
             return self._idle(n)
         k = head.played
         window = head.window_of(k)
-        if window is None or not window.ready:
+        if window is None or not window.ready or not head.has_audio(k):
             if k == 0:
                 return self._idle(n)
-            if window is None:
+            if window is None or not head.has_audio(k):
                 self.counters.starved += 1
             else:
                 self.counters.stalls += 1

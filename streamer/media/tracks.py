@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+from dataclasses import replace
 from typing import Callable
 
 import av
@@ -100,7 +101,11 @@ class MediaPump:
             unit = self.playout.tick()
             if self.on_unit is not None:
                 self.on_unit(unit, due)
-            frame = await loop.run_in_executor(None, self._video_frame, unit, n)
+            try:
+                frame = await loop.run_in_executor(None, self._video_frame, unit, n)
+            except Exception:  # noqa: BLE001 - one bad frame must not stop the stream
+                log.exception("composing unit %d failed; showing the template frame", n)
+                frame = await loop.run_in_executor(None, self._video_frame, replace(unit, crop=None), n)
             self.video.put(frame)
             for packet in self._audio_frames(unit, n):
                 self.audio.put(packet)

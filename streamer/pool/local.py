@@ -14,9 +14,10 @@ import logging
 import multiprocessing as mp
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -32,6 +33,8 @@ MAX_IN_FLIGHT = 2
 """Jobs a worker holds at once: one rendering, one waiting in its pipe (keeps a GPU fed)."""
 START_TIMEOUT_S = 600.0
 """Loading full-size models from a slow disk can take minutes."""
+RESTART_BACKOFF_S = (1.0, 5.0, 30.0)
+"""Waits before restarting a dead worker: after its first, second, and every later death."""
 
 
 class WorkerDied(StreamerError):
@@ -58,6 +61,10 @@ class Worker:
         self.stats = WorkerStats(index, device)
         self._settings = settings
         self._progress = progress
+        self.on_death: Callable[["Worker"], None] | None = None
+        # Its own thread for pipe I/O: a send blocks while the worker renders, and must not
+        # hold a thread of the default pool that video encoding needs.
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"worker{index}-io")
         self._pending: dict[int, asyncio.Future[tuple[dict[str, Any], dict[str, np.ndarray]]]] = {}
         self._ids = itertools.count()
         self._conn: Connection | None = None
@@ -82,8 +89,12 @@ class Worker:
         self._process.start()
         child.close()
         self._conn = parent
-        ready = await asyncio.wait_for(loop.run_in_executor(None, self._read_hello, parent), START_TIMEOUT_S)
+        try:
+            ready = await asyncio.wait_for(loop.run_in_executor(self._io, self._read_hello, parent), START_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            ready = {"type": "failed", "error": f"not ready in {START_TIMEOUT_S:.0f} s"}
         if ready.get("type") != "ready":
+            self._discard_process()
             raise NotReady(f"worker {self.stats.index} on {self.stats.device} failed: {ready.get('error')}")
         self.renderer = ready["renderer"]
         self.stats.alive = True
@@ -121,6 +132,8 @@ class Worker:
             if not future.done():
                 future.set_exception(WorkerDied(f"worker {self.stats.index} died"))
         self._pending.clear()
+        if self.on_death is not None:
+            self.on_death(self)
 
     async def call(
         self, meta: dict[str, Any], arrays: dict[str, np.ndarray] | None, timeout: float
@@ -135,8 +148,14 @@ class Worker:
         started = time.perf_counter()
         try:
             async with self._send_lock:
+                send = asyncio.get_running_loop().run_in_executor(self._io, self._conn.send_bytes, payload)
                 try:
-                    await asyncio.get_running_loop().run_in_executor(None, self._conn.send_bytes, payload)
+                    # A cancelled caller must not release the lock mid-message: the next
+                    # send would interleave with this one on the pipe.
+                    await asyncio.shield(send)
+                except asyncio.CancelledError:
+                    await asyncio.wait([send])
+                    raise
                 except OSError:  # the process is gone; its reader thread may not know yet
                     self._died()
                     raise WorkerDied(f"worker {self.stats.index} is gone") from None
@@ -164,9 +183,19 @@ class Worker:
                 pass
         if self._process is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._process.join, 5)
+        self._discard_process()
+
+    def _discard_process(self) -> None:
+        """Kill the process if it still runs, and release it and its pipe."""
+        if self._process is not None:
             if self._process.is_alive():
                 self._process.kill()
-        self.stats.alive = False
+                self._process.join(5)
+            self._process.close()
+            self._process = None
+        if self._conn is not None:
+            self._conn.close()  # also ends the reader thread
+            self._conn = None
 
 
 class LocalPool:
@@ -175,6 +204,8 @@ class LocalPool:
     def __init__(self, settings: Settings, devices: list[str], progress: bool = False) -> None:
         self._settings = settings
         self.workers = [Worker(i, d, settings, progress) for i, d in enumerate(devices)]
+        for worker in self.workers:
+            worker.on_death = self._restart
         self._next = 0
         self._restarts: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -189,7 +220,7 @@ class LocalPool:
     def _pick(self) -> Worker:
         alive = [w for w in self.workers if w.alive]
         if not alive:
-            raise Busy("no render worker is running; restarting them")
+            raise Busy("no render worker is running (they are being restarted)")
         count = len(self.workers)
         for step in range(count):
             worker = self.workers[(self._next + step) % count]
@@ -211,10 +242,9 @@ class LocalPool:
             try:
                 reply, out = await worker.call(meta, arrays, self._settings.render_timeout_s)
             except WorkerDied:
-                self._restart(worker)
                 if attempt == 1:
                     raise
-                continue
+                continue  # its restart is under way; another worker takes the job
             if not reply["ok"]:
                 worker.stats.errors += 1
                 raise StreamerError(f"render failed on worker {worker.stats.index}: {reply['error']}")
@@ -236,17 +266,22 @@ class LocalPool:
         return reply["key"]
 
     def _restart(self, worker: Worker) -> None:
+        """Restart a dead worker in the background, waiting longer after each failure."""
         if self._closed or any(t.get_name() == f"restart-{worker.stats.index}" for t in self._restarts):
             return
 
         async def restart() -> None:
             await worker.stop()
-            worker.stats.restarts += 1
-            try:
-                await worker.start()
-                log.info("worker %d restarted", worker.stats.index)
-            except Exception:  # noqa: BLE001 - stays dead; the pool skips it
-                log.exception("worker %d could not restart", worker.stats.index)
+            while not self._closed:
+                wait = RESTART_BACKOFF_S[min(worker.stats.restarts, len(RESTART_BACKOFF_S) - 1)]
+                await asyncio.sleep(wait)
+                worker.stats.restarts += 1
+                try:
+                    await worker.start()
+                    log.info("worker %d restarted", worker.stats.index)
+                    return
+                except Exception as exc:  # noqa: BLE001 - tried again after the next wait
+                    log.error("worker %d could not restart: %s", worker.stats.index, exc)
 
         task = asyncio.get_running_loop().create_task(restart(), name=f"restart-{worker.stats.index}")
         self._restarts.add(task)

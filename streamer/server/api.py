@@ -14,8 +14,8 @@ from aiohttp import WSMsgType, web
 
 from streamer import audio, tts
 from streamer.errors import BadInput, NotFound, StreamerError, Unauthorized, UnsupportedMedia
-from streamer.server.keys import SESSIONS, SETTINGS, STARTUP
-from streamer.session import Session, SessionManager
+from streamer.server.keys import DECODERS, SESSIONS, SETTINGS, STARTUP
+from streamer.session import Session, SessionManager, bearer_matches
 from streamer.units import MODEL_RATE, OUT_RATE
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def _authorized(request: web.Request) -> Session:
 def require_key(request: web.Request) -> None:
     """When the server has a key, opening a session needs it too."""
     key = request.app[SETTINGS].key
-    if key is not None and request.headers.get("Authorization") != f"Bearer {key}":
+    if key is not None and not bearer_matches(request.headers.get("Authorization"), key):
         raise Unauthorized("this server needs its key to open sessions (Authorization: Bearer <key>)")
 
 
@@ -115,8 +115,9 @@ async def _speak_bytes(request: web.Request, session: Session, data: bytes, cont
     settings = request.app[SETTINGS]
     arrived = time.monotonic()
     loop = asyncio.get_running_loop()
-    audio48k = await loop.run_in_executor(None, audio.decode, data, content_type, OUT_RATE, settings.max_audio_seconds)
-    audio16k = await loop.run_in_executor(None, audio.resample, audio48k, OUT_RATE, MODEL_RATE)
+    decoders = request.app[DECODERS]
+    audio48k = await loop.run_in_executor(decoders, audio.decode, data, content_type, OUT_RATE, settings.max_audio_seconds)
+    audio16k = await loop.run_in_executor(decoders, audio.resample, audio48k, OUT_RATE, MODEL_RATE)
     utterance = session.speak(audio16k, audio48k, arrived=arrived)
     return web.json_response(
         {"utterance_id": utterance.id, "duration_s": round((utterance.total_units or 0) / 25.0, 3)}, status=202
@@ -137,7 +138,7 @@ async def say(request: web.Request) -> web.Response:
     if not isinstance(text, str):
         raise BadInput("`text` must be a string")
     settings = request.app[SETTINGS]
-    wav = await asyncio.get_running_loop().run_in_executor(None, tts.synthesize, text, settings)
+    wav = await asyncio.get_running_loop().run_in_executor(request.app[DECODERS], tts.synthesize, text, settings)
     return await _speak_bytes(request, session, wav, "audio/wav")
 
 
@@ -156,9 +157,13 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 20)
     await ws.prepare(request)
 
+    sends: set[asyncio.Task[None]] = set()
+
     def forward(event: dict[str, Any]) -> None:
         if not ws.closed:
-            asyncio.ensure_future(ws.send_json(event))
+            task = asyncio.ensure_future(ws.send_json(event))
+            sends.add(task)
+            task.add_done_callback(sends.discard)
 
     session.listeners.add(forward)
     stream = None

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from aiohttp import web
@@ -24,8 +25,8 @@ from streamer.pool.local import LocalPool
 from streamer.render import registry
 from streamer.render.prepare import MAX_FRAMES, renderer_cache
 from streamer.server import api, whep
-from streamer.server.http import cors, errors
-from streamer.server.keys import METRICS, SESSIONS, SETTINGS, STARTUP
+from streamer.server.http import cors, errors, loopback_host
+from streamer.server.keys import DECODERS, METRICS, SESSIONS, SETTINGS, STARTUP
 from streamer.session import SessionManager
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ async def on_cleanup(app: web.Application) -> None:
         task.cancel()
     await app[SESSIONS].close_all()
     await app[SESSIONS].pool.close()
+    app[DECODERS].shutdown(wait=False, cancel_futures=True)
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -159,12 +161,13 @@ def create_app(
             h264_codec=_h264_codec(settings),
         )
     )
-    app = web.Application(middlewares=[cors, errors], client_max_size=settings.max_audio_bytes)
+    app = web.Application(middlewares=[loopback_host, cors, errors], client_max_size=settings.max_audio_bytes)
     metrics_ = Metrics()
     if pool is None:
         pool = LocalPool(settings, registry.devices(settings), progress=True)
     app[SETTINGS] = settings
     app[METRICS] = metrics_
+    app[DECODERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
     app[SESSIONS] = SessionManager(settings, pool, metrics_, clock_factory)
     app[STARTUP] = {
         "ready": False,

@@ -38,6 +38,23 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(500, "internal error (logged on the server)")
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+@web.middleware
+async def loopback_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Without a server key, answer only requests addressed to a loopback name.
+
+    A web page can point any DNS name at 127.0.0.1 (DNS rebinding) and then call a keyless
+    local server as its own origin; checking the Host header closes that door.
+    """
+    if request.app[SETTINGS].key is None:
+        host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+        if host not in LOOPBACK_HOSTS:
+            return error_response(403, f"host {request.host} is not served without a server key (--key)")
+    return await handler(request)
+
+
 def origin_allowed(request: web.Request, origin: str) -> bool:
     own = f"{request.scheme}://{request.host}"
     return origin == own or origin in request.app[SETTINGS].cors_origins

@@ -35,9 +35,11 @@ async def _read_offer(request: web.Request) -> str:
         raise UnsupportedMedia(f"WHEP wants Content-Type {SDP_TYPE}, got {request.content_type or 'none'}")
     if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
         raise TooLarge(f"the offer is larger than {MAX_SDP_BYTES} bytes")
-    body = await request.content.read(MAX_SDP_BYTES + 1)
-    if len(body) > MAX_SDP_BYTES:
-        raise TooLarge(f"the offer is larger than {MAX_SDP_BYTES} bytes")
+    body = b""
+    async for chunk in request.content.iter_chunked(16 * 1024):  # the whole body, however it is cut
+        body += chunk
+        if len(body) > MAX_SDP_BYTES:
+            raise TooLarge(f"the offer is larger than {MAX_SDP_BYTES} bytes")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

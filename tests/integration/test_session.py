@@ -184,6 +184,8 @@ async def test_bad_input_gets_a_clear_4xx_and_the_server_carries_on(server, spee
         ("GET", "/..%2Fpyproject.toml", {}, 404),
         ("POST", f"/api/sessions/{sid}/say", {"json": {"text": ""}, "headers": auth}, 400),
         ("POST", "/api/sessions", {"json": {"template": TEMPLATE, "sdp": "v=0"}, "headers": {"Origin": "http://evil.example"}}, 403),
+        ("GET", "/api/templates", {"headers": {"Host": "rebound.example:8080"}}, 403),
+        ("GET", f"/api/sessions/{sid}", {"headers": {"Authorization": "Bearer \u00e9t\u00e9"}}, 401),
     ]
     try:
         async with aiohttp.ClientSession() as http:

@@ -74,3 +74,12 @@ def test_install_swaps_the_senders_encoder_factory_and_uninstall_restores_it():
     finally:
         encoding.uninstall()
     assert rtcrtpsender.get_encoder is aiortc_get_encoder
+
+
+def test_nvenc_that_cannot_open_falls_back_to_x264():
+    encoder = TunedH264Encoder(EncoderSettings(h264_codec="h264_nvenc"))
+    stream = frames(3)
+    payloads, _ = encoder.encode(next(stream), force_keyframe=True)
+    assert payloads  # encoded all the same
+    if not encoding.nvenc_available():
+        assert encoder.codec.name == "libx264"

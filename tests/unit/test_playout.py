@@ -152,3 +152,26 @@ def test_later_utterance_waits_for_the_earlier_to_end_before_taking_positions():
     u1.add_window(Window(0, 10, crops(0, 10)))
     u1.end()
     assert playout.assign_base(u2)
+
+
+def test_a_stream_that_ends_empty_still_ends_for_its_listeners():
+    playout, events = make()
+    empty = Utterance("e", 0)
+    playout.enqueue(empty)
+    playout.assign_base(empty)
+    empty.end()
+    assert playout.tick().kind == "idle"
+    assert events == [{"type": "speaking_ended", "utterance_id": "e", "tick": 0, "duration_s": 0.0}]
+
+
+def test_a_unit_whose_48k_audio_has_not_all_arrived_waits():
+    playout, _ = make()
+    u = Utterance("s", 0)
+    playout.enqueue(u)
+    playout.assign_base(u)
+    u.add_audio(np.ones(1920 + 100, np.int16))  # unit 1 is short of its last samples
+    u.add_window(Window(0, 2, crops(0, 2)))
+    assert playout.tick().kind == "speech"
+    assert playout.tick().kind == "stall" and playout.counters.starved == 1
+    u.add_audio(np.ones(1820, np.int16))
+    assert playout.tick().kind == "speech"
