@@ -109,13 +109,16 @@ class Worker:
             return {"type": "failed", "error": "exited while starting"}
 
     def _read_loop(self, loop: asyncio.AbstractEventLoop, conn: Connection) -> None:
-        while True:
-            try:
-                data = conn.recv_bytes()
-            except (EOFError, OSError):
-                loop.call_soon_threadsafe(self._died)
-                return
-            loop.call_soon_threadsafe(self._deliver, data)
+        try:
+            while True:
+                try:
+                    data = conn.recv_bytes()
+                except (EOFError, OSError):
+                    loop.call_soon_threadsafe(self._died)
+                    return
+                loop.call_soon_threadsafe(self._deliver, data)
+        except RuntimeError:  # the event loop closed first (shutdown): nobody is waiting
+            return
 
     def _deliver(self, data: bytes) -> None:
         meta, arrays = decode(data)
