@@ -62,6 +62,8 @@ class Settings:
     fp16: bool = True
     vae_fp16: bool = False
     compile: bool = False
+    rest_in_silence: bool = True
+    """MuseTalk moves the mouth even in silence; show the template's own mouth there instead."""
 
     def public_binding(self) -> bool:
         return self.host not in ("127.0.0.1", "localhost", "::1")

@@ -18,7 +18,8 @@ from streamer.config import Settings
 from streamer.errors import ModelError
 from streamer.render.base import RenderJob
 from streamer.render.musetalk import MuseTalkRenderer
-from streamer.render.musetalk.renderer import frame_indices
+from streamer.avatar.face import crop_face
+from streamer.render.musetalk.renderer import frame_indices, rest_in_silence
 from tests.musetalk_tiny import build_tiny_models, speech_like
 
 BOXES = np.array([[40, 30, 200, 230], [44, 28, 206, 232], [38, 34, 198, 236]], dtype=np.int32)
@@ -31,7 +32,8 @@ def models(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def renderer(models: Path) -> MuseTalkRenderer:
-    return MuseTalkRenderer(models, "cpu", Settings(batch_size=4))
+    """The model as published: its output in silence too (`rest_in_silence` is tested apart)."""
+    return MuseTalkRenderer(models, "cpu", Settings(batch_size=4, rest_in_silence=False))
 
 
 def _template(frames: np.ndarray) -> PreparedTemplate:
@@ -111,7 +113,7 @@ def test_same_audio_same_frames_and_batching_changes_nothing(models, renderer, t
     job = _job(audio, 0, 6)
     first = renderer.render(template, job)
     assert np.array_equal(first, renderer.render(template, job))
-    other = MuseTalkRenderer(models, "cpu", Settings(batch_size=32))
+    other = MuseTalkRenderer(models, "cpu", Settings(batch_size=32, rest_in_silence=False))
     assert np.abs(first.astype(int) - other.render(template, job).astype(int)).max() <= 1
     # A window of the same upload is the same frames as the whole.
     part = renderer.render(template, _job(audio, 4, 2))
@@ -139,3 +141,20 @@ def test_cache_key_names_the_vae_and_settings(renderer) -> None:
     key = renderer.cache_key()
     assert key["renderer"] == "musetalk" and len(key["vae_weights"]) == 64
     assert key["vae_dtype"] == "torch.float32"
+
+
+def test_silent_frames_show_the_templates_own_mouth(template) -> None:
+    audio = np.concatenate([np.zeros(16_000 // 2, np.float32), speech_like(0.6, seed=7)])
+    job = _job(audio, 0, 25)  # 12.5 silent units, then speech
+    rendered = np.stack([np.full((256, 256, 3), 7, np.uint8)] * 25)  # stand-in model output
+    frames = frame_indices(template, job.positions)
+    out = rest_in_silence(template, job, frames, rendered.copy())
+    still = [crop_face(template.frames[f], template.face_boxes[f]) for f in frames]
+    for i in range(9):  # deep in the silence: exactly the template's crop
+        assert np.array_equal(out[i], still[i])
+    speaking = [i for i in range(14, 25) if np.array_equal(out[i], rendered[i])]
+    assert len(speaking) >= 6  # voiced frames keep the model's mouth
+    # The same frames cut in two windows agree where they meet.
+    a = rest_in_silence(template, _job(audio, 0, 13), frames[:13], rendered[:13].copy())
+    b = rest_in_silence(template, _job(audio, 13, 12), frames[13:], rendered[13:].copy())
+    assert np.array_equal(np.concatenate([a, b]), out)

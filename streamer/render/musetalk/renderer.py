@@ -11,10 +11,12 @@ import cv2
 import numpy as np
 import torch
 
+from streamer.avatar.face import crop_face
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.config import Settings
 from streamer.errors import BadInput, ModelError
 from streamer.render.base import RenderJob
+from streamer.render.lite import openings
 from streamer.render.musetalk.bisenet import FaceParser
 from streamer.render.musetalk.features import ROWS_PER_FRAME, WhisperFeatures
 from streamer.render.musetalk.layout import find_layout, sha256_file
@@ -65,6 +67,7 @@ class MuseTalkRenderer:
         self.unet_dtype = torch.float16 if cuda and settings.fp16 else torch.float32
         self.vae_dtype = torch.float16 if cuda and settings.vae_fp16 else torch.float32
         self.batch_size = max(1, int(settings.batch_size))
+        self.rest_in_silence = settings.rest_in_silence
         memory = torch.channels_last if cuda else torch.contiguous_format
         self.unet = _place(load_unet(self.layout), self.device, self.unet_dtype, memory)
         self.vae = _place(load_vae(self.layout), self.device, self.vae_dtype, memory)
@@ -170,7 +173,31 @@ class MuseTalkRenderer:
             out[start:stop].copy_(self._crops(batch, tokens[start:stop]), non_blocking=self._pin)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        return out.numpy()
+        crops = out.numpy()
+        return rest_in_silence(template, job, frames, crops) if self.rest_in_silence else crops
+
+
+SILENCE_RAMP = np.array([0.25, 0.5, 0.25], np.float32)
+"""Lips close and open over three frames at the edges of a pause."""
+
+
+def rest_in_silence(
+    template: PreparedTemplate, job: RenderJob, frames: np.ndarray, crops: np.ndarray
+) -> np.ndarray:
+    """Blend silent frames back to the template's own face crop (in place; returns `crops`).
+
+    A frame counts as speaking when its audio opens `lite`'s noise gate, widened by a frame on
+    each side; the weight is computed with two frames of context, so windows of one utterance
+    agree where they meet.
+    """
+    voiced = openings(job.audio, job.first_unit - 2, job.frames + 4) > 0
+    widened = np.convolve(voiced.astype(np.float32), np.ones(3, np.float32), mode="same") > 0
+    weight = np.convolve(widened.astype(np.float32), SILENCE_RAMP, mode="same")[2:-2]
+    for i in np.flatnonzero(weight < 1.0):
+        f = int(frames[i])
+        still = crop_face(template.frames[f], template.face_boxes[f])
+        crops[i] = np.round(weight[i] * crops[i] + (1.0 - weight[i]) * still).astype(np.uint8)
+    return crops
 
 
 def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype,
