@@ -1,6 +1,5 @@
 """The media pump on a fake clock: one tick per 40 ms, both tracks stamped from one counter."""
 
-
 import numpy as np
 
 from streamer.media.clock import FakeClock
