@@ -185,6 +185,8 @@ class Session:
     # --- setup ---------------------------------------------------------------------------
 
     async def answer(self, offer_sdp: str) -> str:
+        if not offer_sdp.lstrip().startswith("v=0"):
+            raise BadInput("malformed SDP offer: it must start with v=0")
         offered = set(re.findall(r"^m=(audio|video) ", offer_sdp, re.MULTILINE))
         if "video" not in offered:
             raise BadInput("malformed SDP offer: it must have a video section to receive the stream")
