@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import re
 import json
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
