@@ -34,6 +34,7 @@ namespace DigitalHuman
         public int Width;
         public int Height;
         public double WelcomeSeconds;
+        public string WelcomeText;
         public bool Ready;
     }
 
@@ -83,6 +84,7 @@ namespace DigitalHuman
                     Width = (int)MiniJson.Num(t, "width"),
                     Height = (int)MiniJson.Num(t, "height"),
                     WelcomeSeconds = MiniJson.Num(t, "welcome_seconds"),
+                    WelcomeText = MiniJson.Str(t, "welcome_text"),
                     Ready = !t.ContainsKey("ready") || Equals(t["ready"], true),
                 });
             }
