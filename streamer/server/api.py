@@ -19,6 +19,7 @@ from streamer.server.auth import require_key
 from streamer.server.keys import DECODERS, SESSIONS, SETTINGS, STARTUP
 from streamer.server.sessions import SessionManager
 from streamer.session import Session
+from streamer.tasks import TaskSet
 from streamer.units import FPS, MODEL_RATE, OUT_RATE
 
 log = logging.getLogger(__name__)
@@ -153,13 +154,11 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 20)
     await ws.prepare(request)
 
-    sends: set[asyncio.Task[None]] = set()
+    sends = TaskSet(f"audio-socket-{session.id}")
 
     def forward(event: dict[str, Any]) -> None:
         if not ws.closed:
-            task = asyncio.ensure_future(ws.send_json(event))
-            sends.add(task)
-            task.add_done_callback(sends.discard)
+            sends.spawn(ws.send_json(event), name="send-event")
 
     session.listeners.add(forward)
     stream = None
@@ -195,6 +194,7 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
                 await ws.send_json({"type": "error", "error": str(exc), "status": exc.status})
     finally:
         session.listeners.discard(forward)
+        await sends.close()
         if stream is not None:
             stream.end()  # keep what was sent
     return ws
