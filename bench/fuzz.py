@@ -29,10 +29,10 @@ import yaml  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from hypothesis.strategies import SearchStrategy  # noqa: E402
+from schemathesis import Case  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.core.failures import Failure, FailureGroup  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
-from schemathesis import Case  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
     response_headers_conformance,
@@ -50,8 +50,17 @@ CHECKS = [
     response_schema_conformance,
 ]
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-AUDIO_TYPES = ["audio/wav", "audio/x-wav", "audio/mpeg", "audio/ogg", "audio/webm", "audio/flac", "audio/mp4",
-               "audio/L16", "audio/pcm"]
+AUDIO_TYPES = [
+    "audio/wav",
+    "audio/x-wav",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/webm",
+    "audio/flac",
+    "audio/mp4",
+    "audio/L16",
+    "audio/pcm",
+]
 schemathesis.serializer.alias(AUDIO_TYPES, "application/octet-stream")
 schemathesis.serializer.alias(["application/sdp", "application/trickle-ice-sdpfrag"], "text/plain")
 
@@ -151,13 +160,25 @@ def pending(document: dict[str, Any]) -> list[str]:
 
 
 def _drive(
-    cases: SearchStrategy[Case], mode: GenerationMode, name: str, base_url: str, http: requests.Session,
-    headers: dict[str, str], examples: int, seed_: int, report: FuzzReport,
+    cases: SearchStrategy[Case],
+    mode: GenerationMode,
+    name: str,
+    base_url: str,
+    http: requests.Session,
+    headers: dict[str, str],
+    examples: int,
+    seed_: int,
+    report: FuzzReport,
 ) -> None:
     @seed(seed_)
     @settings(
-        max_examples=examples, database=None, deadline=None, derandomize=False,
-        phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck), report_multiple_bugs=True,
+        max_examples=examples,
+        database=None,
+        deadline=None,
+        derandomize=False,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=True,
     )
     @given(case=cases)
     def one(case: Case) -> None:

@@ -52,7 +52,8 @@ class LiveServer:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def free_port_in(ports: range) -> int:
@@ -67,9 +68,7 @@ def free_port_in(ports: range) -> int:
 
 
 @contextlib.contextmanager
-def live_server(
-    settings: Settings, on_app: Callable[[web.Application], None] | None = None
-) -> Iterator[LiveServer]:
+def live_server(settings: Settings, on_app: Callable[[web.Application], None] | None = None) -> Iterator[LiveServer]:
     """Serve `settings` on a free loopback port until the block ends; waits for /readyz.
 
     `on_app` sees the application before it starts (e.g. to add signal handlers)."""
@@ -113,7 +112,8 @@ async def _wait_ready(app: web.Application) -> None:
 def _ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-            return response.status == 200
+            status: int = response.status
+            return status == 200
     except (urllib.error.URLError, OSError):
         return False
 
@@ -133,7 +133,10 @@ def serve(*args: str, env: dict[str, str] | None = None, ready_timeout_s: float 
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             [sys.executable, "run.py", "serve", "--port", str(port), *args],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
         try:
             deadline = time.monotonic() + ready_timeout_s

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from openapi_spec_validator import validate
 
+from streamer import events
 from streamer.config import Settings
 from streamer.server.app import create_app
 from tests.contract.openapi import ResponseCheck, app_routes, document, operations, shape
@@ -109,3 +112,20 @@ async def test_the_response_check_finds_a_wrong_answer() -> None:
     assert len(check.violations) == 2, check.violations
     assert check.violations[0].startswith("GET /healthz -> 200")
     assert "not the error JSON" in check.violations[1]
+
+
+def test_the_event_schemas_are_streamer_events() -> None:
+    """Each dataclass of streamer/events.py is one variant of `Event`, field for field."""
+    schemas = document()["components"]["schemas"]
+    variants = {}
+    for variant in schemas["Event"]["oneOf"]:
+        variant = schemas[variant["$ref"].rsplit("/", 1)[1]] if "$ref" in variant else variant
+        variants[variant["properties"]["type"]["const"]] = variant
+    ours = {}
+    for cls in typing.get_args(events.Event):
+        names = {f.name for f in dataclasses.fields(cls)}
+        ours[cls.__dataclass_fields__["type"].default] = names
+    assert set(variants) == set(ours)
+    for kind, names in ours.items():
+        assert set(variants[kind]["properties"]) == names | {"session_id"}, kind
+        assert set(variants[kind]["required"]) == names, kind

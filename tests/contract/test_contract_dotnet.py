@@ -28,8 +28,13 @@ METHODS = {
     "Close": (None, "SessionClosed"),
 }
 """C# method that calls the server -> (request body schema, response schema)."""
-CS_TYPES = {"string": {"string", "null"}, "int": {"integer"}, "long": {"integer"}, "double": {"number", "integer"},
-            "bool": {"boolean"}}
+CS_TYPES = {
+    "string": {"string", "null"},
+    "int": {"integer"},
+    "long": {"integer"},
+    "double": {"number", "integer"},
+    "bool": {"boolean"},
+}
 READERS = {"Str": {"string", "null"}, "Num": {"number", "integer"}}
 FIELD = re.compile(r"public ([\w<>]+) (\w+)(?: = [^;]+)?;")
 ASSIGN = re.compile(r"(\w+) = (?:\(\w+\))?MiniJson\.(Str|Num)\(\w+, \"(\w+)\"\)")
@@ -77,7 +82,7 @@ def _methods() -> dict[str, str]:
 @pytest.mark.parametrize("cls", sorted(CLASSES))
 def test_class_fields_match_the_schema(cls: str) -> None:
     text = _source()
-    declared = dict((name, kind) for kind, name in FIELD.findall(_block(text, text.index(f"class {cls}"))))
+    declared = {name: kind for kind, name in FIELD.findall(_block(text, text.index(f"class {cls}")))}
     schema = _schema(CLASSES[cls])
     filled: dict[str, str] = {}
     for m in re.finditer(rf"new {cls}\b", text):

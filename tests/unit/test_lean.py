@@ -35,7 +35,7 @@ def test_the_server_and_lite_need_no_musetalk_stack() -> None:
         "create_app(settings)\n"
         "assert renderer_name(settings) == 'lite'\n"
         "create_renderer(settings)\n"
-        "print(sorted(m for m in sys.modules if m.partition('.')[0] in %r))" % (MUSETALK_MODULES,)
+        f"print(sorted(m for m in sys.modules if m.partition('.')[0] in {MUSETALK_MODULES!r}))"
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
