@@ -50,19 +50,6 @@ CHECKS = [
     response_schema_conformance,
 ]
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-AUDIO_TYPES = [
-    "audio/wav",
-    "audio/x-wav",
-    "audio/mpeg",
-    "audio/ogg",
-    "audio/webm",
-    "audio/flac",
-    "audio/mp4",
-    "audio/L16",
-    "audio/pcm",
-]
-schemathesis.serializer.alias(AUDIO_TYPES, "application/octet-stream")
-schemathesis.serializer.alias(["application/sdp", "application/trickle-ice-sdpfrag"], "text/plain")
 
 
 @dataclass
@@ -105,6 +92,7 @@ def openapi_run(
     request (e.g. a server key). With `session` (id, token) of a live session, the session's
     operations but DELETE are driven a second time on it (as `METHOD path [session]`)."""
     document = yaml.safe_load(DOCUMENT.read_text(encoding="utf-8"))
+    _serializers(document)
     schema = schemathesis.openapi.from_dict(document)
     report = FuzzReport()
     skipped = set(pending(document) if skip is None else skip)
@@ -148,6 +136,17 @@ def viewer(base_url: str, template: str = "astronaut") -> Iterator[tuple[str, st
         asyncio.run_coroutine_threadsafe(client.close(), loop).result(60)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
+
+
+def _serializers(document: dict[str, Any]) -> None:
+    """Bodies schemathesis has no serializer for: binary ones as octet-stream, text as plain."""
+    for item in document["paths"].values():
+        for op in item.values():
+            content = op.get("requestBody", {}).get("content", {}) if isinstance(op, dict) else {}
+            for media_type, body in content.items():
+                if media_type != "application/json":
+                    binary = body.get("schema", {}).get("format") == "binary"
+                    schemathesis.serializer.alias(media_type, "application/octet-stream" if binary else "text/plain")
 
 
 def pending(document: dict[str, Any]) -> list[str]:
