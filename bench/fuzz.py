@@ -13,6 +13,7 @@ import asyncio
 import json
 import sys
 import threading
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -27,11 +28,12 @@ import requests  # noqa: E402
 import schemathesis  # noqa: E402
 import yaml  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
+from hypothesis.errors import HypothesisDeprecationWarning, Unsatisfiable  # noqa: E402
 from hypothesis.strategies import SearchStrategy  # noqa: E402
 from schemathesis import Case  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.core.failures import Failure, FailureGroup  # noqa: E402
+from schemathesis.core.transport import Response  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
@@ -50,6 +52,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+TEMPLATE = "astronaut"
 
 
 @dataclass
@@ -84,13 +87,16 @@ def openapi_run(
     skip: Iterable[str] | None = None,
     headers: dict[str, str] | None = None,
     session: tuple[str, str] | None = None,
+    offers: bool = False,
 ) -> FuzzReport:
     """Up to `examples` inputs per operation and mode (positive, negative), each checked.
 
     `skip`: `METHOD path` of operations not to drive, by default those marked `x-pending`
     (tests/contract checks that the server has none of them yet); `headers` go on every
     request (e.g. a server key). With `session` (id, token) of a live session, the session's
-    operations but DELETE are driven a second time on it (as `METHOD path [session]`)."""
+    operations but DELETE are driven a second time on it (as `METHOD path [session]`). With
+    `offers`, a real SDP offer opens a session by the JSON API and one by WHEP, each closed
+    again, all four answers checked (as `METHOD path [offer]`)."""
     document = yaml.safe_load(DOCUMENT.read_text(encoding="utf-8"))
     _serializers(document)
     schema = schemathesis.openapi.from_dict(document)
@@ -111,11 +117,64 @@ def openapi_run(
                     cases = operation.as_strategy(generation_mode=mode, path_parameters={"session_id": sid})
                     auth = {**(headers or {}), "Authorization": f"Bearer {token}"}
                     _drive(cases, mode, f"{name} [session]", base_url, http, auth, examples, seed_, report)
+        if offers:
+            _real_offers(schema, base_url, http, headers or {}, report)
     return report
 
 
+def _real_offers(
+    schema: Any, base_url: str, http: requests.Session, headers: dict[str, str], report: FuzzReport
+) -> None:
+    """Open and close a session with a real offer, by the JSON API and by WHEP."""
+    ops = {f"{r.ok().method.upper()} {r.ok().path}": r.ok() for r in schema.get_all_operations()}
+
+    def check(name: str, case: Case) -> Response:
+        response = case.call(base_url=base_url, session=http, headers=headers, timeout=60)
+        report.tried[f"{name} [offer]"] += 1
+        report.statuses[f"{name} [offer] -> {response.status_code}"] += 1
+        report.server_errors += response.status_code >= 500
+        try:
+            case.validate_response(response, checks=CHECKS)
+        except (Failure, FailureGroup) as exc:
+            report.failures.append(f"{name} [offer] -> {response.status_code}: {str(exc).splitlines()[0][:300]}")
+        return response
+
+    body = {"template": TEMPLATE, "sdp": asyncio.run(_offer()), "type": "offer"}
+    opened = check("POST /api/sessions", ops["POST /api/sessions"].Case(body=body, media_type="application/json"))
+    if opened.status_code == 201:
+        sid, token = opened.json()["session_id"], opened.json()["token"]
+        close = ops["DELETE /api/sessions/{session_id}"]
+        check(
+            close.method.upper() + " " + close.path,
+            close.Case(path_parameters={"session_id": sid}, headers={"Authorization": f"Bearer {token}"}),
+        )
+    whep = ops["POST /whep/{id}"].Case(
+        path_parameters={"id": TEMPLATE}, body=asyncio.run(_offer()), media_type="application/sdp"
+    )
+    opened = check("POST /whep/{id}", whep)
+    if opened.status_code == 201:
+        sid = opened.headers["location"][0].rsplit("/", 1)[1]  # lowercase keys, lists of values
+        auth = {"Authorization": f"Bearer {opened.headers['x-session-token'][0]}"}
+        check("DELETE /whep/{id}", ops["DELETE /whep/{id}"].Case(path_parameters={"id": sid}, headers=auth))
+
+
+async def _offer() -> str:
+    """A viewer's offer (video and audio to receive, the events channel), no STUN server."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="recvonly")
+        pc.createDataChannel("events")
+        await pc.setLocalDescription(await pc.createOffer())
+        return str(pc.localDescription.sdp)
+    finally:
+        await pc.close()
+
+
 @contextmanager
-def viewer(base_url: str, template: str = "astronaut") -> Iterator[tuple[str, str]]:
+def viewer(base_url: str, template: str = TEMPLATE) -> Iterator[tuple[str, str]]:
     """A connected aiortc viewer on `template` (its own loop, in a thread): yields (id, token)."""
     from streamer.client import Client
 
@@ -192,7 +251,11 @@ def _drive(
             report.failures.append(f"{name} [{mode.value}] -> {response.status_code}: {str(exc).splitlines()[0][:300]}")
 
     try:
-        one()
+        with warnings.catch_warnings():  # schemathesis' own strategies draw from `random`
+            warnings.filterwarnings(
+                "ignore", message="Do not use the `random` module", category=HypothesisDeprecationWarning
+            )
+            one()
     except Unsatisfiable:  # nothing to negate: an operation without parameters or body
         if mode is GenerationMode.POSITIVE:
             raise
@@ -211,7 +274,7 @@ def main() -> None:
     with served as live:
         url = live if isinstance(live, str) else live.url
         with viewer(url) as session:
-            report = openapi_run(url, examples=args.examples, seed_=args.seed, session=session)
+            report = openapi_run(url, examples=args.examples, seed_=args.seed, session=session, offers=True)
     print(json.dumps({"bench": "fuzz", "openapi": report.as_json()}))
 
 

@@ -31,14 +31,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 def test_every_operation_conforms_and_none_gives_a_5xx(server: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
     with viewer(server.url) as session:
-        report = openapi_run(server.url, examples=EXAMPLES, seed_=SEED, session=session)
+        report = openapi_run(server.url, examples=EXAMPLES, seed_=SEED, session=session, offers=True)
     with capsys.disabled():
         print("\nschemathesis:", json.dumps(report.as_json()))
-    driven = {name.removesuffix(" [session]") for name in report.tried}
+    driven = {name.removesuffix(" [session]").removesuffix(" [offer]") for name in report.tried}
     assert len(driven) + len(report.skipped) == len(operations())
     assert sorted(report.skipped) == sorted(pending(document()))
     assert report.server_errors == 0, report.failures
     assert report.failures == []
     assert sum(report.tried.values()) >= 200
     spoken = report.statuses["POST /api/sessions/{session_id}/say [session] -> 202"]
+    for opened in ("POST /api/sessions [offer] -> 201", "POST /whep/{id} [offer] -> 201"):
+        assert report.statuses[opened] == 1, report.statuses
     assert spoken > 0, "no text was spoken on the live session: the run did not reach the handlers"
