@@ -34,7 +34,7 @@ from streamer.avatar.prepared import PreparedTemplate  # noqa: E402
 from streamer.config import Settings  # noqa: E402
 from streamer.render.base import RenderJob  # noqa: E402
 from streamer.render.musetalk import MuseTalkRenderer  # noqa: E402
-from tests.musetalk_tiny import build_tiny_models, speech_like  # noqa: E402
+from streamer.render.musetalk.tiny import build_tiny_models, speech_like  # noqa: E402
 
 FIRST_WINDOW = 5
 LOOKAHEAD = 2

@@ -1,4 +1,5 @@
-"""The on-disk cache of one prepared template: `cache/<id>/manifest.json` + `arrays.npz`.
+"""The on-disk cache of one prepared template: `<folder>/<id>/manifest.json` + `arrays.npz`,
+where the folder is `cache/<renderer>/` (see `render.prepare.renderer_cache`).
 
 The manifest records what shaped the arrays (the source file's hash and a key of renderer and
 settings). A cache that is missing, stale or corrupt is reported as None, never trusted.
@@ -22,7 +23,8 @@ from streamer.avatar.prepared import PreparedTemplate, WelcomeClip
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
+"""2: the template records what gave its face boxes (`faces`, `degraded`)."""
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
 _EXTRA = "extra."
@@ -72,6 +74,7 @@ def save(template: PreparedTemplate, cache_dir: Path, source_sha256: str, key: d
             "id": template.id, "name": template.name, "kind": template.kind,
             "renderer": template.renderer, "welcome_text": template.welcome_text,
             "frames": template.frame_count, "width": template.width, "height": template.height,
+            "faces": template.faces, "degraded": template.degraded,
         },
         "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
     }
@@ -147,4 +150,5 @@ def _build(manifest: dict[str, Any], folder: Path, frames: np.ndarray) -> Prepar
         blend_boxes=arrays["blend_boxes"], blend_masks=arrays["blend_masks"],
         renderer=meta["renderer"], welcome=welcome, welcome_text=meta["welcome_text"],
         extras={k[len(_EXTRA):]: v for k, v in arrays.items() if k.startswith(_EXTRA)},
+        faces=str(meta.get("faces", "haar")), degraded=bool(meta.get("degraded", False)),
     )

@@ -11,7 +11,7 @@ import pytest
 from streamer.client import Client, mouth_motion
 from streamer.config import Settings
 from tests.integration.conftest import live_server
-from tests.musetalk_tiny import speech_like, tiny_musetalk_settings, write_wav
+from streamer.render.musetalk.tiny import speech_like, tiny_musetalk_settings, write_wav
 
 
 @pytest.fixture(scope="module")

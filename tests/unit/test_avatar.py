@@ -125,7 +125,7 @@ def test_no_face_is_bad_input():
 
 def test_blend_box_and_mask(tracks):
     frames, track = tracks["astronaut"]
-    blend = blend_boxes(track.boxes, frames.shape[2], frames.shape[1])
+    blend = blend_boxes(track.boxes)
     fb, bb = track.boxes[0], blend[0]
     assert bb[0] <= fb[0] and bb[1] <= fb[1] and bb[2] >= fb[2] and bb[3] >= fb[3]
     mask = jaw_mask(fb, bb)
@@ -141,7 +141,8 @@ def test_blend_box_and_mask(tracks):
     assert 0 < mask[middle + 3, (fx1 + fx2) // 2] < 255  # soft edge
 
 
-def test_blend_box_is_clipped_to_frame():
-    boxes = np.array([[0, 0, 100, 120]], np.int32)
-    out = blend_boxes(boxes, 160, 140)
-    assert out.tolist() == [[0, 0, 140, 140]]
+def test_blend_box_is_the_official_padded_square():
+    # get_crop_box: centre (x1 + x2) // 2, half side int(max(w, h) // 2 * 1.5); not clipped.
+    boxes = np.array([[0, 0, 100, 121], [5, 7, 58, 40]], np.int32)
+    out = blend_boxes(boxes)
+    assert out.tolist() == [[-40, -30, 140, 150], [-8, -16, 70, 62]]

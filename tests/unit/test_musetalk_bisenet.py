@@ -17,7 +17,7 @@ from streamer.render.musetalk import MuseTalkRenderer
 from streamer.render.musetalk.bisenet import (
     LOWER_LIP, NOSE, SKIN, UPPER_LIP, BiSeNet, blend_mask, jaw_region, load_bisenet,
 )
-from tests.musetalk_tiny import build_tiny_models
+from streamer.render.musetalk.tiny import build_tiny_models
 
 
 def test_the_network_has_the_official_checkpoint_layout(tmp_path: Path) -> None:
