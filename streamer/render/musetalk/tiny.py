@@ -6,9 +6,11 @@ yields 5 hidden states, DWPose's CSPNeXt + SimCC head), only fewer channels. Wri
 official files are: bare UNet keys in a torch file, the VAE with diffusers-0.4 attention names,
 the whisper checkpoint with `model.`-prefixed keys, DWPose as an mmpose checkpoint.
 
-Whisper's sinusoidal position embedding is scaled down (`POSITION_SCALE`): with random weights
-it would otherwise dominate every hidden state, and features of different audio would look
-alike (the trained model's audio path is not drowned like that).
+Whisper's sinusoidal position embedding and its attention outputs are scaled down
+(`POSITION_SCALE`, `ATTENTION_SCALE`): with random weights the positions dominate every hidden
+state, and random attention averages the whole 30 s window into every frame, so features of two
+different sentences would look alike (cosine distance 0.003, less than a streamed window's
+distance to the same audio's). Scaled, the audio decides the features, as in the trained model.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ WHISPER_CONFIG = dict(
 )
 FULL_WHISPER_CONFIG = {**WHISPER_CONFIG, "encoder_attention_heads": 6, "encoder_ffn_dim": 1536}
 POSITION_SCALE = 0.02
+ATTENTION_SCALE = 0.1
 TINY_DWPOSE = dict(widen=0.125, deepen=1 / 3, hidden=32, s=16)
 
 
@@ -125,6 +128,8 @@ def build_tiny_models(root: Path, seed: int = 0, full: bool = False, face_parse:
     config.save_pretrained(whisper_dir)
     with torch.no_grad():
         whisper.model.encoder.embed_positions.weight.mul_(POSITION_SCALE)
+        for layer in whisper.model.encoder.layers:
+            layer.self_attn.out_proj.weight.mul_(ATTENTION_SCALE)
     state = {k: v.contiguous() for k, v in whisper.state_dict().items()}
     torch.save(state, whisper_dir / "pytorch_model.bin")
     WhisperFeatureExtractor(feature_size=80).save_pretrained(whisper_dir)
