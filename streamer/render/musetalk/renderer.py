@@ -17,13 +17,13 @@ from streamer.errors import BadInput, ModelError
 from streamer.render.base import RenderJob
 from streamer.render.musetalk.bisenet import FaceParser
 from streamer.render.musetalk.faces import face_track, faces_key
-from streamer.render.musetalk.features import ROWS_PER_FRAME, WhisperFeatures
+from streamer.render.musetalk.features import ROWS_PER_FRAME, SEGMENT_SAMPLES, WhisperFeatures
 from streamer.render.musetalk.layout import find_layout
 from streamer.render.musetalk.models import load_unet, load_vae, load_whisper
 from streamer.render.musetalk.positional import positional_encoding
 from streamer.render.musetalk.precision import Precision, weights_key
 from streamer.render.musetalk.silence import rest_weights
-from streamer.units import CROP_SIZE
+from streamer.units import CROP_SIZE, MODEL_SAMPLES_PER_UNIT
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class MuseTalkRenderer:
     """The `Renderer` for the official MuseTalk weights under `models`."""
 
     name = "musetalk"
+    audio_context_units = SEGMENT_SAMPLES // MODEL_SAMPLES_PER_UNIT
 
     def __init__(self, models: Path, device: str, settings: Settings) -> None:
         self.layout = find_layout(Path(models), settings.musetalk_version)
