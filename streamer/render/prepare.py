@@ -83,18 +83,20 @@ def load_or_prepare(
     """The prepared template from the cache when it is fresh, else built now and cached.
 
     `models`: the folder that may hold face-alignment weights for landmark face boxes.
+    The template's arrays (frames included) are memory-mapped from the cache, not decoded.
     """
-    frames = load_frames(source, MAX_FRAMES)
+    folder = renderer_cache(cache_dir, renderer.name)
     sha = file_sha256(source.path)
     key = cache_key(source, renderer, models)
     if not force:
-        cached = cache.load(renderer_cache(cache_dir, renderer.name), source.id, frames, sha, key)
+        cached = cache.load(folder, source.id, None, sha, key)
         if cached is not None:
             log.info("template %s loaded from the cache (%s)", source.id, renderer.name)
             return cached
     started = time.monotonic()
-    template = _build(source, frames, renderer, progress, models)
-    cache.save(template, renderer_cache(cache_dir, renderer.name), sha, key)
+    template = _build(source, load_frames(source, MAX_FRAMES), renderer, progress, models)
+    cache.save(template, folder, sha, key)
+    template = cache.load(folder, source.id, None, sha, key) or template  # mapped, not held
     welcome = f"{template.welcome.seconds:.1f} s welcome" if template.welcome else "no welcome"
     log.info(
         "prepared template %s for %s: %d frames, %s, in %.1f s",
