@@ -74,3 +74,28 @@ def test_unheard_audio_of_a_stream_is_not_rest() -> None:
     audio = np.zeros(MODEL_RATE, np.float32)  # 1 s of silence heard so far
     assert np.all(rest_weights(audio, 20, 10, final=False)[-5:] == 1.0)
     assert np.all(rest_weights(audio, 20, 10, final=True)[2:] == 0.0)
+
+
+def test_rendered_voiced_frames_keep_the_model_mouth() -> None:
+    """Through `rest_in_silence` as the renderer applies it: every frame of a voiced span is
+    the model's crop untouched; deep in a long pause, the template's own crop."""
+    from streamer.avatar.face import crop_face
+    from streamer.avatar.prepared import PreparedTemplate
+    from streamer.render.base import RenderJob
+    from streamer.render.musetalk.renderer import rest_in_silence
+
+    audio, spans = _bursts(1)
+    units = len(audio) // UNIT
+    frames = np.random.default_rng(0).integers(0, 256, (1, 200, 200, 3), dtype=np.uint8)
+    template = PreparedTemplate(
+        id="t", name="t", kind="photo", frames=frames, face_boxes=np.array([[20, 20, 180, 190]], np.int32),
+        mouth=np.zeros((1, 2), np.float32), blend_boxes=np.array([[0, 0, 200, 200]], np.int32),
+        blend_masks=np.zeros((1, 256, 256), np.uint8), renderer="musetalk", welcome=None,
+    )
+    model = np.full((units, 256, 256, 3), 9, np.uint8)  # stand-in model output
+    job = RenderJob("t", np.arange(units, dtype=np.int64), audio, 0, True)
+    out = rest_in_silence(template, job, np.zeros(units, np.int64), model.copy())
+    for a, b in spans:
+        assert np.array_equal(out[a:b], model[a:b])
+    still = crop_face(frames[0], template.face_boxes[0])
+    assert np.array_equal(out[-3], still)  # the closing half second of silence
