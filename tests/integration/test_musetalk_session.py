@@ -45,6 +45,11 @@ async def test_a_musetalk_session_speaks_over_webrtc(musetalk_settings, tmp_path
             async with aiohttp.ClientSession() as http:
                 async with http.get(server.url + "/api/stats") as resp:
                     stats = await resp.json()
+                async with http.get(server.url + "/api/templates") as resp:
+                    listed = (await resp.json())["templates"]
             assert stats["renderer"] == "musetalk" and stats["devices"][0]["frames"] >= 30
+            # Random DWPose weights give random boxes: the test prepares with Haar, labelled.
+            assert stats["degradedTemplates"] == ["astronaut"]
+            assert listed[0]["degraded"] is True and listed[0]["faces"] == "haar"
         finally:
             await client.close()
