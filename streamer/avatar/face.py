@@ -174,7 +174,7 @@ def _find(frames: np.ndarray, landmarker: Landmarker | None, progress: Progress 
             points = landmarker(frame)
             if points is not None:
                 box, mouth = landmark_box(points), np.asarray(points)[48:68].mean(axis=0)
-        else:
+        elif cascade is not None:
             box = _haar_face(cascade, frame)
         raw.append(box)
         mouths.append(mouth)

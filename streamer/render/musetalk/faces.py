@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from streamer.avatar.face import FAN_FILE, FaceTrack, detect_faces, fan_landmarker, has_fan
+from streamer.avatar.face import FAN_FILE, FaceTrack, Landmarker, detect_faces, fan_landmarker, has_fan
 from streamer.avatar.hashing import file_sha256
 from streamer.config import Settings
 from streamer.errors import ModelError
@@ -54,6 +54,7 @@ def face_track(layout: Layout, settings: Settings, device: torch.device, frames:
     mode = face_mode(layout, settings)
     if mode == "haar":
         return detect_faces(frames, name, None, progress, degraded=True)
+    landmarker: Landmarker
     if mode == "dwpose":
         from streamer.render.musetalk.landmarks import FaceLandmarks
 

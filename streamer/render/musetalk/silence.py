@@ -46,7 +46,7 @@ def voiced_units(audio: np.ndarray, first: int, count: int, final: bool) -> np.n
     vad = webrtcvad.Vad(VAD_MODE)
     speech = np.array([vad.is_speech(pcm[i:i + _FRAME].tobytes(), MODEL_RATE)
                        for i in range(0, len(pcm), _FRAME)], bool)
-    per_unit = speech.reshape(-1, MODEL_SAMPLES_PER_UNIT // _FRAME).any(axis=1)
+    per_unit = np.asarray(speech.reshape(-1, MODEL_SAMPLES_PER_UNIT // _FRAME).any(axis=1), bool)
     lo = max(first, 0)
     if known > lo:
         out[lo - first:known - first] = per_unit[lo:known]
