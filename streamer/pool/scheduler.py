@@ -1,0 +1,142 @@
+"""The queue inside a render worker: earliest deadline first across sessions, batched calls.
+
+Jobs carry the time left until their first frame plays, rebased here on this process's clock
+(front processes and Ray nodes do not share clocks). The worker takes the most urgent job and
+adds the next most urgent ones, from any sessions and templates, while the call stays within
+`batch_size` frames and still meets the batch's earliest deadline; it never waits for company.
+Control work (preparing a template) goes ahead of every render. No asyncio: a thread runs it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from streamer.render.base import RenderJob
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+"""Upper bounds of the frames-per-call histogram (the last bucket holds everything above)."""
+
+
+@dataclass(order=True)
+class Entry:
+    deadline: float
+    seq: int
+    id: int = field(compare=False)
+    job: RenderJob | None = field(compare=False, default=None)
+    """None for control work (`op`)."""
+    op: dict[str, Any] = field(compare=False, default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return self.job.frames if self.job is not None else 0
+
+
+@dataclass
+class Counters:
+    """What the worker did, reported with every answer (the front shows the newest)."""
+
+    calls: int = 0
+    jobs: int = 0
+    frames: int = 0
+    compute_s: float = 0.0
+    deadline_misses: int = 0
+    cancelled: int = 0
+    batch_jobs: dict[str, int] = field(default_factory=dict)
+    """Model calls by how many jobs they held."""
+    batch_frames: dict[str, int] = field(default_factory=dict)
+    """Model calls by frames, bucketed by `BATCH_BUCKETS` (key: the bucket's upper bound)."""
+
+    def record(self, batch: list[Entry], seconds: float, finished: float) -> None:
+        frames = sum(e.frames for e in batch)
+        self.calls += 1
+        self.jobs += len(batch)
+        self.frames += frames
+        self.compute_s += seconds
+        self.deadline_misses += sum(1 for e in batch if finished > e.deadline)
+        key = str(len(batch))
+        self.batch_jobs[key] = self.batch_jobs.get(key, 0) + 1
+        bucket = str(next((b for b in BATCH_BUCKETS if frames <= b), "inf"))
+        self.batch_frames[bucket] = self.batch_frames.get(bucket, 0) + 1
+
+
+class JobQueue:
+    """Thread-safe EDF queue of one worker; `take` blocks until there is work or it closes."""
+
+    def __init__(
+        self,
+        max_frames: int,
+        cost_s: Callable[[int], float],
+        batching: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_frames = max(1, max_frames)
+        self.cost_s = cost_s
+        """Predicted seconds of a call of n frames (the worker's measured curve)."""
+        self.batching = batching
+        self.clock = clock
+        self._heap: list[Entry] = []
+        self._seq = itertools.count()
+        self._ready = threading.Condition()
+        self._closed = False
+
+    def put(self, job_id: int, job: RenderJob) -> None:
+        deadline = self.clock() + job.due_in_s if math.isfinite(job.due_in_s) else math.inf
+        self._push(Entry(deadline, next(self._seq), job_id, job))
+
+    def put_control(self, job_id: int, op: dict[str, Any]) -> None:
+        self._push(Entry(-math.inf, next(self._seq), job_id, None, op))
+
+    def _push(self, entry: Entry) -> None:
+        with self._ready:
+            heapq.heappush(self._heap, entry)
+            self._ready.notify()
+
+    def cancel(self, session_id: str) -> list[int]:
+        """Drop that session's queued jobs; returns their ids."""
+        with self._ready:
+            dropped = [e.id for e in self._heap if e.job is not None and e.job.session_id == session_id]
+            if dropped:
+                self._heap = [e for e in self._heap if e.job is None or e.job.session_id != session_id]
+                heapq.heapify(self._heap)
+            return dropped
+
+    def depth(self) -> int:
+        with self._ready:
+            return len(self._heap)
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._heap.clear()
+            self._ready.notify_all()
+
+    def take(self) -> list[Entry] | None:
+        """The next call's entries (one control entry, or jobs in deadline order); None once closed."""
+        with self._ready:
+            while not self._heap and not self._closed:
+                self._ready.wait()
+            if self._closed:
+                return None
+            batch = [heapq.heappop(self._heap)]
+            if batch[0].job is None:
+                return batch
+            while self.batching and self._heap and self._fits(batch, self._heap[0]):
+                batch.append(heapq.heappop(self._heap))
+            return batch
+
+    def _fits(self, batch: list[Entry], candidate: Entry) -> bool:
+        """Room for `candidate`: within `max_frames`, and the batch's most urgent job still on
+        time with it (or late even alone, when only throughput is left to save)."""
+        if candidate.job is None:
+            return False
+        frames = sum(e.frames for e in batch)
+        if frames + candidate.frames > self.max_frames:
+            return False
+        now, due = self.clock(), batch[0].deadline
+        return now + self.cost_s(frames + candidate.frames) <= due or now + self.cost_s(frames) > due
