@@ -139,13 +139,15 @@ class Handle:
         finally:
             self._finish(job_id, None)
 
-    def _started(self, ids: list[int]) -> None:
+    def _started(self, ids: list[int], extra_s: float = 0.0) -> None:
+        """The worker started these jobs: arm their compute timers (`extra_s` later still,
+        for a backend that cannot say when a job leaves its queue, only predict it)."""
         loop = asyncio.get_running_loop()
         for job_id in ids:
             pending = self._pending.get(job_id)
             if pending is not None and not pending.started:
                 pending.started = True
-                pending.timer = loop.call_later(self.render_timeout_s, self._timed_out, job_id)
+                pending.timer = loop.call_later(self.render_timeout_s + extra_s, self._timed_out, job_id)
         self._count()
 
     def _done(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
