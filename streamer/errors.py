@@ -43,7 +43,7 @@ class Busy(StreamerError):
 
 
 class Cancelled(StreamerError):
-    """A render job dropped by its session (an interrupt) before it was rendered."""
+    """A render job dropped before it ran (its session was interrupted or closed)."""
 
     status = 409
 

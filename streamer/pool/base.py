@@ -1,4 +1,5 @@
-"""What a render pool offers the session: local worker processes, or Ray actors."""
+"""What a render pool offers the conversation core: the contract every backend keeps
+(local worker processes, Ray actors)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,15 @@ class Capacity:
 
 
 class RenderPool(Protocol):
-    renderer: str
-    """Name of the renderer the workers run."""
+    @property
+    def renderer(self) -> str:
+        """Name of the renderer the workers run ("" until one is running)."""
+        ...
+
+    @property
+    def audio_context_units(self) -> int:
+        """The renderer's `audio_context_units` (how much audio a job carries)."""
+        ...
 
     async def start(self) -> None: ...
 

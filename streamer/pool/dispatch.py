@@ -37,6 +37,10 @@ class Dispatcher:
     def renderer(self) -> str:
         return next((w.renderer for w in self.workers if w.renderer), "")
 
+    @property
+    def audio_context_units(self) -> int:
+        return next((w.audio_context_units for w in self.workers if w.renderer), 0)
+
     def pick(self, frames: int, deadline: float) -> Handle:
         alive = [w for w in self.workers if w.alive]
         if not alive:

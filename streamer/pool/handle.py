@@ -71,6 +71,7 @@ class Handle:
         self.stats = WorkerStats(index, device)
         self.curve: CostCurve | None = None
         self.renderer = ""
+        self.audio_context_units = 0
         self.render_timeout_s = render_timeout_s
         self._pending: dict[int, Pending] = {}
         self._ids = itertools.count()
@@ -78,6 +79,13 @@ class Handle:
     @property
     def alive(self) -> bool:
         return self.stats.alive
+
+    def ready(self, hello: dict[str, Any]) -> None:
+        """The worker's hello: what it runs and its measured cost curve."""
+        self.renderer = hello["renderer"]
+        self.audio_context_units = int(hello["audio_context_units"])
+        self.set_curve(CostCurve.from_json(hello["curve"]))
+        self.stats.alive = True
 
     def set_curve(self, curve: CostCurve) -> None:
         self.curve = curve

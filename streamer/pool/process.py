@@ -14,7 +14,6 @@ import numpy as np
 
 from streamer.config import Settings, settings_to_json
 from streamer.errors import NotReady, WorkerDied
-from streamer.pool.costs import CostCurve
 from streamer.pool.handle import Handle
 from streamer.pool.wire import decode, encode
 from streamer.pool.worker import worker_main
@@ -58,9 +57,7 @@ class ProcessWorker(Handle):
         if ready.get("type") != "ready":
             self._discard_process()
             raise NotReady(f"worker {self.stats.index} on {self.stats.device} failed: {ready.get('error')}")
-        self.renderer = ready["renderer"]
-        self.set_curve(CostCurve.from_json(ready["curve"]))
-        self.stats.alive = True
+        self.ready(ready)
         threading.Thread(target=self._read_loop, args=(loop, parent), daemon=True).start()
         log.info("worker %d on %s ready (%s, %.0f frames/s)", self.stats.index, self.stats.device,
                  self.renderer, self.stats.frames_per_s)

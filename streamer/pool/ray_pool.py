@@ -18,7 +18,6 @@ import numpy as np
 
 from streamer.config import Settings, settings_to_json
 from streamer.errors import NotReady, WorkerDied
-from streamer.pool.costs import CostCurve
 from streamer.pool.dispatch import Dispatcher
 from streamer.pool.handle import Handle
 from streamer.pool.wire import decode, encode
@@ -62,9 +61,8 @@ class ActorWorker(Handle):
             ready = await asyncio.wait_for(asyncio.wrap_future(self.actor.hello.remote().future()), timeout)
         except (ray.exceptions.RayError, TimeoutError) as exc:
             raise NotReady(f"render actor {self.stats.index} on {self.stats.device} failed: {exc}") from None
-        self.renderer, self.pid = ready["renderer"], ready["pid"]
-        self.set_curve(CostCurve.from_json(ready["curve"]))
-        self.stats.alive = True
+        self.pid = ready["pid"]
+        self.ready(ready)
         log.info("render actor %d on %s ready (pid %d, %.0f frames/s)", self.stats.index, self.stats.device,
                  self.pid, self.stats.frames_per_s)
 

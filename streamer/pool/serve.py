@@ -38,7 +38,8 @@ class Server:
         self._progress = progress
 
     def hello(self) -> dict[str, Any]:
-        return {"type": "ready", "renderer": self.renderer.name, "curve": self.curve.to_json()}
+        return {"type": "ready", "renderer": self.renderer.name, "curve": self.curve.to_json(),
+                "audio_context_units": self.renderer.audio_context_units}
 
     def submit(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Queue a message's work: a render job, or control work (prepare) ahead of renders."""

@@ -26,6 +26,7 @@ LEVELS = 4
 
 class SimRenderer:
     name = "sim"
+    audio_context_units = 0
 
     def __init__(self, fixed_ms: float, per_frame_ms: float, sleep: Callable[[float], None] = time.sleep) -> None:
         self.fixed_s = fixed_ms / 1000.0
