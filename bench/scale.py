@@ -10,8 +10,8 @@ frame is due when playout reaches it (playout starts when the first window is re
 the playout lead). A late window stalls playout, which resumes in sync, as the server's does.
 Stalls in the first `--warmup-s` of a stream are start-up (the buffer a cost model needs is
 being built: reported as `startup_missed`); after it, a late window is a missed deadline.
-The low-water mark is the render latency the cost model needs (two full-batch calls), not
-the server's 4 units tuned for lite. N sessions run together; N rises until one misses.
+The low-water mark and the playout lead are the render latency the cost model needs (two
+full-batch calls), not the server's 4 units tuned for lite. N sessions run together; N rises until one misses.
 Figures: `sessions_per_device` (most sessions with no missed deadline, per device),
 `model_sessions_per_device` (what the cost model allows: B frames every F + B·P ms, 25 fps a
 session), p95 window latency, frames/s per device, mean frames per model call, host CPU (all
@@ -42,12 +42,10 @@ from streamer.config import Settings  # noqa: E402
 from streamer.errors import StreamerError  # noqa: E402
 from streamer.media.segmenter import Segmenter  # noqa: E402
 from streamer.pool.local import LocalPool  # noqa: E402
-from streamer.render.base import RenderJob  # noqa: E402
+from streamer.render.base import RenderJob, job_audio  # noqa: E402
 from streamer.units import FPS, MODEL_RATE, MODEL_SAMPLES_PER_UNIT  # noqa: E402
 
 TICK_S = 1 / FPS
-LEAD_S = 4 / FPS
-"""Playout starts this long after the first window is ready (the playout lead)."""
 CPU_LIMIT_PCT = 80.0
 
 
@@ -79,6 +77,8 @@ class Stream:
 
     index: int
     audio: np.ndarray
+    lead_s: float
+    """Playout starts this long after the first window is ready (the playout lead)."""
     cutter: Segmenter = field(default_factory=Segmenter)
     windows: list[Window] = field(default_factory=list)
     play_start: float | None = None
@@ -105,7 +105,7 @@ class Stream:
             if w.ready_at is None:
                 return
             if w.first_unit == 0:
-                self.play_start = w.ready_at + LEAD_S
+                self.play_start = w.ready_at + self.lead_s
             due = self.scheduled(w.first_unit, w.ready_at)
             if w.failed or w.ready_at > due:
                 w.missed = w.first_unit > 0
@@ -133,7 +133,8 @@ async def render(pool: LocalPool, stream: Stream, window: Window, tick: int, now
     first = window.first_unit
     known = (tick + 1) * MODEL_SAMPLES_PER_UNIT
     due = 0.0 if first == 0 else stream.scheduled(first, now) - now
-    job = RenderJob(TEMPLATE, np.arange(first, first + window.units, dtype=np.int64), stream.audio[:known], first,
+    audio, offset = job_audio(stream.audio[:known], first, window.units, False, pool.audio_context_units)
+    job = RenderJob(TEMPLATE, np.arange(first, first + window.units, dtype=np.int64), audio, offset,
                     final=False, session_id=f"s{stream.index}", due_in_s=due)
     try:
         await pool.render(job)
@@ -146,7 +147,7 @@ async def render(pool: LocalPool, stream: Stream, window: Window, tick: int, now
 async def level(pool: LocalPool, sessions: int, args: argparse.Namespace) -> dict[str, Any]:
     """N sessions streaming together; their misses after the warm-up, latencies and frames."""
     before = pool.stats()
-    streams = [Stream(i, speech(args.seconds + 1, seed=i)) for i in range(sessions)]
+    streams = [Stream(i, speech(args.seconds + 1, seed=i), args.lead / FPS) for i in range(sessions)]
     tasks: list[asyncio.Task] = []
     t0 = time.monotonic()
     psutil.cpu_percent(None)
@@ -223,10 +224,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--low-water", type=int, default=0,
                         help="units ahead of playout below which all known audio is cut (default: two "
                              "full-batch calls of the cost model, at least the server's 4)")
+    parser.add_argument("--lead", type=int, default=0,
+                        help="playout lead in units (default: two full-batch calls of the cost model)")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args(argv)
+    if not args.lead:
+        args.lead = max(4, math.ceil(2 * (args.fixed_ms + args.max_batch * args.per_frame_ms) / 1000 * FPS))
     if not args.low_water:
-        args.low_water = max(4, math.ceil(2 * (args.fixed_ms + args.max_batch * args.per_frame_ms) / 1000 * FPS))
+        args.low_water = 2 * args.lead
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         run = asyncio.run(scale(args, Path(tmp)))
     best, failed = run["best"], run["failed"]
@@ -238,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "devices": args.devices, "fixed_ms": args.fixed_ms, "per_frame_ms": args.per_frame_ms,
         "max_batch": args.max_batch, "batching": not args.no_batching, "seconds_per_level": args.seconds,
-        "warmup_s": args.warmup_s, "low_water_units": args.low_water,
+        "warmup_s": args.warmup_s, "low_water_units": args.low_water, "lead_units": args.lead,
         "sessions_total": sessions,
         "sessions_per_device": round(sessions / args.devices, 2),
         "model_sessions_per_device": round(model_fps / FPS, 2),

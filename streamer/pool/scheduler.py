@@ -14,10 +14,11 @@ import itertools
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from streamer.render.base import RenderJob
+from streamer.units import FPS
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 """Upper bounds of the frames-per-call histogram (the last bucket holds everything above)."""
@@ -32,10 +33,21 @@ class Entry:
     """None for control work (`op`)."""
     op: dict[str, Any] = field(compare=False, default_factory=dict)
     received: float = field(compare=False, default=0.0)
+    offset: int = field(compare=False, default=0)
+    """Where this part starts within its job (a job longer than a call's room is split)."""
 
     @property
     def frames(self) -> int:
         return self.job.frames if self.job is not None else 0
+
+    def split(self, frames: int, seq: int) -> tuple[Entry, Entry]:
+        """Its first `frames` frames, and the rest (due that many frames later)."""
+        assert self.job is not None and 0 < frames < self.job.frames
+        job = self.job
+        head = replace(self, job=replace(job, positions=job.positions[:frames]))
+        rest = replace(self, deadline=self.deadline + frames / FPS, seq=seq, offset=self.offset + frames,
+                       job=replace(job, positions=job.positions[frames:], first_unit=job.first_unit + frames))
+        return head, rest
 
 
 @dataclass
@@ -127,23 +139,34 @@ class JobQueue:
                 self._ready.wait()
             if self._closed:
                 return None
-            batch = [heapq.heappop(self._heap)]
+            batch = [self._pop(self.max_frames if self.batching else None)]
             if batch[0].job is None:
                 return batch
-            while self.batching and self._heap and self._fits(batch, self._heap[0]):
-                batch.append(heapq.heappop(self._heap))
+            frames = batch[0].frames
+            while self.batching and self._heap and frames < self.max_frames:
+                if not self._fits(batch, frames, self._heap[0]):
+                    break
+                batch.append(self._pop(self.max_frames - frames))
+                frames += batch[-1].frames
             return batch
 
-    def _fits(self, batch: list[Entry], candidate: Entry) -> bool:
-        """Room for `candidate`: within `max_frames`, and the batch's most urgent job still on
-        time with it; or, when that job is late even alone, a candidate late even alone too
-        (together they lose less time than one after the other; a job still on time waits)."""
+    def _pop(self, room: int | None) -> Entry:
+        """The most urgent entry, its first `room` frames only if it is longer (the rest stays
+        queued, so an urgent job of another session can go between its parts)."""
+        entry = heapq.heappop(self._heap)
+        if room is not None and entry.job is not None and entry.frames > room:
+            entry, rest = entry.split(room, next(self._seq))
+            heapq.heappush(self._heap, rest)
+        return entry
+
+    def _fits(self, batch: list[Entry], frames: int, candidate: Entry) -> bool:
+        """Whether the call takes (what fits of) `candidate` too: the batch's most urgent job
+        still on time with it, or the candidate late if it waited for the next call (then one
+        call for both costs the batch a few frames' time and saves it a whole call)."""
         if candidate.job is None:
             return False
-        frames = sum(e.frames for e in batch)
-        if frames + candidate.frames > self.max_frames:
-            return False
-        now, due = self.clock(), batch[0].deadline
-        if now + self.cost_s(frames + candidate.frames) <= due:
+        more = min(candidate.frames, self.max_frames - frames)
+        now = self.clock()
+        if now + self.cost_s(frames + more) <= batch[0].deadline:
             return True
-        return now + self.cost_s(frames) > due and now + self.cost_s(candidate.frames) > candidate.deadline
+        return now + self.cost_s(frames) + self.cost_s(more) > candidate.deadline

@@ -35,6 +35,10 @@ class Server:
         self.queue = JobQueue(settings.batch_size, self.curve.seconds, settings.batch_across_jobs)
         self.counters = Counters()
         self.templates: dict[str, Any] = {}
+        self._parts: dict[int, list[tuple[int, np.ndarray]]] = {}
+        """Crops of the parts rendered so far of each job in the queue, by job id."""
+        self._frames: dict[int, int] = {}
+        """Frames of each job in the queue (or rendering), by job id."""
         self._progress = progress
 
     def hello(self) -> dict[str, Any]:
@@ -44,12 +48,17 @@ class Server:
     def submit(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Queue a message's work: a render job, or control work (prepare) ahead of renders."""
         if meta["op"] == "render":
-            self.queue.put(int(meta["id"]), job_from_message(meta, arrays))
+            job = job_from_message(meta, arrays)
+            self._frames[int(meta["id"])] = job.frames
+            self.queue.put(int(meta["id"]), job)
         else:
             self.queue.put_control(int(meta["id"]), meta)
 
     def cancel(self, session_id: str) -> None:
-        self.counters.cancelled += len(self.queue.cancel(session_id))
+        dropped = set(self.queue.cancel(session_id))
+        self.counters.cancelled += len(dropped)
+        for job_id in dropped:  # a part rendering now finds its job gone, and is dropped
+            self._frames.pop(job_id, None)
 
     def run(self, send: Send) -> None:
         """Render until the queue closes."""
@@ -59,8 +68,27 @@ class Server:
             else:
                 send({"type": "started", "ids": [e.id for e in batch]}, None)
                 for entry, reply, crops in self._render(batch):
+                    whole = self._assemble(entry, crops) if reply["ok"] else None
+                    if reply["ok"] and whole is None:
+                        continue  # more parts to come, or its job was cancelled
+                    self._frames.pop(entry.id, None)
+                    self._parts.pop(entry.id, None)
                     send({"type": "done", "id": entry.id, **reply, "counters": asdict(self.counters)},
-                         {"crops": crops} if crops is not None else None)
+                         {"crops": whole} if whole is not None else None)
+
+    def _assemble(self, entry: Entry, crops: np.ndarray) -> np.ndarray | None:
+        """The job's crops once its last part is rendered; None before (or if it was cancelled)."""
+        total = self._frames.get(entry.id)
+        if total is None:
+            self._parts.pop(entry.id, None)
+            return None
+        if entry.offset == 0 and len(crops) == total:
+            return crops
+        parts = self._parts.setdefault(entry.id, [])
+        parts.append((entry.offset, crops))
+        if sum(len(c) for _, c in parts) < total:
+            return None
+        return np.concatenate([c for _, c in sorted(parts, key=lambda p: p[0])])
 
     def _render(self, batch: list[Entry]) -> list[tuple[Entry, dict[str, Any], np.ndarray | None]]:
         """Each entry's reply; a failed batch is retried job by job, so one bad job fails alone."""

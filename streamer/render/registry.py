@@ -72,7 +72,7 @@ def create_renderer(settings: Settings, device: str = "cpu") -> Renderer:
     if name == "sim" or device.startswith("sim"):
         from streamer.render.sim import SimRenderer
 
-        return SimRenderer(settings.sim_fixed_ms, settings.sim_per_frame_ms)
+        return SimRenderer(settings.sim_fixed_ms, settings.sim_per_frame_ms, settings.batch_size)
     if name == "musetalk":
         from streamer.render.musetalk import MuseTalkRenderer
 

@@ -1,7 +1,8 @@
 """A simulated render device: sleeps by a cost model instead of computing.
 
 A call of n frames takes `fixed_ms + n × per_frame_ms` (the shape of a GPU model call: a
-fixed launch and transfer cost, then a cost per frame), so scheduling, batching and capacity
+fixed launch and transfer cost, then a cost per frame; a call of more than `batch_size`
+frames is several calls, as the model renderers chunk it), so scheduling, batching and capacity
 can be tested and planned without GPUs. Its crops are the template's own, with the lite
 renderer's mouth at a few openings chosen by the audio level, made once per frame and kept:
 streams look alive while the host CPU stays almost idle.
@@ -28,9 +29,12 @@ class SimRenderer:
     name = "sim"
     audio_context_units = 0
 
-    def __init__(self, fixed_ms: float, per_frame_ms: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, fixed_ms: float, per_frame_ms: float, batch_size: int = 32, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.fixed_s = fixed_ms / 1000.0
         self.per_frame_s = per_frame_ms / 1000.0
+        self.batch_size = max(1, batch_size)
         self._sleep = sleep
         self._crops: dict[tuple[str, int, int], np.ndarray] = {}
 
@@ -46,7 +50,7 @@ class SimRenderer:
 
     def cost_s(self, frames: int) -> float:
         """Seconds one call of `frames` frames takes."""
-        return self.fixed_s + frames * self.per_frame_s
+        return -(-frames // self.batch_size) * self.fixed_s + frames * self.per_frame_s
 
     def render(self, template: PreparedTemplate, job: RenderJob) -> np.ndarray:
         return self.render_batch([(template, job)])[0]

@@ -139,3 +139,20 @@ async def test_a_window_goes_to_the_worker_that_finishes_it_first(cache):
         assert idle.stats.jobs == 2 and busy.stats.jobs == 2
     finally:
         await pool.close()
+
+
+async def test_a_job_longer_than_a_call_is_rendered_in_parts_and_comes_back_whole(cache):
+    pool = await sim_pool(cache, batch_size=8, sim_fixed_ms=50.0)
+    try:
+        long, short = job(20, session="upload"), job(3, session="live", due=0.2)
+        upload = asyncio.create_task(pool.render(long))
+        await asyncio.sleep(0.02)
+        first = await pool.render(short)  # goes between the upload's parts
+        crops = await upload
+        assert crops.shape[0] == 20 and first.shape[0] == 3
+        alone = await pool.render(replace(long, session_id="again"))
+        assert np.array_equal(crops, alone)
+        stats = pool.stats()[0]
+        assert int(max(stats["batch_frames"], key=lambda k: float(k))) <= 8  # no call over 8 frames
+    finally:
+        await pool.close()
