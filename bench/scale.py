@@ -113,14 +113,16 @@ class Stream:
             self.played_windows += 1
 
 
-async def run_stream(pool: LocalPool, stream: Stream, t0: float, seconds: float, low_water: int,
-                     tasks: list) -> None:
+async def run_stream(pool: LocalPool, stream: Stream, t0: float, args: argparse.Namespace, tasks: list) -> None:
+    seconds, low_water = args.seconds, args.low_water
     for tick in range(int(seconds * FPS)):
         await asyncio.sleep(max(0.0, t0 + tick * TICK_S - time.monotonic()))
         now = time.monotonic()
         chunk = stream.audio[tick * MODEL_SAMPLES_PER_UNIT : (tick + 1) * MODEL_SAMPLES_PER_UNIT]
         cut = stream.cutter.push(chunk)
-        if not cut and stream.play_start is not None and stream.cut_units - stream.played(now) < low_water:
+        waiting = stream.cutter.total_units - stream.cutter.lookahead_units - stream.cut_units
+        if (not cut and stream.play_start is not None and waiting >= args.min_window
+                and stream.cut_units - stream.played(now) < low_water):
             cut = stream.cutter.cut_available()
         for w in cut:
             window = Window(w.first_unit, w.units, now)
@@ -152,8 +154,7 @@ async def level(pool: LocalPool, sessions: int, args: argparse.Namespace) -> dic
     t0 = time.monotonic()
     psutil.cpu_percent(None)
     own = _own_cpu_s()
-    await asyncio.gather(*(run_stream(pool, s, t0 + (i * 0.37) % 1.0, args.seconds, args.low_water, tasks)
-                           for i, s in enumerate(streams)))
+    await asyncio.gather(*(run_stream(pool, s, t0 + (i * 0.37) % 1.0, args, tasks) for i, s in enumerate(streams)))
     await asyncio.gather(*tasks)
     cpu = psutil.cpu_percent(None)
     elapsed = time.monotonic() - t0
@@ -224,6 +225,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--low-water", type=int, default=0,
                         help="units ahead of playout below which all known audio is cut (default: two "
                              "full-batch calls of the cost model, at least the server's 4)")
+    parser.add_argument("--min-window", type=int, default=3,
+                        help="units a low-water cut waits for (fewer, larger jobs than one a tick)")
     parser.add_argument("--lead", type=int, default=0,
                         help="playout lead in units (default: two full-batch calls of the cost model)")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
@@ -243,7 +246,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "devices": args.devices, "fixed_ms": args.fixed_ms, "per_frame_ms": args.per_frame_ms,
         "max_batch": args.max_batch, "batching": not args.no_batching, "seconds_per_level": args.seconds,
-        "warmup_s": args.warmup_s, "low_water_units": args.low_water, "lead_units": args.lead,
+        "warmup_s": args.warmup_s, "low_water_units": args.low_water, "lead_units": args.lead, "min_window_units": args.min_window,
         "sessions_total": sessions,
         "sessions_per_device": round(sessions / args.devices, 2),
         "model_sessions_per_device": round(model_fps / FPS, 2),
