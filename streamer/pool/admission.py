@@ -4,8 +4,9 @@ A session speaking continuously needs 25 frames/s; each open session plans `spea
 of that, and sessions speaking right now count in full when more speak than planned. A new
 session is admitted while the planned load is under `admission_threshold` of the workers'
 measured capacity (frames/s in full batches) and the load with it stays under the whole
-capacity: a device near 30 frames/s takes one speaking session, one at 80 takes three.
-`max_sessions` stays a hard ceiling above this.
+capacity: a device near 30 frames/s takes one speaking session, one at 80 takes three. The
+first session is always admitted, even on devices slower than real time (MuseTalk on a CPU):
+it stalls, but refusing everyone would serve no one. `max_sessions` stays a hard ceiling.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Decision:
 
 
 def _fits(planned: float, per_session: float, budget: float, capacity: float) -> bool:
-    return planned < budget and planned + per_session < capacity
+    return planned == 0 or (planned < budget and planned + per_session < capacity)
 
 
 def decide(capacity: Capacity, load: Load, threshold: float, speaking_share: float) -> Decision:

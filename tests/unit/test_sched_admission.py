@@ -27,11 +27,11 @@ def admitted(cap: Capacity, threshold: float = 0.8, share: float = 1.0) -> int:
 def test_sessions_fit_the_budget_at_their_speaking_share():
     assert admitted(capacity(30.0)) == 1  # MuseTalk near 30 fps unbatched: one per GPU
     assert admitted(capacity(30.0, devices=4)) == 4
-    assert admitted(capacity(20.0)) == 0  # slower than one speaking session
+    assert admitted(capacity(2.0)) == 1  # slower than real time: the first one still opens
     assert admitted(capacity(81.6)) == 3  # sim 200 ms + 6 ms/frame, batches of 32
     assert admitted(capacity(100.0)) == 3  # the fourth would load it to 100 %
     assert admitted(capacity(100.0), share=0.5) == 7
-    assert admitted(Capacity(0.0, 0, ())) == 0
+    assert not decide(capacity(2.0), Load(0, 1), 0.8, 1.0).admit
     assert decide(capacity(81.6), Load(1, 0), 0.8, 1.0).sessions == 3
 
 
