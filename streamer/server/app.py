@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from streamer.avatar import cache
 from streamer.avatar.prepared import PreparedTemplate
-from streamer.avatar.sources import TemplateSource, discover, file_sha256, load_frames
+from streamer.avatar.sources import TemplateSource, discover, file_sha256
 from streamer.config import Settings
 from streamer.errors import NotFound, NotReady
 from streamer.media import encoding
@@ -23,7 +23,7 @@ from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
 from streamer.pool.factory import create_pool
 from streamer.pool.report import PoolGauges, summary
-from streamer.render.prepare import MAX_FRAMES, renderer_cache
+from streamer.render.prepare import renderer_cache
 from streamer.server import api, whep
 from streamer.server.http import cors, errors, loopback_host
 from streamer.server.keys import DECODERS, METRICS, SESSIONS, SETTINGS, STARTUP
@@ -36,7 +36,7 @@ WEB_FILE = re.compile(r"[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico|webmanifest)")
 def load_cached(source: TemplateSource, cache_dir, key: dict[str, str]) -> PreparedTemplate:
     """The template a worker has just prepared, read back from the cache by the web process."""
     folder = renderer_cache(cache_dir, key["renderer"])
-    template = cache.load(folder, source.id, load_frames(source, MAX_FRAMES), file_sha256(source.path), key)
+    template = cache.load(folder, source.id, None, file_sha256(source.path), key)  # frames mapped
     if template is None:
         raise NotReady(f"the cache of {source.id} could not be read back")
     return template
@@ -129,6 +129,7 @@ def stats_json(app: web.Application) -> dict[str, Any]:
         "templateUsage": dict(metrics.template_usage),
         "interruptedRequests": metrics.interrupted_requests,
         "renderer": manager.pool.renderer,
+        "degradedTemplates": sorted(t.id for t in manager.templates.values() if t.degraded),
         "devices": devices,
         "sessions": {"open": len(sessions), "max": manager.settings.max_sessions, "list": sessions},
         "render": summary(manager.pool.capacity(), manager.load(), manager.admission(), manager.refusals, devices),

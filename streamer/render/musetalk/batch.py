@@ -32,15 +32,15 @@ def render_batch(
     renderer: "MuseTalkRenderer", items: Sequence[tuple[PreparedTemplate, RenderJob]]
 ) -> list[np.ndarray]:
     """[T_i, 256, 256, 3] uint8 BGR crops of each job, the model called over all their frames."""
-    from streamer.render.musetalk.renderer import frame_indices, rest_in_silence
+    from streamer.render.musetalk.renderer import rest_in_silence
 
-    frames = [frame_indices(t, j.positions) for t, j in items]
+    frames = [t.frame_indices(j.positions) for t, j in items]
     total = sum(len(f) for f in frames)
     out = torch.empty((total, CROP_SIZE, CROP_SIZE, 3), dtype=torch.uint8, pin_memory=renderer._pin)
     if total:
         latents = np.concatenate([_latents(t)[f] for (t, _), f in zip(items, frames)])
         tokens = torch.cat([renderer.audio_tokens(j) for _, j in items if j.frames])
-        tokens = (tokens + renderer.pe).to(renderer.unet_dtype)
+        tokens = (tokens.to(renderer.pe.dtype) + renderer.pe).to(renderer.unet_dtype)
         for start in range(0, total, renderer.batch_size):
             stop = min(total, start + renderer.batch_size)
             batch = renderer._upload(latents[start:stop]).to(renderer.unet_dtype)
