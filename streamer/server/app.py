@@ -21,8 +21,8 @@ from streamer.media import encoding
 from streamer.media.clock import Clock, MonotonicClock
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
-from streamer.pool.local import LocalPool
-from streamer.render import registry
+from streamer.pool.factory import create_pool
+from streamer.pool.report import PoolGauges, summary
 from streamer.render.prepare import renderer_cache
 from streamer.server import api, openapi, whep
 from streamer.server.http import cors, errors, loopback_host
@@ -107,6 +107,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     state = request.app[STARTUP]
     body = {"ready": state["ready"], "phase": state["phase"], "failed": state["failed"]}
+    if state["ready"]:
+        body["at_capacity"] = not request.app[SESSIONS].admission().admit
     return web.json_response(body, status=200 if state["ready"] else 503)
 
 
@@ -130,6 +132,7 @@ def stats_json(app: web.Application) -> dict[str, Any]:
         "degradedTemplates": sorted(t.id for t in manager.templates.values() if t.degraded),
         "devices": devices,
         "sessions": {"open": len(sessions), "max": manager.settings.max_sessions, "list": sessions},
+        "render": summary(manager.pool.capacity(), manager.load(), manager.admission(), manager.refusals, devices),
         "latency": metrics.latency_summary(),
         "stalls": sum(s["stalls"] for s in sessions),
         "uptime_s": round(time.monotonic() - state["started"], 1),
@@ -146,6 +149,8 @@ async def metrics(request: web.Request) -> web.Response:
     gauge: Gauge = app[STARTUP]["workers_gauge"]
     for d in devices:
         gauge.labels(str(d["index"]), d["device"]).set(1 if d["alive"] else 0)
+    manager = app[SESSIONS]
+    app[STARTUP]["pool_gauges"].update(manager.pool.capacity(), manager.admission(), manager.refusals, devices)
     body = generate_latest(app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -165,7 +170,7 @@ def create_app(
     app = web.Application(middlewares=[loopback_host, cors, errors], client_max_size=settings.max_audio_bytes)
     metrics_ = Metrics()
     if pool is None:
-        pool = LocalPool(settings, registry.devices(settings), progress=True)
+        pool = create_pool(settings, progress=True)
     app[SETTINGS] = settings
     app[METRICS] = metrics_
     app[DECODERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
@@ -179,6 +184,7 @@ def create_app(
         "workers_gauge": Gauge(
             "streamer_worker_alive", "Render worker is running", ["index", "device"], registry=metrics_.registry
         ),
+        "pool_gauges": PoolGauges(metrics_.registry),
     }
     app.add_routes(api.routes)
     app.add_routes(whep.routes())
