@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-from streamer import audio
+from streamer import audio, ice
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.avatar.sources import check_id
 from streamer.config import Settings
@@ -46,7 +46,15 @@ def bearer_matches(authorization: str | None, secret: str | None) -> bool:
     scheme, _, credential = (authorization or "").partition(" ")
     if not secret or scheme.lower() != "bearer" or not credential:
         return False
-    return hmac.compare_digest(credential.strip().encode(), secret.encode())
+    return hmac.compare_digest(credential.strip().encode("utf-8", "surrogateescape"), secret.encode())
+
+
+def rtc_configuration(settings: Settings, name: str) -> RTCConfiguration:
+    """The configured ICE servers only (none by default: aiortc's own default is a public STUN)."""
+    servers = ice.peer_servers(ice.servers_for(settings.ice_servers, settings.turn_secret, settings.turn_ttl_s, name))
+    return RTCConfiguration(
+        iceServers=[RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in servers]
+    )
 
 
 @dataclass(frozen=True)
@@ -168,7 +176,7 @@ class Session:
         self.playout = Playout(self._on_playout_event)
         self.pump = MediaPump(self.playout, self._compose, clock)
         self.pump.on_unit = self._on_unit
-        self.pc = RTCPeerConnection()
+        self.pc = RTCPeerConnection(rtc_configuration(settings, self.id))
         self.channel: Any = None
         self.listeners: set[Callable[[dict[str, Any]], None]] = set()
         self._speech: dict[str, Speech] = {}

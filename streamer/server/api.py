@@ -13,9 +13,11 @@ import cv2
 from aiohttp import WSMsgType, web
 
 from streamer import audio, tts
-from streamer.errors import BadInput, NotFound, StreamerError, Unauthorized, UnsupportedMedia
+from streamer.errors import BadInput, NotFound, StreamerError, TooLarge, UnsupportedMedia
+from streamer.server.http import read_capped
 from streamer.server.keys import DECODERS, SESSIONS, SETTINGS, STARTUP
-from streamer.session import Session, SessionManager, bearer_matches
+from streamer.server.opening import authorize_open, authorize_session, opened_with
+from streamer.session import Session, SessionManager
 from streamer.units import MODEL_RATE, OUT_RATE
 
 log = logging.getLogger(__name__)
@@ -31,22 +33,17 @@ def _session_id(request: web.Request) -> str:
 
 
 def _authorized(request: web.Request) -> Session:
-    return request.app[SESSIONS].authorize(_session_id(request), request.headers.get("Authorization"))
+    return authorize_session(request, _session_id(request))
 
 
-def require_key(request: web.Request) -> None:
-    """When the server has a key, opening a session needs it too."""
-    key = request.app[SETTINGS].key
-    if key is not None and not bearer_matches(request.headers.get("Authorization"), key):
-        raise Unauthorized("this server needs its key to open sessions (Authorization: Bearer <key>)")
-
-
-async def _json(request: web.Request) -> dict[str, Any]:
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """A JSON object body of at most `max_json_bytes` (an SDP offer included: 413 past it)."""
     if request.content_type != "application/json":
         raise UnsupportedMedia("send application/json")
+    data = await read_capped(request, request.app[SETTINGS].max_json_bytes, "the JSON body")
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise BadInput("the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadInput("the body must be a JSON object")
@@ -73,9 +70,10 @@ async def list_templates(request: web.Request) -> web.Response:
     """Ready templates, then those still preparing (or failed, with the reason)."""
     manager, startup = request.app[SESSIONS], request.app[STARTUP]
     listed = [_template_json(manager, tid) for tid in sorted(manager.templates)]
-    for tid, name in sorted(startup["discovered"].items()):
+    for tid, name in sorted(startup.discovered.items()):
         if tid not in manager.templates:
-            listed.append({"id": tid, "name": name, "ready": False, "error": startup["failed"].get(tid)})
+            reason = "could not be prepared (the server log says why)" if tid in startup.failed else None
+            listed.append({"id": tid, "name": name, "ready": False, "error": reason})
     return web.json_response({"templates": listed, "renderer": manager.pool.renderer})
 
 
@@ -88,11 +86,12 @@ async def preview(request: web.Request) -> web.Response:
 
 @routes.post("/api/sessions")
 async def open_session(request: web.Request) -> web.Response:
-    require_key(request)
-    body = await _json(request)
+    body = await read_json(request)
+    grant = authorize_open(request, body.get("template"))
     if body.get("type", "offer") != "offer":
         raise BadInput("`type` must be offer")
     opened = await request.app[SESSIONS].open(body.get("template"), body.get("sdp"))
+    opened_with(request, opened.session_id, grant)
     return web.json_response(
         {"session_id": opened.session_id, "token": opened.token, "sdp": opened.sdp, "type": opened.type},
         status=201,
@@ -134,9 +133,13 @@ async def speak(request: web.Request) -> web.Response:
 @routes.post("/api/sessions/{session_id}/say")
 async def say(request: web.Request) -> web.Response:
     session = _authorized(request)
-    text = (await _json(request)).get("text")
+    text = (await read_json(request)).get("text")
     if not isinstance(text, str):
         raise BadInput("`text` must be a string")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput("`text` is not valid Unicode (a lone surrogate?)") from None
     settings = request.app[SETTINGS]
     wav = await asyncio.get_running_loop().run_in_executor(request.app[DECODERS], tts.synthesize, text, settings)
     return await _speak_bytes(request, session, wav, "audio/wav")
@@ -154,7 +157,8 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
     token = request.query.get("token")
     header = request.headers.get("Authorization") or (f"Bearer {token}" if token else None)
     session = request.app[SESSIONS].authorize(_session_id(request), header)
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 20)
+    settings = request.app[SETTINGS]
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=max(settings.max_ws_bytes, settings.max_json_bytes))
     await ws.prepare(request)
 
     sends: set[asyncio.Task[None]] = set()
@@ -171,6 +175,8 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
         async for msg in ws:
             try:
                 if msg.type == WSMsgType.TEXT:
+                    if len(msg.data) > settings.max_json_bytes:
+                        raise TooLarge(f"text messages are at most {settings.max_json_bytes} bytes")
                     command = json.loads(msg.data)
                     kind = command.get("type") if isinstance(command, dict) else None
                     if kind == "start":
@@ -193,10 +199,12 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
                     else:
                         raise BadInput("messages are start, end or interrupt")
                 elif msg.type == WSMsgType.BINARY:
+                    if len(msg.data) > settings.max_ws_bytes:
+                        raise TooLarge(f"audio chunks are at most {settings.max_ws_bytes} bytes")
                     if stream is None:
                         raise BadInput("send start before audio")
                     stream.push(msg.data)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 await ws.send_json({"type": "error", "error": "text messages must be JSON"})
             except StreamerError as exc:
                 await ws.send_json({"type": "error", "error": str(exc), "status": exc.status})

@@ -1,17 +1,17 @@
-"""The aiohttp application: wiring, start-up (workers, templates), static web/, health, stats."""
+"""The aiohttp application: wiring, start-up (workers, templates), static web/."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
-import time
+import secrets
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
+from streamer import ice
 from streamer.avatar import cache
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.avatar.sources import TemplateSource, discover, file_sha256, load_frames
@@ -24,9 +24,11 @@ from streamer.pool.base import RenderPool
 from streamer.pool.local import LocalPool
 from streamer.render import registry
 from streamer.render.prepare import MAX_FRAMES, renderer_cache
-from streamer.server import api, whep
-from streamer.server.http import cors, errors, loopback_host
-from streamer.server.keys import DECODERS, METRICS, SESSIONS, SETTINGS, STARTUP
+from streamer.server import access, api, ops, whep
+from streamer.server.grants import Grants
+from streamer.server.http import cors, errors, forwarded, loopback_host
+from streamer.server.keys import DECODERS, GRANTS, HOLDERS, METRICS, SESSIONS, SETTINGS, STARTUP
+from streamer.server.state import Startup
 from streamer.session import SessionManager
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,9 @@ async def _start(app: web.Application) -> None:
     try:
         await manager.pool.start()
         sources = discover(settings.templates_dir)
-        state["discovered"] = {s.id: s.name for s in sources.values()}
+        state.discovered = {s.id: s.name for s in sources.values()}
         for source in sources.values():
-            state["phase"] = f"preparing {source.id}"
+            state.phase = f"preparing {source.id}"
             try:
                 key = await manager.pool.prepare(source.id)
                 template = await asyncio.get_running_loop().run_in_executor(
@@ -60,11 +62,11 @@ async def _start(app: web.Application) -> None:
                 )
             except Exception as exc:  # noqa: BLE001 - one bad template must not stop the rest
                 log.error("template %s is not available: %s", source.id, exc)
-                state["failed"][source.id] = str(exc)
+                state.failed[source.id] = str(exc)
                 continue
             manager.templates[source.id] = template
-        state["ready"] = bool(manager.templates)
-        state["phase"] = "ready" if state["ready"] else "no usable template"
+        state.ready = bool(manager.templates)
+        state.phase = "ready" if state.ready else "no usable template"
         log.info(
             "ready: %d templates (%s), renderer %s on %s",
             len(manager.templates), ", ".join(sorted(manager.templates)), manager.pool.renderer,
@@ -72,15 +74,27 @@ async def _start(app: web.Application) -> None:
         )
     except Exception as exc:  # noqa: BLE001 - reported by /readyz and the stats
         log.exception("start-up failed")
-        state["phase"] = f"failed: {exc}"
+        state.phase = "failed"
+        state.error = str(exc)
 
 
 async def on_startup(app: web.Application) -> None:
-    app[STARTUP]["task"] = asyncio.get_running_loop().create_task(_start(app))
+    app[STARTUP].task = asyncio.get_running_loop().create_task(_start(app))
+    await _resolve_ice(app[SETTINGS])
+
+
+async def _resolve_ice(settings: Settings) -> None:
+    """Warn when viewers may not reach the media; look the ICE servers' names up once."""
+    warning = ice.unreachable_warning(not settings.public_binding(), settings.ice_servers)
+    if warning:
+        log.warning(warning)
+    if settings.ice_servers:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ice-dns") as resolver:
+            await asyncio.get_running_loop().run_in_executor(resolver, ice.resolve, settings.ice_servers)
 
 
 async def on_cleanup(app: web.Application) -> None:
-    task = app[STARTUP].get("task")
+    task = app[STARTUP].task
     if task is not None and not task.done():
         task.cancel()
     await app[SESSIONS].close_all()
@@ -100,55 +114,6 @@ async def web_file(request: web.Request) -> web.FileResponse:
     return web.FileResponse(path)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    state = request.app[STARTUP]
-    body = {"ready": state["ready"], "phase": state["phase"], "failed": state["failed"]}
-    return web.json_response(body, status=200 if state["ready"] else 503)
-
-
-def stats_json(app: web.Application) -> dict[str, Any]:
-    manager, metrics, state = app[SESSIONS], app[METRICS], app[STARTUP]
-    devices = manager.pool.stats()
-    alive = sum(1 for d in devices if d["alive"])
-    if not state["ready"]:
-        status = "starting" if not state["phase"].startswith("failed") else "failed"
-    else:
-        status = "running" if alive == len(devices) else "degraded" if alive else "down"
-    sessions = [s.describe() for s in manager.sessions.values()]
-    return {
-        "totalRequests": metrics.total_requests,
-        "completedRequests": metrics.completed_requests,
-        "completionRate": metrics.completion_rate(),
-        "pythonEngineStatus": status,
-        "templateUsage": dict(metrics.template_usage),
-        "interruptedRequests": metrics.interrupted_requests,
-        "renderer": manager.pool.renderer,
-        "devices": devices,
-        "sessions": {"open": len(sessions), "max": manager.settings.max_sessions, "list": sessions},
-        "latency": metrics.latency_summary(),
-        "stalls": sum(s["stalls"] for s in sessions),
-        "uptime_s": round(time.monotonic() - state["started"], 1),
-    }
-
-
-async def stats(request: web.Request) -> web.Response:
-    return web.json_response(stats_json(request.app))
-
-
-async def metrics(request: web.Request) -> web.Response:
-    app = request.app
-    devices = app[SESSIONS].pool.stats()
-    gauge: Gauge = app[STARTUP]["workers_gauge"]
-    for d in devices:
-        gauge.labels(str(d["index"]), d["device"]).set(1 if d["alive"] else 0)
-    body = generate_latest(app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 def create_app(
     settings: Settings,
     pool: RenderPool | None = None,
@@ -161,7 +126,9 @@ def create_app(
             h264_codec=_h264_codec(settings),
         )
     )
-    app = web.Application(middlewares=[loopback_host, cors, errors], client_max_size=settings.max_audio_bytes)
+    app = web.Application(
+        middlewares=[forwarded, loopback_host, cors, errors], client_max_size=settings.max_audio_bytes
+    )
     metrics_ = Metrics()
     if pool is None:
         pool = LocalPool(settings, registry.devices(settings), progress=True)
@@ -169,24 +136,14 @@ def create_app(
     app[METRICS] = metrics_
     app[DECODERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
     app[SESSIONS] = SessionManager(settings, pool, metrics_, clock_factory)
-    app[STARTUP] = {
-        "ready": False,
-        "phase": "starting workers",
-        "failed": {},
-        "discovered": {},
-        "started": time.monotonic(),
-        "workers_gauge": Gauge(
-            "streamer_worker_alive", "Render worker is running", ["index", "device"], registry=metrics_.registry
-        ),
-    }
+    app[STARTUP] = Startup()
+    app[GRANTS] = Grants(settings.grant_secret or settings.key or secrets.token_urlsafe(32))
+    app[HOLDERS] = {}
     app.add_routes(api.routes)
     app.add_routes(whep.routes())
     app.router.add_get("/", index)
-    app.router.add_get("/api/stats", stats)
-    app.router.add_get("/api/musetalk/stats", stats)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    app.add_routes(ops.routes())
+    app.add_routes(access.routes())
     app.router.add_get("/{name}", web_file)
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)

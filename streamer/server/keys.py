@@ -6,12 +6,17 @@ from aiohttp import web
 
 from streamer.config import Settings
 from streamer.metrics import Metrics
+from streamer.server.grants import Grants
+from streamer.server.state import Startup
 from streamer.session import SessionManager
 
 SETTINGS = web.AppKey("settings", Settings)
 SESSIONS = web.AppKey("sessions", SessionManager)
 METRICS = web.AppKey("metrics", Metrics)
-STARTUP = web.AppKey("startup", dict)
+STARTUP = web.AppKey("startup", Startup)
 """Start-up state: ready, phase, the templates discovered and those that failed."""
 DECODERS = web.AppKey("decoders", ThreadPoolExecutor)
 """Threads for audio decoding and speech synthesis, apart from the pool video encoding uses."""
+GRANTS = web.AppKey("grants", Grants)
+HOLDERS = web.AppKey("grant_holders", dict)
+"""Session id → the grant that opened it (its bearer may delete the WHEP resource)."""

@@ -68,9 +68,10 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
 
 async def _wait_ready(app: web.Application) -> None:
     startup = app[STARTUP]
-    await startup["task"]
-    if not startup["ready"]:
-        raise RuntimeError(f"server not ready: {startup['phase']} {startup['failed']}")
+    assert startup.task is not None
+    await startup.task
+    if not startup.ready:
+        raise RuntimeError(f"server not ready: {startup.phase} {startup.error} {startup.failed}")
 
 
 @pytest.fixture(scope="session")
