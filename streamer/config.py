@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from streamer.errors import BadInput
+from streamer.ice import parse_ice_servers
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "STREAMER_"
@@ -119,6 +120,7 @@ class Settings:
             1024 <= self.ice_port_min <= self.ice_port_max <= 65535
         ):
             raise BadInput("ice_port_min..ice_port_max must be a range within 1024..65535")
+        parse_ice_servers(self.ice_servers)  # a bad URL stops the start, with its reason
         return self
 
 

@@ -17,7 +17,7 @@ from streamer.avatar.prepared import PreparedTemplate
 from streamer.avatar.sources import TemplateSource, discover, file_sha256, load_frames
 from streamer.config import Settings
 from streamer.errors import NotFound, NotReady
-from streamer.media import encoding
+from streamer.media import encoding, ports
 from streamer.media.clock import Clock, MonotonicClock
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
@@ -79,6 +79,9 @@ async def _start(app: web.Application) -> None:
 
 
 async def on_startup(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    if settings.ice_port_min:
+        ports.install(asyncio.get_running_loop(), settings.ice_port_min, settings.ice_port_max)
     app[STARTUP].task = asyncio.get_running_loop().create_task(_start(app))
     await _resolve_ice(app[SETTINGS])
 
