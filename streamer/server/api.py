@@ -10,12 +10,13 @@ import time
 from typing import Any
 
 import cv2
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from streamer import audio, tts
-from streamer.errors import BadInput, NotFound, StreamerError, TooLarge, UnsupportedMedia
+from streamer.errors import BadInput, NotFound, UnsupportedMedia
 from streamer.server.http import read_capped
 from streamer.server.keys import DECODERS, SESSIONS, SETTINGS, STARTUP
+from streamer.server.live import LiveSocket
 from streamer.server.opening import authorize_open, authorize_session, opened_with
 from streamer.session import Session, SessionManager
 from streamer.units import MODEL_RATE, OUT_RATE
@@ -153,63 +154,12 @@ async def interrupt(request: web.Request) -> web.Response:
 
 @routes.get("/api/sessions/{session_id}/audio")
 async def audio_socket(request: web.Request) -> web.WebSocketResponse:
-    """Live PCM in (start, s16le chunks, end; repeat), session events out."""
+    """Live PCM in, session events out (streamer/server/live.py); `?token=` for browsers."""
     token = request.query.get("token")
     header = request.headers.get("Authorization") or (f"Bearer {token}" if token else None)
     session = request.app[SESSIONS].authorize(_session_id(request), header)
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=max(settings.max_ws_bytes, settings.max_json_bytes))
     await ws.prepare(request)
-
-    sends: set[asyncio.Task[None]] = set()
-
-    def forward(event: dict[str, Any]) -> None:
-        if not ws.closed:
-            task = asyncio.ensure_future(ws.send_json(event))
-            sends.add(task)
-            task.add_done_callback(sends.discard)
-
-    session.listeners.add(forward)
-    stream = None
-    try:
-        async for msg in ws:
-            try:
-                if msg.type == WSMsgType.TEXT:
-                    if len(msg.data) > settings.max_json_bytes:
-                        raise TooLarge(f"text messages are at most {settings.max_json_bytes} bytes")
-                    command = json.loads(msg.data)
-                    kind = command.get("type") if isinstance(command, dict) else None
-                    if kind == "start":
-                        if stream is not None:
-                            raise BadInput("a stream is open: send end first")
-                        rate = command.get("sample_rate")
-                        if not isinstance(rate, int):
-                            raise BadInput("start needs an integer sample_rate")
-                        stream = session.open_stream(rate)
-                        await ws.send_json({"type": "started", "utterance_id": stream.utterance_id})
-                    elif kind == "end":
-                        if stream is None:
-                            raise BadInput("no stream is open")
-                        seconds = stream.end()
-                        await ws.send_json({"type": "ended", "utterance_id": stream.utterance_id, "duration_s": seconds})
-                        stream = None
-                    elif kind == "interrupt":
-                        session.interrupt()
-                        stream = None
-                    else:
-                        raise BadInput("messages are start, end or interrupt")
-                elif msg.type == WSMsgType.BINARY:
-                    if len(msg.data) > settings.max_ws_bytes:
-                        raise TooLarge(f"audio chunks are at most {settings.max_ws_bytes} bytes")
-                    if stream is None:
-                        raise BadInput("send start before audio")
-                    stream.push(msg.data)
-            except (json.JSONDecodeError, RecursionError):
-                await ws.send_json({"type": "error", "error": "text messages must be JSON"})
-            except StreamerError as exc:
-                await ws.send_json({"type": "error", "error": str(exc), "status": exc.status})
-    finally:
-        session.listeners.discard(forward)
-        if stream is not None:
-            stream.end()  # keep what was sent
+    await LiveSocket(ws, session, settings).run()
     return ws
