@@ -19,7 +19,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from streamer.media.clock import Clock
-from streamer.media.playout import Playout, Unit
+from streamer.media.playout import Unit
 from streamer.units import FPS, OUT_RATE, OUT_SAMPLES_PER_PACKET, OUT_SAMPLES_PER_UNIT, VIDEO_CLOCK
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ CATCH_UP_S = 0.5
 """If the pump falls this far behind the clock (a paused loop), it resets its schedule."""
 
 Compose = Callable[[Unit], np.ndarray]
+NextUnit = Callable[[], Unit]
 
 
 class PumpedTrack(MediaStreamTrack):
@@ -59,23 +60,31 @@ class PumpedTrack(MediaStreamTrack):
 
 
 class MediaPump:
-    def __init__(self, playout: Playout, compose: Compose, clock: Clock) -> None:
-        self.playout = playout
+    def __init__(
+        self, next_unit: NextUnit, compose: Compose, clock: Clock,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """`next_unit` gives the unit of each tick (the conversation's `tick`); `on_failure`
+        hears of a pump that died (the stream would freeze)."""
+        self._next_unit = next_unit
         self._compose = compose
         self._clock = clock
+        self._on_failure = on_failure
         self.video = PumpedTrack("video", self)
         self.audio = PumpedTrack("audio", self)
         self._task: asyncio.Task[None] | None = None
-        self.on_unit: Callable[[Unit, float], None] | None = None
-        """Called with each unit and the clock time it was due (for stats)."""
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="media-pump")
+            self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.error("media pump failed", exc_info=exc)
+            if self._on_failure is not None:
+                self._on_failure(exc)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -98,9 +107,7 @@ class MediaPump:
             if late > CATCH_UP_S:
                 log.warning("media pump %.0f ms late; resetting its schedule", late * 1000)
                 start = self._clock.now() - n / FPS
-            unit = self.playout.tick()
-            if self.on_unit is not None:
-                self.on_unit(unit, due)
+            unit = self._next_unit()
             try:
                 frame = await loop.run_in_executor(None, self._video_frame, unit, n)
             except Exception:  # noqa: BLE001 - one bad frame must not stop the stream

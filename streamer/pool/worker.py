@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -18,9 +20,21 @@ from streamer.render.registry import create_renderer
 log = logging.getLogger(__name__)
 
 
+def exit_with_parent(parent: int) -> None:
+    """Never outlive the server, even one killed with SIGKILL (its pipe may stay open elsewhere)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def worker_main(
     conn: Connection, index: int, device: str, settings_json: dict[str, Any], progress: bool = False
 ) -> None:
+    exit_with_parent(os.getppid())
     logging.basicConfig(
         level=os.environ.get("STREAMER_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s %(levelname)s worker{index}[{device}] %(name)s: %(message)s",
@@ -36,7 +50,8 @@ def worker_main(
     except StreamerError as exc:
         conn.send_bytes(encode({"type": "failed", "error": str(exc)}))
         return
-    conn.send_bytes(encode({"type": "ready", "renderer": renderer.name}))
+    hello = {"type": "ready", "renderer": renderer.name, "audio_context_units": renderer.audio_context_units}
+    conn.send_bytes(encode(hello))
     templates: dict[str, Any] = {}
 
     def source(template_id: str):

@@ -7,10 +7,10 @@ from aiohttp import web
 from streamer import ice
 from streamer.errors import BadInput, Unauthorized
 from streamer.server.api import SESSION_ID, read_json
+from streamer.server.auth import bearer_matches
 from streamer.server.grants import grant_request
+from streamer.server.guard import bearer, has_key
 from streamer.server.keys import GRANTS, SESSIONS, SETTINGS
-from streamer.server.opening import bearer, has_key
-from streamer.session import bearer_matches
 
 
 async def mint_grant(request: web.Request) -> web.Response:

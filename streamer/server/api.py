@@ -14,12 +14,15 @@ from aiohttp import web
 
 from streamer import audio, tts
 from streamer.errors import BadInput, NotFound, UnsupportedMedia
+from streamer.events import to_json
+from streamer.server.guard import authorize_open, authorize_session
 from streamer.server.http import read_capped
 from streamer.server.keys import DECODERS, SESSIONS, SETTINGS, STARTUP
+from streamer.server.lifetime import opened_with
 from streamer.server.live import LiveSocket
-from streamer.server.opening import authorize_open, authorize_session, opened_with
-from streamer.session import Session, SessionManager
-from streamer.units import MODEL_RATE, OUT_RATE
+from streamer.server.sessions import SessionManager
+from streamer.session import Session
+from streamer.units import FPS, MODEL_RATE, OUT_RATE
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -118,9 +121,9 @@ async def _speak_bytes(request: web.Request, session: Session, data: bytes, cont
     decoders = request.app[DECODERS]
     audio48k = await loop.run_in_executor(decoders, audio.decode, data, content_type, OUT_RATE, settings.max_audio_seconds)
     audio16k = await loop.run_in_executor(decoders, audio.resample, audio48k, OUT_RATE, MODEL_RATE)
-    utterance = session.speak(audio16k, audio48k, arrived=arrived)
+    utterance = session.conversation.speak(audio16k, audio48k, arrived=arrived)
     return web.json_response(
-        {"utterance_id": utterance.id, "duration_s": round((utterance.total_units or 0) / 25.0, 3)}, status=202
+        {"utterance_id": utterance.id, "duration_s": round((utterance.total_units or 0) / FPS, 3)}, status=202
     )
 
 
@@ -148,8 +151,8 @@ async def say(request: web.Request) -> web.Response:
 
 @routes.post("/api/sessions/{session_id}/interrupt")
 async def interrupt(request: web.Request) -> web.Response:
-    events = _authorized(request).interrupt()
-    return web.json_response({"interrupted": events})
+    events = _authorized(request).conversation.interrupt()
+    return web.json_response({"interrupted": [to_json(e) for e in events]})
 
 
 @routes.get("/api/sessions/{session_id}/audio")

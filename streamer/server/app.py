@@ -27,9 +27,17 @@ from streamer.render.prepare import MAX_FRAMES, renderer_cache
 from streamer.server import access, api, ops, whep
 from streamer.server.grants import Grants
 from streamer.server.http import cors, errors, forwarded, loopback_host
-from streamer.server.keys import DECODERS, GRANTS, HOLDERS, METRICS, SESSIONS, SETTINGS, STARTUP
+from streamer.server.keys import (
+    DECODERS,
+    GRANTS,
+    HOLDERS,
+    METRICS,
+    SESSIONS,
+    SETTINGS,
+    STARTUP,
+)
+from streamer.server.sessions import SessionManager
 from streamer.server.state import Startup
-from streamer.session import SessionManager
 
 log = logging.getLogger(__name__)
 WEB_FILE = re.compile(r"[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico|webmanifest)")

@@ -7,8 +7,8 @@ from aiohttp import web
 from streamer.config import Settings
 from streamer.metrics import Metrics
 from streamer.server.grants import Grants
+from streamer.server.sessions import SessionManager
 from streamer.server.state import Startup
-from streamer.session import SessionManager
 
 SETTINGS = web.AppKey("settings", Settings)
 SESSIONS = web.AppKey("sessions", SessionManager)

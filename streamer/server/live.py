@@ -15,7 +15,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from streamer.config import Settings
 from streamer.errors import BadInput, StreamerError, TooLarge
-from streamer.session import AudioStream, Session
+from streamer.livestream import LiveStream
+from streamer.session import Session
 
 
 class LiveSocket:
@@ -23,7 +24,7 @@ class LiveSocket:
         self.ws = ws
         self.session = session
         self.settings = settings
-        self.stream: AudioStream | None = None
+        self.stream: LiveStream | None = None
         self._sends: set[asyncio.Task[None]] = set()
 
     def forward(self, event: dict[str, Any]) -> None:
@@ -46,7 +47,7 @@ class LiveSocket:
         finally:
             watcher.cancel()
             self.session.listeners.discard(self.forward)
-            if self.stream is not None and not self.session.closing:
+            if self.stream is not None and not self.session.closed.is_set():
                 self.stream.end()  # keep what was sent
 
     async def _close_with_session(self) -> None:
@@ -71,21 +72,18 @@ class LiveSocket:
 
     async def _command(self, kind: object, command: Any) -> None:
         if kind == "start":
-            if self.stream is not None:
+            if self.stream is not None and not self.stream.ended:  # one idle past stream_idle_s has ended
                 raise BadInput("a stream is open: send end first")
-            rate = command.get("sample_rate")
-            if not isinstance(rate, int) or isinstance(rate, bool):
-                raise BadInput("start needs an integer sample_rate")
-            self.stream = self.session.open_stream(rate)
+            self.stream = self.session.conversation.open_stream(command.get("sample_rate"))
             await self.ws.send_json({"type": "started", "utterance_id": self.stream.utterance_id})
         elif kind == "end":
-            if self.stream is None:
+            if self.stream is None or self.stream.dropped:
                 raise BadInput("no stream is open")
             stream, self.stream = self.stream, None
             seconds = stream.end()
             await self.ws.send_json({"type": "ended", "utterance_id": stream.utterance_id, "duration_s": seconds})
         elif kind == "interrupt":
-            self.session.interrupt()
+            self.session.conversation.interrupt()
             self.stream = None
         else:
             raise BadInput("messages are start, end or interrupt")

@@ -14,9 +14,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streamer.errors import Unauthorized
+from streamer.server.auth import bearer_matches
+from streamer.server.guard import has_key
 from streamer.server.keys import METRICS, SESSIONS, SETTINGS, STARTUP
-from streamer.server.opening import has_key
-from streamer.session import bearer_matches
 
 
 def public_phase(app: web.Application) -> str:

@@ -18,9 +18,10 @@ from aiohttp import web
 from streamer import ice
 from streamer.errors import BadInput, MethodNotAllowed, UnsupportedMedia
 from streamer.server.api import SESSION_ID
+from streamer.server.guard import authorize_open, authorize_session, has_key
 from streamer.server.http import read_capped
 from streamer.server.keys import SESSIONS, SETTINGS
-from streamer.server.opening import authorize_open, authorize_session, has_key, opened_with
+from streamer.server.lifetime import opened_with
 
 log = logging.getLogger(__name__)
 
