@@ -98,6 +98,12 @@ class Settings:
     """One binary WebSocket message (a PCM chunk)."""
     max_session_s: float = 4 * 3600.0
     """A session's longest life; a grant's `max_session_s` may only shorten it."""
+    idle_timeout_s: float = 600.0
+    """A session with no speech for this long is closed (`closing`, reason `idle`); 0 = never."""
+    max_sessions_per_client: int = 4
+    """Sessions one client address may hold (loopback clients are not limited)."""
+    max_uploads_per_session: int = 2
+    """Uploads (speak, say) one session may have decoding at once."""
     drain_s: float = 30.0
     """On SIGTERM, how long utterances already playing may take to finish."""
 

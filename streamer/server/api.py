@@ -18,7 +18,7 @@ from streamer.events import to_json
 from streamer.server.guard import authorize_open, authorize_session
 from streamer.server.http import read_capped
 from streamer.server.keys import DECODERS, SESSIONS, SETTINGS, STARTUP
-from streamer.server.lifetime import opened_with
+from streamer.server import lifetime
 from streamer.server.live import LiveSocket
 from streamer.server.sessions import SessionManager
 from streamer.session import Session
@@ -94,8 +94,7 @@ async def open_session(request: web.Request) -> web.Response:
     grant = authorize_open(request, body.get("template"))
     if body.get("type", "offer") != "offer":
         raise BadInput("`type` must be offer")
-    opened = await request.app[SESSIONS].open(body.get("template"), body.get("sdp"))
-    opened_with(request, opened.session_id, grant)
+    opened = await lifetime.open_session(request, body.get("template"), body.get("sdp"), grant)
     return web.json_response(
         {"session_id": opened.session_id, "token": opened.token, "sdp": opened.sdp, "type": opened.type},
         status=201,
@@ -130,23 +129,30 @@ async def _speak_bytes(request: web.Request, session: Session, data: bytes, cont
 @routes.post("/api/sessions/{session_id}/speak")
 async def speak(request: web.Request) -> web.Response:
     session = _authorized(request)
-    data = await request.read()
-    return await _speak_bytes(request, session, data, request.headers.get("Content-Type"))
+    with lifetime.upload(request, session.id):
+        data = await request.read()
+        return await _speak_bytes(request, session, data, request.headers.get("Content-Type"))
 
 
-@routes.post("/api/sessions/{session_id}/say")
-async def say(request: web.Request) -> web.Response:
-    session = _authorized(request)
-    text = (await read_json(request)).get("text")
+def _text(body: dict[str, Any]) -> str:
+    text = body.get("text")
     if not isinstance(text, str):
         raise BadInput("`text` must be a string")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise BadInput("`text` is not valid Unicode (a lone surrogate?)") from None
-    settings = request.app[SETTINGS]
-    wav = await asyncio.get_running_loop().run_in_executor(request.app[DECODERS], tts.synthesize, text, settings)
-    return await _speak_bytes(request, session, wav, "audio/wav")
+    return text
+
+
+@routes.post("/api/sessions/{session_id}/say")
+async def say(request: web.Request) -> web.Response:
+    session = _authorized(request)
+    with lifetime.upload(request, session.id):
+        text = _text(await read_json(request))
+        settings = request.app[SETTINGS]
+        wav = await asyncio.get_running_loop().run_in_executor(request.app[DECODERS], tts.synthesize, text, settings)
+        return await _speak_bytes(request, session, wav, "audio/wav")
 
 
 @routes.post("/api/sessions/{session_id}/interrupt")
@@ -162,7 +168,9 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
     header = request.headers.get("Authorization") or (f"Bearer {token}" if token else None)
     session = request.app[SESSIONS].authorize(_session_id(request), header)
     settings = request.app[SETTINGS]
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=max(settings.max_ws_bytes, settings.max_json_bytes))
+    # Messages up to 4× the caps get a JSON 413 and the socket stays open; larger ones close it (1009).
+    largest = 4 * max(settings.max_ws_bytes, settings.max_json_bytes)
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=largest)
     await ws.prepare(request)
     await LiveSocket(ws, session, settings).run()
     return ws

@@ -1,10 +1,11 @@
-"""What the server keeps of an open session beyond the registry: the grant that opened it
-(valid for its resource) and its deadline; closing a session with a reason."""
+"""What the server keeps of an open session beyond the registry (the grant that opened it,
+its uploads in flight), and closing a session with a reason."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 
 from aiohttp import web
 
@@ -12,32 +13,36 @@ from streamer.events import Closing
 from streamer.server.grants import Grant
 from streamer.server.guard import bearer
 from streamer.server.keys import HOLDERS, SESSIONS, SETTINGS
-from streamer.server.sessions import SessionManager
+from streamer.server.limits import check_uploads
+from streamer.server.sessions import Opened, SessionManager
 from streamer.server.state import Held
 
 log = logging.getLogger(__name__)
 
 
-def opened_with(request: web.Request, session_id: str, grant: Grant | None) -> None:
-    """Keep the grant a session was opened with, and close the session at its maximum length."""
+async def open_session(request: web.Request, template_id: object, sdp: object, grant: Grant | None) -> Opened:
+    """Open a session for this request's client, within its grant's limits, and keep the grant."""
     app = request.app
+    sessions = app[SESSIONS]
+    limit = grant.max_session_s if grant is not None else None
+    opened = await sessions.open(template_id, sdp, client=request.remote, max_session_s=limit)
     held = app[HOLDERS]
-    for gone in [sid for sid in held if sid not in app[SESSIONS].sessions]:
-        if held[gone].deadline is not None:
-            held[gone].deadline.cancel()
+    for gone in [sid for sid in held if sid not in sessions.sessions]:
         del held[gone]
-    limit = app[SETTINGS].max_session_s
-    if grant is not None and grant.max_session_s is not None:
-        limit = min(limit, grant.max_session_s)
-    entry = Held(grant_token=bearer(request) if grant is not None else None)
-    entry.deadline = asyncio.get_running_loop().call_later(limit, _expire, app, session_id, entry)
-    held[session_id] = entry
+    held[opened.session_id] = Held(grant_token=bearer(request) if grant is not None else None)
+    return opened
 
 
-def _expire(app: web.Application, session_id: str, entry: Held) -> None:
-    entry.closer = asyncio.ensure_future(
-        close_with_reason(app[SESSIONS], session_id, "limit", "the session reached its maximum length")
-    )
+@contextlib.contextmanager
+def upload(request: web.Request, session_id: str) -> Iterator[None]:
+    """Count an upload (speak, say) of a session while it decodes; 429 past the limit."""
+    entry = request.app[HOLDERS].setdefault(session_id, Held())
+    check_uploads(request.app[SETTINGS], entry.uploads)
+    entry.uploads += 1
+    try:
+        yield
+    finally:
+        entry.uploads -= 1
 
 
 async def close_with_reason(sessions: SessionManager, session_id: str, reason: str, message: str) -> None:

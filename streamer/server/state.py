@@ -28,6 +28,5 @@ class Held:
 
     grant_token: str | None = None
     """The grant that opened it: its bearer may control the session's WHEP resource."""
-    deadline: asyncio.TimerHandle | None = None
-    """Closes the session at its maximum length."""
-    closer: asyncio.Task[None] | None = None
+    uploads: int = 0
+    """Uploads (speak, say) being decoded now."""

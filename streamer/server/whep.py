@@ -21,7 +21,7 @@ from streamer.server.api import SESSION_ID
 from streamer.server.guard import authorize_open, authorize_session, has_key
 from streamer.server.http import read_capped
 from streamer.server.keys import SESSIONS, SETTINGS
-from streamer.server.lifetime import opened_with
+from streamer.server.lifetime import open_session
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ async def post_offer(request: web.Request) -> web.Response:
     template_id = request.match_info["template"]
     grant = authorize_open(request, template_id)
     offer = await _read_offer(request)
-    opened = await request.app[SESSIONS].open(template_id, offer)
-    opened_with(request, opened.session_id, grant)
+    opened = await open_session(request, template_id, offer, grant)
     log.info("WHEP session %s opened on %s", opened.session_id, template_id)
     response = web.Response(
         status=201,
@@ -74,24 +73,26 @@ def _resource(request: web.Request) -> str:
     return session_id
 
 
-async def delete_session(request: web.Request) -> web.Response:
+def _owned(request: web.Request) -> str:
+    """The resource's session id, when the caller may control it: the bearer it posted with
+    (or the token, or the key); on a keyless loopback server, the unguessable URL is enough."""
     session_id = _resource(request)
-    sessions = request.app[SESSIONS]
-    if request.app[SETTINGS].key is None:
-        sessions.get(session_id)  # keyless (loopback only): the unguessable Location is enough
+    if request.app[SETTINGS].key is None and "Authorization" not in request.headers:
+        request.app[SESSIONS].get(session_id)
     else:
         authorize_session(request, session_id)
-    await sessions.close(session_id)
+    return session_id
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    session_id = _owned(request)
+    await request.app[SESSIONS].close(session_id)
     log.info("WHEP session %s ended by its viewer", session_id)
     return web.Response(status=200)
 
 
 async def patch_session(request: web.Request) -> web.Response:
-    session_id = _resource(request)
-    if request.app[SETTINGS].key is None:
-        request.app[SESSIONS].get(session_id)
-    else:
-        authorize_session(request, session_id)
+    _owned(request)
     raise MethodNotAllowed("trickle ICE is not supported: send the candidates in the offer")
 
 

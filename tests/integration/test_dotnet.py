@@ -39,14 +39,13 @@ def _net_http() -> bool:
 
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("mono") is None or not _net_http(),
+    not (shutil.which("mono") is not None and _net_http()),
     reason="Mono (mcs, mono, libmono-system-net-http4.0-cil) is not installed",
 )
 
 
-@pytest.fixture(scope="module")
-def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dotnet") / "dh.exe"
+def build_program(out: Path) -> Path:
+    """Compiles examples/dotnet with Mono's mcs into `out` (asserting a clean build)."""
     build = subprocess.run(
         ["mcs", "-r:System.Net.Http.dll", f"-out:{out}", *sorted(str(p) for p in EXAMPLE.glob("*.cs"))],
         capture_output=True, text=True, timeout=120,
@@ -54,6 +53,15 @@ def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert build.returncode == 0, build.stdout + build.stderr
     assert "warning" not in build.stdout, build.stdout
     return out
+
+
+def dotnet_available() -> bool:
+    return shutil.which("mono") is not None and _net_http()
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_program(tmp_path_factory.mktemp("dotnet") / "dh.exe")
 
 
 async def run(program: Path, *args: str, ok: bool = True, key: str | None = None) -> dict[str, str]:
