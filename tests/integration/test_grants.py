@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
 
 from streamer.client import Client
 from streamer.config import Settings
@@ -47,7 +48,7 @@ class Keyed:
 @pytest.fixture(scope="module")
 def keyed(cache_dir: Path) -> Iterator[Keyed]:
     settings = Settings(
-        cache_dir=cache_dir, key=KEY, metrics_token=METRICS_TOKEN, max_sessions=4,
+        cache_dir=cache_dir, key=KEY, metrics_token=METRICS_TOKEN, max_sessions=6, max_sessions_per_client=2,
         trusted_proxies=("127.0.0.1",), cors_origins=("https://player.example",),
     )
     with live_server(settings) as live:
@@ -178,3 +179,43 @@ async def test_the_server_key_still_opens_sessions(keyed):
         await asyncio.wait_for(client.wait_frames(3), 30)
     finally:
         await client.close()
+
+
+async def test_a_grants_max_session_s_closes_the_session_with_a_reason(keyed):
+    grant = await keyed.grant(max_session_s=2)
+    client = Client(keyed.url, key=grant)
+    try:
+        await client.connect(TEMPLATE)
+        closing = await client.wait_event("closing", timeout=20)
+        assert closing["reason"] == "limit"
+    finally:
+        await client.close()
+
+
+async def _offer() -> tuple[RTCPeerConnection, str]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, pc.localDescription.sdp
+
+
+async def test_sessions_per_client_count_the_address_the_trusted_proxy_forwards(keyed):
+    pcs, opened = [], []
+    try:
+        for client, expect in (("203.0.113.7", 201), ("203.0.113.7", 201), ("203.0.113.7", 429), ("198.51.100.2", 201)):
+            pc, sdp = await _offer()
+            pcs.append(pc)
+            status, body, _ = await keyed.request(
+                "POST", "/api/sessions", KEY, json={"template": TEMPLATE, "sdp": sdp, "type": "offer"},
+                headers={"X-Forwarded-For": client},
+            )
+            assert status == expect, body
+            if status == 201:
+                opened.append(body["session_id"])
+            else:
+                assert "203.0.113.7 holds its limit of 2" in body["error"]
+    finally:
+        for session_id in opened:
+            await keyed.request("DELETE", f"/api/sessions/{session_id}", KEY)
+        for pc in pcs:
+            await pc.close()
