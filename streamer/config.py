@@ -65,7 +65,7 @@ class Settings:
     piper_voice: Path | None = None
     tts_voice: str = "en-us"
 
-    # MuseTalk (issue 4)
+    # MuseTalk
     musetalk_version: str = "v15"
     batch_size: int = 32
     fp16: bool = True

@@ -17,6 +17,7 @@ from streamer.config import Settings
 from streamer.errors import BadInput, StreamerError, TooLarge
 from streamer.livestream import LiveStream
 from streamer.session import Session
+from streamer.tasks import TaskSet
 
 
 class LiveSocket:
@@ -25,13 +26,11 @@ class LiveSocket:
         self.session = session
         self.settings = settings
         self.stream: LiveStream | None = None
-        self._sends: set[asyncio.Task[None]] = set()
+        self._sends = TaskSet(f"audio-socket-{session.id}")
 
     def forward(self, event: dict[str, Any]) -> None:
         if not self.ws.closed:
-            task = asyncio.ensure_future(self.ws.send_json(event))
-            self._sends.add(task)
-            task.add_done_callback(self._sends.discard)
+            self._sends.spawn(self.ws.send_json(event), name="send-event")
 
     async def run(self) -> None:
         self.session.listeners.add(self.forward)
@@ -47,13 +46,13 @@ class LiveSocket:
         finally:
             watcher.cancel()
             self.session.listeners.discard(self.forward)
+            await self._sends.close()
             if self.stream is not None and not self.session.closed.is_set():
                 self.stream.end()  # keep what was sent
 
     async def _close_with_session(self) -> None:
         await self.session.closed.wait()
-        if self._sends:  # the `closing` event first
-            await asyncio.wait(list(self._sends), timeout=2)
+        await self._sends.drain(timeout_s=2)  # the `closing` event first
         with contextlib.suppress(ConnectionError):
             await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"the session has closed")
 
@@ -71,9 +70,7 @@ class LiveSocket:
             self.stream.push(msg.data)
 
     async def _command(self, kind: object, command: Any) -> None:
-        if kind == "start":
-            if self.stream is not None and not self.stream.ended:  # one idle past stream_idle_s has ended
-                raise BadInput("a stream is open: send end first")
+        if kind == "start":  # a second one while a stream is open: 429 from the conversation
             self.stream = self.session.conversation.open_stream(command.get("sample_rate"))
             await self.ws.send_json({"type": "started", "utterance_id": self.stream.utterance_id})
         elif kind == "end":
