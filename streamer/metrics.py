@@ -53,8 +53,8 @@ class Metrics:
         self.workers_alive = Gauge(
             "streamer_worker_alive", "Render worker is running", ["index", "device"], registry=r
         )
-        self.rejected = PromCounter(
-            "streamer_rejected", "Requests refused by a limit or a size cap", ["reason"], registry=r
+        self.http_errors = PromCounter(
+            "streamer_http_errors", "HTTP answers with an error status (500: a fault, logged)", ["status"], registry=r
         )
         self.task_failures = PromCounter(
             "streamer_task_failures", "Background tasks (pump, dispatcher) that died", ["task"], registry=r

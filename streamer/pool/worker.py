@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -13,22 +11,12 @@ import numpy as np
 
 from streamer.config import settings_from_json
 from streamer.errors import StreamerError
+from streamer.lifeline import exit_with_parent
 from streamer.pool.wire import decode, encode
 from streamer.render.base import RenderJob
 from streamer.render.registry import create_renderer
 
 log = logging.getLogger(__name__)
-
-
-def exit_with_parent(parent: int) -> None:
-    """Never outlive the server, even one killed with SIGKILL (its pipe may stay open elsewhere)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def worker_main(

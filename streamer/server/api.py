@@ -12,17 +12,17 @@ from typing import Any
 import cv2
 from aiohttp import web
 
-from streamer import audio, tts
+from streamer import tts
 from streamer.errors import BadInput, NotFound, UnsupportedMedia
 from streamer.events import to_json
 from streamer.server.guard import authorize_open, authorize_session
 from streamer.server.http import read_capped
-from streamer.server.keys import DECODERS, SESSIONS, SETTINGS, STARTUP
+from streamer.server.keys import AUDIO_DECODERS, DECODERS, SESSIONS, SETTINGS, STARTUP
 from streamer.server import lifetime
 from streamer.server.live import LiveSocket
 from streamer.server.sessions import SessionManager
 from streamer.session import Session
-from streamer.units import FPS, MODEL_RATE, OUT_RATE
+from streamer.units import FPS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -116,10 +116,7 @@ async def close(request: web.Request) -> web.Response:
 async def _speak_bytes(request: web.Request, session: Session, data: bytes, content_type: str | None) -> web.Response:
     settings = request.app[SETTINGS]
     arrived = time.monotonic()
-    loop = asyncio.get_running_loop()
-    decoders = request.app[DECODERS]
-    audio48k = await loop.run_in_executor(decoders, audio.decode, data, content_type, OUT_RATE, settings.max_audio_seconds)
-    audio16k = await loop.run_in_executor(decoders, audio.resample, audio48k, OUT_RATE, MODEL_RATE)
+    audio48k, audio16k = await request.app[AUDIO_DECODERS].speech(data, content_type, settings.max_audio_seconds)
     utterance = session.conversation.speak(audio16k, audio48k, arrived=arrived)
     return web.json_response(
         {"utterance_id": utterance.id, "duration_s": round((utterance.total_units or 0) / FPS, 3)}, status=202

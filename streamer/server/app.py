@@ -25,9 +25,11 @@ from streamer.pool.local import LocalPool
 from streamer.render import registry
 from streamer.render.prepare import MAX_FRAMES, renderer_cache
 from streamer.server import access, api, ops, whep
+from streamer.server.decoding import Decoders
 from streamer.server.grants import Grants
 from streamer.server.http import cors, errors, forwarded, loopback_host
 from streamer.server.keys import (
+    AUDIO_DECODERS,
     DECODERS,
     GRANTS,
     HOLDERS,
@@ -59,6 +61,7 @@ async def _start(app: web.Application) -> None:
     settings = app[SETTINGS]
     try:
         await manager.pool.start()
+        await app[AUDIO_DECODERS].warm()
         sources = discover(settings.templates_dir)
         state.discovered = {s.id: s.name for s in sources.values()}
         for source in sources.values():
@@ -111,6 +114,7 @@ async def on_cleanup(app: web.Application) -> None:
     await app[SESSIONS].close_all()
     await app[SESSIONS].pool.close()
     app[DECODERS].shutdown(wait=False, cancel_futures=True)
+    await asyncio.get_running_loop().run_in_executor(None, app[AUDIO_DECODERS].close)
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -138,14 +142,15 @@ def create_app(
         )
     )
     app = web.Application(
-        middlewares=[forwarded, loopback_host, cors, errors], client_max_size=settings.max_audio_bytes
+        middlewares=[forwarded, cors, errors, loopback_host], client_max_size=settings.max_audio_bytes
     )
     metrics_ = Metrics()
     if pool is None:
         pool = LocalPool(settings, registry.devices(settings), progress=True)
     app[SETTINGS] = settings
     app[METRICS] = metrics_
-    app[DECODERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
+    app[DECODERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
+    app[AUDIO_DECODERS] = Decoders()
     app[SESSIONS] = SessionManager(settings, pool, metrics_, clock_factory)
     app[STARTUP] = Startup()
     app[GRANTS] = Grants(settings.grant_secret or settings.key or secrets.token_urlsafe(32))

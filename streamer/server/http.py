@@ -11,8 +11,8 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from streamer.config import is_loopback_host
-from streamer.errors import StreamerError, TooLarge
-from streamer.server.keys import SETTINGS
+from streamer.errors import Forbidden, StreamerError, TooLarge
+from streamer.server.keys import METRICS, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +39,26 @@ def error_response(status: int, message: str) -> web.Response:
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Named errors become their status; anything else is a 500, logged and counted (never a 4xx)."""
     try:
         return await handler(request)
     except StreamerError as exc:
         if exc.status >= 500:
             log.error("%s %s: %s", request.method, request.path, exc)
-        return error_response(exc.status, str(exc))
+        return _counted(request, error_response(exc.status, str(exc)))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
-        return error_response(exc.status, message)
+        return _counted(request, error_response(exc.status, message))
     except Exception:  # noqa: BLE001 - a bug must not take the server down
         log.exception("%s %s failed", request.method, request.path)
-        return error_response(500, "internal error (logged on the server)")
+        return _counted(request, error_response(500, "internal error (logged on the server)"))
+
+
+def _counted(request: web.Request, response: web.Response) -> web.Response:
+    request.app[METRICS].http_errors.labels(str(response.status)).inc()
+    return response
 
 
 @web.middleware
@@ -65,7 +71,7 @@ async def loopback_host(request: web.Request, handler: Handler) -> web.StreamRes
     if request.app[SETTINGS].key is None:
         host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
         if not is_loopback_host(host):
-            return error_response(403, f"host {request.host} is not served without a server key (--key)")
+            raise Forbidden(f"host {request.host} is not served without a server key (--key)")
     return await handler(request)
 
 

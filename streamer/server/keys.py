@@ -6,6 +6,7 @@ from aiohttp import web
 
 from streamer.config import Settings
 from streamer.metrics import Metrics
+from streamer.server.decoding import Decoders
 from streamer.server.grants import Grants
 from streamer.server.sessions import SessionManager
 from streamer.server.state import Startup
@@ -16,7 +17,9 @@ METRICS = web.AppKey("metrics", Metrics)
 STARTUP = web.AppKey("startup", Startup)
 """Start-up state: ready, phase, the templates discovered and those that failed."""
 DECODERS = web.AppKey("decoders", ThreadPoolExecutor)
-"""Threads for audio decoding and speech synthesis, apart from the pool video encoding uses."""
+"""Threads for speech synthesis, apart from the pool video encoding uses."""
+AUDIO_DECODERS = web.AppKey("audio_decoders", Decoders)
+"""Processes that decode uploads (a crashing decoder must not take the server down)."""
 GRANTS = web.AppKey("grants", Grants)
 HOLDERS = web.AppKey("grant_holders", dict)
 """Session id → the grant that opened it (its bearer may delete the WHEP resource)."""
