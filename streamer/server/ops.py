@@ -7,7 +7,10 @@ the separate metrics token (Prometheus `bearer_token`).
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -73,9 +76,20 @@ def stats_json(app: web.Application, full: bool = True) -> dict[str, Any]:
         body["devices"] = devices
         body["sessions"]["list"] = sessions
         body["startup"] = {"phase": state.phase, "error": state.error, "failed": dict(state.failed)}
+        body["process"] = process_json()
     else:
         body["devices"] = [{"index": d["index"], "alive": d["alive"]} for d in devices]
     return body
+
+
+def process_json() -> dict[str, int]:
+    """This process's asyncio tasks, threads and open files (what a leak would grow; bench/soak.py)."""
+    fds = Path("/proc/self/fd")
+    return {
+        "tasks": len(asyncio.all_tasks()),
+        "threads": threading.active_count(),
+        "fds": len(list(fds.iterdir())) if fds.is_dir() else -1,
+    }
 
 
 async def stats(request: web.Request) -> web.Response:
