@@ -74,6 +74,15 @@ class Settings:
     rest_in_silence: bool = True
     """MuseTalk moves the mouth even in silence; show the template's own mouth there instead."""
 
+    # MuseTalk fidelity
+    musetalk_faces: str = "auto"
+    """Face landmarks for MuseTalk's crops: `auto` (DWPose from models/dwpose/, else
+    face-alignment's FAN when installed), `dwpose`, `fan`, or `haar` (OpenCV boxes, framed unlike
+    the training crops: the template is labelled degraded)."""
+    realtime_fp16: bool = False
+    """On CUDA, run whisper, the VAE and the positional encoding in fp16 too (the official
+    realtime script's precision); off until GPU figures say it is safe."""
+
     # Internet-facing
     grant_secret: str | None = None
     """Signs session grants (JWT HS256); empty = derived from the server key."""
@@ -120,6 +129,8 @@ class Settings:
             raise BadInput(f"unknown renderer {self.renderer!r} (lite, musetalk or auto)")
         if self.renderer == "musetalk" and self.models is None:
             raise BadInput("--renderer musetalk needs --models DIR (the official weights layout)")
+        if self.musetalk_faces not in ("auto", "dwpose", "fan", "haar"):
+            raise BadInput(f"unknown musetalk_faces {self.musetalk_faces!r} (auto, dwpose, fan or haar)")
         if self.video_codec not in ("auto", "h264", "vp8"):
             raise BadInput(f"unknown video codec {self.video_codec!r} (auto, h264 or vp8)")
         if not 0.04 <= self.first_window_s <= self.window_s:

@@ -14,7 +14,7 @@ from aiohttp import web
 from streamer import ice
 from streamer.avatar import cache
 from streamer.avatar.prepared import PreparedTemplate
-from streamer.avatar.sources import TemplateSource, discover, file_sha256, load_frames
+from streamer.avatar.sources import TemplateSource, discover, file_sha256
 from streamer.config import Settings
 from streamer.errors import NotFound, NotReady
 from streamer.media import encoding, ports
@@ -23,7 +23,7 @@ from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
 from streamer.pool.local import LocalPool
 from streamer.render import registry
-from streamer.render.prepare import MAX_FRAMES, renderer_cache
+from streamer.render.prepare import renderer_cache
 from streamer.server import access, api, ops, whep
 from streamer.server.decoding import Decoders
 from streamer.server.grants import Grants
@@ -48,7 +48,7 @@ WEB_FILE = re.compile(r"[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico|webmanifest)")
 def load_cached(source: TemplateSource, cache_dir, key: dict[str, str]) -> PreparedTemplate:
     """The template a worker has just prepared, read back from the cache by the web process."""
     folder = renderer_cache(cache_dir, key["renderer"])
-    template = cache.load(folder, source.id, load_frames(source, MAX_FRAMES), file_sha256(source.path), key)
+    template = cache.load(folder, source.id, None, file_sha256(source.path), key)  # frames mapped
     if template is None:
         raise NotReady(f"the cache of {source.id} could not be read back")
     return template

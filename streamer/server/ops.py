@@ -67,6 +67,7 @@ def stats_json(app: web.Application, full: bool = True) -> dict[str, Any]:
         "templateUsage": dict(metrics.template_usage),
         "interruptedRequests": metrics.interrupted_requests,
         "renderer": manager.pool.renderer,
+        "degradedTemplates": sorted(t.id for t in manager.templates.values() if t.degraded),
         "sessions": {"open": len(sessions), "max": manager.settings.max_sessions},
         "latency": metrics.latency_summary(),
         "stalls": sum(s["stalls"] for s in sessions),
