@@ -100,3 +100,18 @@ async def test_a_fault_stays_a_counted_500_never_a_400():
         assert counted.labels("500")._value.get() == 1 and counted.labels("400")._value.get() == 1
     finally:
         await runner.cleanup()
+
+
+async def test_text_with_a_lone_surrogate_is_a_400(server):
+    viewer = Client(server.url)
+    try:
+        await viewer.connect("astronaut")
+        body = b'{"text": "hello \\ud800 there"}'  # valid JSON, not valid Unicode
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{server.url}/api/sessions/{viewer.session_id}/say", data=body,
+                headers={"Authorization": f"Bearer {viewer.token}", "Content-Type": "application/json"},
+            ) as r:
+                assert r.status == 400 and "Unicode" in (await r.json())["error"]
+    finally:
+        await viewer.close()
