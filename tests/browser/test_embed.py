@@ -61,7 +61,7 @@ def test_the_element_connects_plays_speaks_and_interrupts(embed_page) -> None:
     t0 = rec.now()
     rec.wait_frames(50)
     figures = rec.summary(t0, rec.now())
-    assert 21 <= figures["fps"] <= 28 and figures["freezes"] == 0, figures
+    assert 21 <= figures["fps"] <= 30 and figures["freezes"] == 0, figures  # 25 fps; bursts after a stall under load
     look = page.evaluate(video_variation_js(f"{ELEMENT}.shadowRoot.querySelector('video')"))
     assert look["std"] > 15, f"the video looks blank: {look}"
 
