@@ -17,13 +17,15 @@ from streamer.errors import StreamerError
 
 def _settings_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file of settings (see docs/)")
-    parser.add_argument("--renderer", choices=["auto", "lite", "musetalk"])
+    parser.add_argument("--renderer", choices=["auto", "lite", "musetalk", "sim"])
     parser.add_argument("--models", type=Path, help="folder with the official MuseTalk weights layout")
     parser.add_argument("--devices", help="cuda:0,cuda:1 or cpu:N (default: every GPU, else one CPU worker)")
+    parser.add_argument("--pool", choices=["local", "ray"], help="render workers here, or actors of a Ray cluster")
+    parser.add_argument("--ray-address", dest="ray_address", help="the Ray cluster to join (default auto)")
 
 
 def _settings(args: argparse.Namespace, **extra) -> Settings:
-    names = ("renderer", "models", "devices", "host", "port", "key", "cors_origins", "drain_s")
+    names = ("renderer", "models", "devices", "host", "port", "key", "cors_origins", "pool", "ray_address", "drain_s")
     cli = {k: getattr(args, k, None) for k in names}
     return load_settings(getattr(args, "config", None), {**cli, **extra})
 

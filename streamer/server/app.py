@@ -21,8 +21,8 @@ from streamer.media import encoding, ports
 from streamer.media.clock import Clock, MonotonicClock
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
-from streamer.pool.local import LocalPool
-from streamer.render import registry
+from streamer.pool.factory import create_pool
+from streamer.pool.report import PoolGauges
 from streamer.render.prepare import renderer_cache
 from streamer.server import access, api, ops, whep
 from streamer.server.decoding import Decoders
@@ -30,6 +30,7 @@ from streamer.server.grants import Grants
 from streamer.server.http import cors, errors, forwarded, loopback_host
 from streamer.server.keys import (
     AUDIO_DECODERS,
+    POOL_GAUGES,
     DECODERS,
     GRANTS,
     HOLDERS,
@@ -146,7 +147,7 @@ def create_app(
     )
     metrics_ = Metrics()
     if pool is None:
-        pool = LocalPool(settings, registry.devices(settings), progress=True)
+        pool = create_pool(settings, progress=True)
     app[SETTINGS] = settings
     app[METRICS] = metrics_
     app[DECODERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
@@ -155,6 +156,7 @@ def create_app(
     app[STARTUP] = Startup()
     app[GRANTS] = Grants(settings.grant_secret or settings.key or secrets.token_urlsafe(32))
     app[HOLDERS] = {}
+    app[POOL_GAUGES] = PoolGauges(metrics_.registry)
     app.add_routes(api.routes)
     app.add_routes(whep.routes())
     app.router.add_get("/", index)

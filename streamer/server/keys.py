@@ -6,6 +6,7 @@ from aiohttp import web
 
 from streamer.config import Settings
 from streamer.metrics import Metrics
+from streamer.pool.report import PoolGauges
 from streamer.server.decoding import Decoders
 from streamer.server.grants import Grants
 from streamer.server.sessions import SessionManager
@@ -21,5 +22,7 @@ DECODERS = web.AppKey("decoders", ThreadPoolExecutor)
 AUDIO_DECODERS = web.AppKey("audio_decoders", Decoders)
 """Processes that decode uploads (a crashing decoder must not take the server down)."""
 GRANTS = web.AppKey("grants", Grants)
+POOL_GAUGES = web.AppKey("pool_gauges", PoolGauges)
+"""Prometheus gauges of the render plane (capacity, admission), updated on each scrape."""
 HOLDERS = web.AppKey("grant_holders", dict)
 """Session id → the grant that opened it (its bearer may delete the WHEP resource)."""

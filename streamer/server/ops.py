@@ -19,7 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streamer.errors import Unauthorized
 from streamer.server.auth import bearer_matches
 from streamer.server.guard import has_key
-from streamer.server.keys import METRICS, SESSIONS, SETTINGS, STARTUP
+from streamer.pool.report import summary
+from streamer.server.keys import METRICS, POOL_GAUGES, SESSIONS, SETTINGS, STARTUP
 
 
 def public_phase(app: web.Application) -> str:
@@ -27,7 +28,7 @@ def public_phase(app: web.Application) -> str:
     state, manager, settings = app[STARTUP], app[SESSIONS], app[SETTINGS]
     if state.draining:
         return "draining"
-    if state.ready and len(manager.sessions) >= settings.max_sessions:
+    if state.ready and (len(manager.sessions) >= settings.max_sessions or not manager.admission().admit):
         return "at_capacity"
     if state.ready:
         return "ready"
@@ -43,7 +44,9 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     state = request.app[STARTUP]
     ready = state.ready and not state.draining
-    return web.json_response({"ready": ready, "phase": public_phase(request.app)}, status=200 if ready else 503)
+    phase = public_phase(request.app)
+    body = {"ready": ready, "phase": phase, "at_capacity": phase == "at_capacity"}
+    return web.json_response(body, status=200 if ready else 503)
 
 
 def _engine_status(app: web.Application, devices: list[dict[str, Any]]) -> str:
@@ -75,6 +78,7 @@ def stats_json(app: web.Application, full: bool = True) -> dict[str, Any]:
     }
     if full:
         body["devices"] = devices
+        body["render"] = summary(manager.pool.capacity(), manager.load(), manager.admission(), manager.refusals, devices)
         body["sessions"]["list"] = sessions
         body["startup"] = {"phase": state.phase, "error": state.error, "failed": dict(state.failed)}
         body["process"] = process_json()
@@ -104,7 +108,10 @@ async def metrics(request: web.Request) -> web.Response:
     authorization = request.headers.get("Authorization")
     if settings.key is not None and not (has_key(request) or bearer_matches(authorization, settings.metrics_token)):
         raise Unauthorized("/metrics needs the server key or the metrics token (Authorization: Bearer …)")
-    app[METRICS].worker_states(app[SESSIONS].pool.stats())
+    manager = app[SESSIONS]
+    devices = manager.pool.stats()
+    app[METRICS].worker_states(devices)
+    app[POOL_GAUGES].update(manager.pool.capacity(), manager.admission(), manager.refusals, devices)
     body = generate_latest(app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

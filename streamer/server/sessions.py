@@ -15,6 +15,7 @@ from streamer.errors import BadInput, Busy, NotFound, NotReady, Unauthorized
 from streamer.media.clock import Clock, MonotonicClock
 from streamer.memory import release_free_memory
 from streamer.metrics import Metrics
+from streamer.pool.admission import Decision, Load, admit, decide
 from streamer.pool.base import RenderPool
 from streamer.events import Closing
 from streamer.server.auth import bearer_matches
@@ -58,6 +59,8 @@ class SessionManager:
         self._watchers = TaskSet("sessions")
         self.clients: dict[str, str] = {}
         """Session id → the client address that opened it (for the per-client limit)."""
+        self.refusals = 0
+        """Sessions refused because the render devices were at capacity."""
 
     def template(self, template_id: str) -> PreparedTemplate:
         check_id(template_id)
@@ -78,6 +81,12 @@ class SessionManager:
         check_client(self.settings, client, list(self.clients.values()))
         if not self.pool.renderer:
             raise NotReady("render workers are starting")
+        try:
+            admit(self.pool.capacity(), self.load(), self.settings.admission_threshold, self.settings.speaking_share)
+        except Busy:
+            self.refusals += 1
+            log.warning("session refused: the render devices are at capacity (%d open)", len(self.sessions))
+            raise
         session = Session(template, self.pool, self.settings, self.metrics, self._clock_factory())
         self._opening += 1
         try:
@@ -117,6 +126,16 @@ class SessionManager:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(session.closed.wait(), WATCH_S)
         await self.close(session.id)
+
+    def load(self) -> Load:
+        """Open sessions (those being opened included) and how many speak now."""
+        speaking = sum(1 for s in self.sessions.values() if s.conversation.playout.state == "speaking")
+        return Load(len(self.sessions) + self._opening, speaking)
+
+    def admission(self) -> Decision:
+        """Whether a session opened now would be admitted, and the figures behind it."""
+        return decide(self.pool.capacity(), self.load(), self.settings.admission_threshold,
+                      self.settings.speaking_share)
 
     def get(self, session_id: object) -> Session:
         session = self.sessions.get(session_id) if isinstance(session_id, str) else None

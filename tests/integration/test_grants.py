@@ -145,7 +145,7 @@ async def test_ops_endpoints_say_little_without_the_key(keyed):
                 async with http.get(keyed.url + "/metrics", headers={"Authorization": f"Bearer {token}"}) as r:
                     assert r.status == 200 and "streamer_worker_alive" in await r.text()
         status, ready, _ = await keyed.request("GET", "/readyz")
-        assert status == 200 and set(ready) == {"ready", "phase"} and ready["phase"] == "ready"
+        assert status == 200 and set(ready) == {"ready", "phase", "at_capacity"} and ready["phase"] == "ready"
     finally:
         await client.close()
 

@@ -104,3 +104,18 @@ def test_random_weights_find_no_face(tmp_path: Path) -> None:
     points, scores = landmarks.points(frame)
     assert points.shape == (68, 2) and scores.shape == (68,)
     assert (landmarks(frame) is None) == (float(np.median(scores)) < FACE_SCORE)
+
+
+def test_flip_test_swaps_left_and_right_keypoints(tmp_path: Path) -> None:
+    from streamer.render.musetalk.landmarks import FLIP
+
+    assert sorted(FLIP) == list(range(133)) and [FLIP[i] for i in FLIP] == list(range(133))
+    assert FLIP[23] == 39 and FLIP[23 + 36] == 23 + 45 and FLIP[23 + 30] == 23 + 30  # jaw, eyes, nose
+    assert FLIP[5] == 6 and FLIP[91] == 112  # shoulders, hand roots
+    landmarks = FaceLandmarks(write_tiny_dwpose(tmp_path / "dw.pth"), torch.device("cpu"))
+    image = np.random.default_rng(4).integers(0, 256, (384, 288, 3), dtype=np.uint8)
+    x, y = landmarks.simcc(image)
+    mx, my = landmarks.simcc(np.ascontiguousarray(image[:, ::-1]))
+    # Flip-tested logits of the mirrored image are the mirror of the image's.
+    np.testing.assert_allclose(mx[FLIP][:, ::-1], x, atol=1e-4)
+    np.testing.assert_allclose(my[FLIP], y, atol=1e-4)

@@ -2,7 +2,7 @@
 attention unit, matching the official `dwpose/dw-ll_ucoco_384.pth` state dict.
 
 Written from the published architecture (mmpose's CSPNeXt P5 arch, widen 1.0 / deepen 1.0,
-channel attention, BN + SiLU; RTMCCHead with a 7×7 final conv, ScaleNorm + linear to 256, one
+channel attention, SyncBN (eps 1e-5; plain BatchNorm at inference) + SiLU; RTMCCHead with a 7×7 final conv, ScaleNorm + linear to 256, one
 self-attention GAU with s = 128, SimCC split ratio 2). Only inference is implemented.
 """
 
@@ -42,12 +42,13 @@ class DWPoseConfig:
 
 
 class ConvModule(nn.Module):
-    """conv (no bias) → BatchNorm (eps 1e-3) → SiLU, named as mmcv names them."""
+    """conv (no bias) → BatchNorm → SiLU, named as mmcv names them. The config's `SyncBN` has
+    the default eps 1e-5 (not CSPNeXt's own default of 1e-3)."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(cout, eps=1e-3, momentum=0.03)
+        self.bn = nn.BatchNorm2d(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.silu(self.bn(self.conv(x)))

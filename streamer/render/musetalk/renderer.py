@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -164,6 +164,12 @@ class MuseTalkRenderer:
             torch.cuda.synchronize(self.device)
         crops = out.numpy()
         return rest_in_silence(template, job, frames, crops) if self.rest_in_silence else crops
+
+    def render_batch(self, items: Sequence[tuple[PreparedTemplate, RenderJob]]) -> list[np.ndarray]:
+        """Several jobs (any sessions, any templates) in shared model calls; see `batch.py`."""
+        from streamer.render.musetalk.batch import render_batch
+
+        return render_batch(self, items)
 
 
 def rest_in_silence(
