@@ -66,15 +66,16 @@ async def test_a_hung_render_fails_its_window_restarts_the_worker_and_speech_res
         assert (await _state(client))["render_failures"] >= 1  # timed out, not retried
         await _restarted(fragile, client, restarts)
 
-        # Stopped again, an interrupt still returns to idle at once.
+        # Stopped again (its first window hangs), an interrupt still returns to idle at once.
         os.kill(worker._process.pid, signal.SIGSTOP)
         reply, _ = await client.speak(speech_wav.read_bytes(), "audio/wav")
-        await client.wait_event("speaking_started", reply["utterance_id"], timeout=15)
+        await client.wait_frames(10)
         interrupted = (await client.interrupt())["interrupted"]
         assert [e["utterance_id"] for e in interrupted] == [reply["utterance_id"]]
         await client.wait_frames(5)
         assert (await _state(client))["state"] == "idle"
-        await _restarted(fragile, client, restarts + 1)
+        # The interrupt cancelled the hung job, so no timeout restarts the worker: let it go on.
+        os.kill(worker._process.pid, signal.SIGCONT)
         await _speech_is_rendered(client, speech_wav)
     finally:
         await client.close()
