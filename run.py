@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -24,19 +25,39 @@ def _settings_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, **extra) -> Settings:
-    cli = {k: getattr(args, k, None) for k in ("renderer", "models", "devices", "host", "port", "key", "cors_origins", "pool", "ray_address")}
+    names = ("renderer", "models", "devices", "host", "port", "key", "cors_origins", "pool", "ray_address", "drain_s")
+    cli = {k: getattr(args, k, None) for k in names}
     return load_settings(getattr(args, "config", None), {**cli, **extra})
 
 
 def serve(args: argparse.Namespace) -> None:
-    from aiohttp import web
-
-    from streamer.server.app import create_app
-
     settings = _settings(args)
     log = logging.getLogger("streamer")
     log.info("serving on http://%s:%d (renderer %s)", settings.host, settings.port, settings.renderer)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None)
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    """Serve until SIGTERM or Ctrl-C, then drain: /readyz says so, speech finishes, exit 0."""
+    from aiohttp import web
+
+    from streamer.server.app import create_app
+    from streamer.server.drain import drain
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        logging.getLogger("streamer").info("shutting down: draining for up to %.0f s", settings.drain_s)
+        await drain(app)
+    finally:
+        await runner.cleanup()
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -91,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, help="port (default 8080)")
     p.add_argument("--key", help="server key: needed to open sessions, controls every session")
     p.add_argument("--cors", dest="cors_origins", help="origins allowed to call the API, comma-separated")
+    p.add_argument("--drain", dest="drain_s", type=float, help="on SIGTERM, seconds speech may take to finish (30)")
     _settings_args(p)
     p.set_defaults(run=serve)
 

@@ -1,8 +1,16 @@
-"""Soak: many sessions and utterances through one server; does its memory keep growing?
+"""Soak: sessions opened, spoken to, interrupted and closed in a loop; does anything grow?
 
-Starts `run.py serve` (lite renderer) as its own process, then repeats: open a session, speak,
-speak again and interrupt it, close. It reads the resident memory of the server and of its
-render workers after a warm-up round and at the end, and prints one JSON object.
+    python bench/soak.py --minutes 30 [--warmup-minutes 2]
+
+Starts `run.py serve` (lite renderer) as its own process. One watcher session stays open the
+whole run (a headless viewer attached, spoken to every round); beside it, each round opens a
+session, speaks, speaks again and interrupts, and closes it. After the warm-up and at the end
+it reads, for the server and each child process (render workers, audio decoders): memory as
+USS and PSS (so shared mappings do not count twice), open fds and threads; and the server's
+asyncio tasks (keyless `/api/stats` `process`). The watcher's A/V offset comes from the RTP
+timestamps of the frames it receives, mapped to the sender's clock through the RTCP sender
+reports of each track, in the first and in the last minute (the sender reports and the RTP
+timestamp origin are aiortc's private receiver state: a bench may read them). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -16,7 +24,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -25,25 +37,131 @@ from bench.common import machine  # noqa: E402
 from streamer.client import Client  # noqa: E402
 from streamer.testing import free_port  # noqa: E402
 
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+CLOCK_RATES = {"video": 90000, "audio": 48000}
+NTP_EPOCH_OFFSET = 2208988800
 
 
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+def _mib(value: float) -> float:
+    return round(value / 2**20, 2)
 
 
-def memory(pid: int) -> dict[str, float]:
-    """Resident memory of the server and of its child processes (the render workers)."""
-    return {"server_mib": round(rss_mib(pid), 1), "workers_mib": round(sum(rss_mib(p) for p in children(pid)), 1)}
+def process_figures(pid: int, url: str) -> dict[str, Any]:
+    """USS/PSS, fds and threads of the server and of its children; the server's asyncio tasks."""
+    server = psutil.Process(pid)
+    children = server.children(recursive=True)
+
+    def one(p: psutil.Process) -> dict[str, float]:
+        mem = p.memory_full_info()
+        return {"uss_mib": _mib(mem.uss), "pss_mib": _mib(mem.pss), "rss_mib": _mib(mem.rss),
+                "fds": p.num_fds(), "threads": p.num_threads()}
+
+    with urllib.request.urlopen(url + "/api/stats", timeout=10) as r:
+        stats = json.load(r)
+    kids = [one(c) for c in children]
+    return {
+        "server": one(server) | {"asyncio_tasks": stats["process"]["tasks"]},
+        "children": len(kids),
+        "children_uss_mib": round(sum(k["uss_mib"] for k in kids), 2),
+        "children_pss_mib": round(sum(k["pss_mib"] for k in kids), 2),
+        "children_fds": sum(int(k["fds"]) for k in kids),
+        "children_threads": sum(int(k["threads"]) for k in kids),
+        "open_sessions": stats["sessions"]["open"],
+    }
 
 
-async def one_round(url: str, speech: bytes) -> None:
+@dataclass
+class SenderClock:
+    """Maps one track's RTP timestamps to the sender's wall clock through its RTCP sender reports."""
+
+    rate: int
+    ntp: float | None = None
+    rtp: int | None = None
+
+    def report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        self.ntp = (ntp_timestamp >> 32) + (ntp_timestamp & 0xFFFFFFFF) / 2**32 - NTP_EPOCH_OFFSET
+        self.rtp = rtp_timestamp
+
+    def sent_at(self, rtp_timestamp: int) -> float | None:
+        if self.ntp is None or self.rtp is None:
+            return None
+        delta = (rtp_timestamp - self.rtp) & 0xFFFFFFFF
+        if delta >= 2**31:
+            delta -= 2**32
+        return self.ntp + delta / self.rate
+
+
+@dataclass
+class AvWatch:
+    """At each received video frame: its send time minus that of the latest audio frame."""
+
+    clocks: dict[str, SenderClock] = field(default_factory=lambda: {k: SenderClock(r) for k, r in CLOCK_RATES.items()})
+    mappers: dict[str, Any] = field(default_factory=dict)
+    """aiortc's receive-side TimestampMapper per track: frame pts = RTP timestamp − its origin."""
+    last_audio: float | None = None
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    """(local monotonic time, video − audio send time in ms)."""
+
+    def attach(self, pc: Any) -> None:
+        """Hook each receiver's RTCP handling (aiortc keeps the sender reports to itself)."""
+        from aiortc.rtp import RtcpSrPacket
+
+        for transceiver in pc.getTransceivers():
+            receiver, kind = transceiver.receiver, transceiver.kind
+            self.mappers[kind] = receiver._RTCRtpReceiver__timestamp_mapper
+            original = receiver._handle_rtcp_packet
+
+            async def handle(packet: Any, original: Any = original, kind: str = kind) -> None:
+                if isinstance(packet, RtcpSrPacket):
+                    self.clocks[kind].report(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp)
+                await original(packet)
+
+            receiver._handle_rtcp_packet = handle
+
+    def frame(self, kind: str, pts: int | None) -> None:
+        origin = getattr(self.mappers.get(kind), "_origin", None)
+        if pts is None or origin is None:
+            return
+        sent = self.clocks[kind].sent_at((pts + origin) & 0xFFFFFFFF)
+        if sent is None:
+            return
+        if kind == "audio":
+            self.last_audio = sent
+        elif self.last_audio is not None:
+            self.samples.append((time.monotonic(), 1000 * (sent - self.last_audio)))
+
+    def mean_between(self, start: float, end: float) -> float | None:
+        inside = [ms for t, ms in self.samples if start <= t < end]
+        return round(sum(inside) / len(inside), 2) if inside else None
+
+
+class Watcher(Client):
+    """The headless client, also feeding each frame's RTP timestamp to an AvWatch."""
+
+    def __init__(self, server: str) -> None:
+        super().__init__(server)
+        self.av = AvWatch()
+
+    async def _read_video(self, track: Any) -> None:
+        await self._read(track, "video", super()._read_video)
+
+    async def _read_audio(self, track: Any) -> None:
+        await self._read(track, "audio", super()._read_audio)
+
+    async def _read(self, track: Any, kind: str, inner: Any) -> None:
+        if kind == "video":
+            self.av.attach(self.pc)
+        original = track.recv
+
+        async def recv() -> Any:
+            frame = await original()
+            self.av.frame(kind, frame.pts)
+            return frame
+
+        track.recv = recv
+        await inner(track)
+
+
+async def churn_round(url: str, speech: bytes) -> None:
     client = Client(url)
     try:
         await client.connect("astronaut")
@@ -57,8 +175,54 @@ async def one_round(url: str, speech: bytes) -> None:
         await client.close()
 
 
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
+async def soak(url: str, pid: int, speech: bytes, minutes: float, warmup_minutes: float) -> dict[str, Any]:
+    watcher = Watcher(url)
+    await watcher.connect("astronaut")
+    await watcher.wait_frames(10)
+    started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    warm_until = started + warmup_minutes * 60
+    end = started + minutes * 60
+    rounds, before = 0, None
+    while time.monotonic() < end:
+        await watcher.speak(speech, "audio/wav")
+        await churn_round(url, speech)
+        rounds += 1
+        if before is None and time.monotonic() >= warm_until:
+            before = await loop.run_in_executor(None, process_figures, pid, url)
+            before_rounds = rounds
+    after = await loop.run_in_executor(None, process_figures, pid, url)
+    if before is None:
+        before, before_rounds = after, rounds
+    finished = time.monotonic()
+    first = watcher.av.mean_between(started, min(started + 60, finished))
+    last = watcher.av.mean_between(max(started, finished - 60), finished)
+    await watcher.close()
+    measured = max(1, rounds - before_rounds)
+    return {
+        "rounds": rounds,
+        "rounds_after_warmup": rounds - before_rounds,
+        "after_warmup": before,
+        "at_end": after,
+        "server_uss_growth_pct": _pct(before["server"]["uss_mib"], after["server"]["uss_mib"]),
+        "server_uss_mib_per_round": round((after["server"]["uss_mib"] - before["server"]["uss_mib"]) / measured, 3),
+        "children_uss_growth_pct": _pct(before["children_uss_mib"], after["children_uss_mib"]),
+        "fds_leaked": after["server"]["fds"] - before["server"]["fds"],
+        "tasks_leaked": after["server"]["asyncio_tasks"] - before["server"]["asyncio_tasks"],
+        "threads_leaked": after["server"]["threads"] - before["server"]["threads"],
+        "av_offset_ms_first_minute": first,
+        "av_offset_ms_last_minute": last,
+        "av_drift_ms": None if first is None or last is None else round(last - first, 2),
+        "av_samples": len(watcher.av.samples),
+    }
+
+
+def _pct(a: float, b: float) -> float | None:
+    return round(100 * (b - a) / a, 2) if a else None
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError("server exited")
@@ -72,47 +236,30 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 300) -> Non
     raise TimeoutError("server not ready")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=30)
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--warmup-minutes", type=float, default=2.0)
     args = parser.parse_args(argv)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "s.wav"
         subprocess.run(["espeak-ng", "-w", str(wav), "Testing memory, one two three."], check=True)
-        env = {**os.environ, "STREAMER_CACHE_DIR": str(Path(tmp) / "cache"), "STREAMER_LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "STREAMER_CACHE_DIR": str(Path(tmp) / "cache"), "STREAMER_LOG_LEVEL": "WARNING",
+               "STREAMER_IDLE_TIMEOUT_S": "0"}
         server = subprocess.Popen(
-            [sys.executable, "run.py", "serve", "--port", str(port)], cwd=ROOT, env=env,
+            [sys.executable, "run.py", "serve", "--port", str(port), "--renderer", "lite"], cwd=ROOT, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
             wait_ready(url, server)
-            speech = wav.read_bytes()
-            asyncio.run(one_round(url, speech))
-            before = memory(server.pid)
-            started = time.monotonic()
-            for _ in range(args.rounds):
-                asyncio.run(one_round(url, speech))
-            after = memory(server.pid)
-            with urllib.request.urlopen(url + "/api/stats") as r:
-                stats = json.load(r)
+            figures = asyncio.run(soak(url, server.pid, wav.read_bytes(), args.minutes, args.warmup_minutes))
         finally:
             server.terminate()
-            server.wait(30)
-    return {
-        "bench": "soak",
-        "machine": machine(),
-        "rounds": args.rounds,
-        "seconds": round(time.monotonic() - started, 1),
-        "memory_after_warmup": before,
-        "memory_at_end": after,
-        "server_growth_mib_per_round": round((after["server_mib"] - before["server_mib"]) / args.rounds, 3),
-        "workers_growth_mib_per_round": round((after["workers_mib"] - before["workers_mib"]) / args.rounds, 3),
-        "open_sessions_at_end": stats["sessions"]["open"],
-        "totalRequests": stats["totalRequests"],
-        "completionRate": stats["completionRate"],
-    }
+            server.wait(60)
+    return {"bench": "soak", "machine": machine(), "minutes": args.minutes,
+            "warmup_minutes": args.warmup_minutes, **figures}
 
 
 if __name__ == "__main__":

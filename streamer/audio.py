@@ -14,6 +14,7 @@ import av
 import numpy as np
 
 from streamer.errors import BadInput, TooLarge, UnsupportedMedia
+from streamer.units import MODEL_RATE, OUT_RATE
 
 ACCEPTED_TYPES = (
     "audio/wav, audio/mpeg, audio/ogg, audio/webm, audio/flac, audio/mp4, "
@@ -39,6 +40,12 @@ def decode(data: bytes, content_type: str | None, rate: int, max_seconds: float)
     if mime is not None and not (mime.startswith("audio/") or mime in _CONTAINER_TYPES):
         raise UnsupportedMedia(f"unsupported content type {mime!r}: send {ACCEPTED_TYPES}")
     return _decode_container(io.BytesIO(data), rate, max_seconds)
+
+
+def decode_speech(data: bytes, content_type: str | None, max_seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """An upload as speech: float32 mono at the output rate (48 kHz) and at the model rate (16 kHz)."""
+    audio48k = decode(data, content_type, OUT_RATE, max_seconds)
+    return audio48k, resample(audio48k, OUT_RATE, MODEL_RATE)
 
 
 def decode_file(path: Path, rate: int) -> np.ndarray:

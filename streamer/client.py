@@ -20,7 +20,7 @@ import aiohttp
 import av
 import cv2
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from streamer.measure import (
@@ -79,7 +79,7 @@ class Client:
     def __init__(self, server: str, key: str | None = None) -> None:
         self.server = server.rstrip("/")
         self.key = key
-        self.pc = RTCPeerConnection()
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no outside STUN host
         self.received = Received()
         self.session_id = ""
         self.token = ""

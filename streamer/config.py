@@ -10,9 +10,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from streamer.errors import BadInput
+from streamer.ice import parse_ice_servers
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "STREAMER_"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def is_loopback_host(host: str) -> bool:
+    """The one loopback rule: a bind address or a Host header's name (port stripped by the caller)."""
+    return host.lower() in LOOPBACK_HOSTS
 
 
 @dataclass(frozen=True)
@@ -91,8 +98,41 @@ class Settings:
     batch_across_jobs: bool = True
     """A worker renders the due jobs of several sessions in one model call (False: one job a call)."""
 
+    # Internet-facing
+    grant_secret: str | None = None
+    """Signs session grants (JWT HS256); empty = derived from the server key."""
+    grant_ttl_s: float = 60.0
+    """A grant's default lifetime; `POST /api/grants` may ask for up to `grant_max_ttl_s`."""
+    grant_max_ttl_s: float = 3600.0
+    metrics_token: str | None = None
+    """A bearer token for `/metrics` only (Prometheus `bearer_token`), beside the server key."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses (or CIDR networks) of reverse proxies whose X-Forwarded-* headers are believed."""
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs, e.g. `stun:stun.example.org:3478`, `turn:user:pass@host:3478?transport=tcp`."""
+    ice_port_min: int = 0
+    ice_port_max: int = 0
+    """UDP port range for media (0, 0 = any port); open it in the firewall."""
+    turn_secret: str | None = None
+    """coturn `static-auth-secret`: TURN URLs without user:pass get short-lived REST credentials."""
+    turn_ttl_s: float = 3600.0
+    max_json_bytes: int = 64 * 1024
+    """JSON bodies (an SDP offer included) and WebSocket text messages."""
+    max_ws_bytes: int = 64 * 1024
+    """One binary WebSocket message (a PCM chunk)."""
+    max_session_s: float = 4 * 3600.0
+    """A session's longest life; a grant's `max_session_s` may only shorten it."""
+    idle_timeout_s: float = 600.0
+    """A session with no speech for this long is closed (`closing`, reason `idle`); 0 = never."""
+    max_sessions_per_client: int = 4
+    """Sessions one client address may hold (loopback clients are not limited)."""
+    max_uploads_per_session: int = 2
+    """Uploads (speak, say) one session may have decoding at once."""
+    drain_s: float = 30.0
+    """On SIGTERM, how long utterances already playing may take to finish."""
+
     def public_binding(self) -> bool:
-        return self.host not in ("127.0.0.1", "localhost", "::1")
+        return not is_loopback_host(self.host)
 
     def validate(self) -> "Settings":
         if self.public_binding() and not self.key:
@@ -116,6 +156,11 @@ class Settings:
             raise BadInput(f"unknown video codec {self.video_codec!r} (auto, h264 or vp8)")
         if not 0.04 <= self.first_window_s <= self.window_s:
             raise BadInput("first_window_s must be between 0.04 s and window_s")
+        if (self.ice_port_min, self.ice_port_max) != (0, 0) and not (
+            1024 <= self.ice_port_min <= self.ice_port_max <= 65535
+        ):
+            raise BadInput("ice_port_min..ice_port_max must be a range within 1024..65535")
+        parse_ice_servers(self.ice_servers)  # a bad URL stops the start, with its reason
         return self
 
 

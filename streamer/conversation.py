@@ -47,7 +47,9 @@ class Conversation:
         clock: Clock,
         metrics: Metrics,
         emit: Callable[[Event], None],
+        on_failure: Callable[[str, BaseException], None] | None = None,
     ) -> None:
+        """`on_failure(task name, exception)` hears of a background task (the dispatcher) that died."""
         self.id = session_id
         self.template = template
         self.settings = settings
@@ -60,11 +62,13 @@ class Conversation:
         self.stream: LiveStream | None = None
         self.render_failures = 0
         self.closed = False
+        self.active_at = clock.now()
+        """When speech last arrived or played (the idle timeout counts from here)."""
         self._ids = 0
         self._pending: asyncio.Queue[Utterance] = asyncio.Queue()
         self._cut = asyncio.Event()
         """Set when windows are cut (or an interrupt drops them): the dispatcher looks again."""
-        self._tasks = TaskSet(f"conversation-{session_id}")
+        self._tasks = TaskSet(f"conversation-{session_id}", on_failure)
         if template.welcome is not None and template.welcome.units:
             self.playout.enqueue(self._welcome(template))
 
@@ -131,6 +135,7 @@ class Conversation:
         if self.playout.queued_seconds > self.settings.max_queued_seconds:
             raise Busy(f"more than {self.settings.max_queued_seconds:.0f} s of speech queued")
         self._ids += 1
+        self.active_at = self.clock.now()
         cutter = Segmenter(self.settings.first_window_s, self.settings.window_s)
         utterance = Utterance(f"{self.id}-{self._ids}", self.epoch, cutter=cutter)
         self.playout.enqueue(utterance)
@@ -233,6 +238,8 @@ class Conversation:
             stream.end()
         unit = self.playout.tick()
         self._metrics.units.labels(unit.kind).inc()
+        if unit.kind != "idle":
+            self.active_at = self.clock.now()
         return unit
 
     def _on_playout_event(self, event: Event) -> None:

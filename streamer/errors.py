@@ -23,6 +23,10 @@ class NotFound(StreamerError):
     status = 404
 
 
+class MethodNotAllowed(StreamerError):
+    status = 405
+
+
 class TooLarge(StreamerError):
     status = 413
 

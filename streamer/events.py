@@ -46,7 +46,15 @@ class Closing:
     type: Literal["closing"] = "closing"
 
 
-Event = Union[SpeakingStarted, SpeakingEnded, Interrupted, WelcomeEnded, Closing]
+@dataclass(frozen=True)
+class Failed:
+    """A part of the session died (its media pump, its dispatcher); `closing` follows."""
+
+    error: str
+    type: Literal["error"] = "error"
+
+
+Event = Union[SpeakingStarted, SpeakingEnded, Interrupted, WelcomeEnded, Closing, Failed]
 
 
 def to_json(event: Event, session_id: str | None = None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from streamer import audio
-from streamer.errors import BadInput
+from streamer.errors import BadInput, Busy
 from streamer.media.utterance import Utterance
 from streamer.units import FPS, MODEL_RATE, OUT_RATE
 
@@ -41,6 +41,9 @@ class LiveStream:
         limit = self._conversation.settings.max_audio_seconds
         if self.seconds + len(chunk) / 2 / self.sample_rate > limit:
             raise BadInput(f"stream longer than {limit:.0f} s: send end, then start another")
+        queued = self._conversation.settings.max_queued_seconds
+        if self.buffered_s() + len(chunk) / 2 / self.sample_rate > queued:
+            raise Busy(f"more than {queued:.0f} s of speech buffered on this session: wait for it to play")
         out = self._pcm.push(chunk)
         self.seconds += len(out[MODEL_RATE]) / MODEL_RATE
         self.last_audio_at = self._conversation.clock.now()
@@ -54,6 +57,11 @@ class LiveStream:
             and utterance.known_units - utterance.played < LOW_WATER_UNITS
         ):
             self._conversation.windows_cut(utterance.cut_available())
+
+    def buffered_s(self) -> float:
+        """Speech received but not played on the session, this stream's audio not cut yet included."""
+        uncut = max(0.0, self.seconds - self.utterance.known_units / FPS)
+        return self._conversation.playout.queued_seconds + uncut
 
     def end(self) -> float:
         """No more audio; returns the utterance's length in seconds. Ending twice is harmless."""

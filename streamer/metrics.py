@@ -50,6 +50,19 @@ class Metrics:
         self.render_seconds = Histogram(
             "streamer_render_window_seconds", "Render time of one window", registry=r
         )
+        self.workers_alive = Gauge(
+            "streamer_worker_alive", "Render worker is running", ["index", "device"], registry=r
+        )
+        self.http_errors = PromCounter(
+            "streamer_http_errors", "HTTP answers with an error status (500: a fault, logged)", ["status"], registry=r
+        )
+        self.task_failures = PromCounter(
+            "streamer_task_failures", "Background tasks (pump, dispatcher) that died", ["task"], registry=r
+        )
+
+    def worker_states(self, devices: list[dict]) -> None:
+        for d in devices:
+            self.workers_alive.labels(str(d["index"]), d["device"]).set(1 if d["alive"] else 0)
 
     def request(self) -> None:
         self.total_requests += 1

@@ -15,14 +15,15 @@ import time
 from typing import Any, Callable
 
 import numpy as np
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
+from streamer import ice
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.config import Settings
 from streamer.conversation import Conversation
 from streamer.errors import BadInput
-from streamer.events import Event, to_json
+from streamer.events import Closing, Event, Failed, to_json
 from streamer.media.clock import Clock
 from streamer.media.compositor import compose
 from streamer.media.playout import Unit
@@ -33,6 +34,14 @@ from streamer.pool.base import RenderPool
 log = logging.getLogger(__name__)
 
 Listener = Callable[[dict[str, Any]], None]
+
+
+def rtc_configuration(settings: Settings, name: str) -> RTCConfiguration:
+    """The configured ICE servers only (none by default: aiortc's own default is a public STUN)."""
+    servers = ice.peer_servers(ice.servers_for(settings.ice_servers, settings.turn_secret, settings.turn_ttl_s, name))
+    return RTCConfiguration(
+        iceServers=[RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in servers]
+    )
 
 
 class Session:
@@ -49,9 +58,14 @@ class Session:
         self.template = template
         self.settings = settings
         self.created = time.time()
-        self.conversation = Conversation(self.id, template, pool, settings, clock, metrics, self.emit)
-        self.pump = MediaPump(self.conversation.tick, self._compose, clock)
-        self.pc = RTCPeerConnection()
+        self._metrics = metrics
+        self.conversation = Conversation(
+            self.id, template, pool, settings, clock, metrics, self.emit, on_failure=self._task_failed
+        )
+        self.pump = MediaPump(
+            self.conversation.tick, self._compose, clock, on_failure=lambda exc: self._task_failed("media-pump", exc)
+        )
+        self.pc = RTCPeerConnection(rtc_configuration(settings, self.id))
         self.channel: Any = None
         self.listeners: set[Listener] = set()
         """Called with each event's JSON (the audio WebSocket forwards them)."""
@@ -107,6 +121,16 @@ class Session:
             self.channel.send(json.dumps(message))
         for listener in list(self.listeners):
             listener(message)
+
+    def _task_failed(self, name: str, exc: BaseException) -> None:
+        """A background task died: count it, tell the viewer, end the session (no frozen stream)."""
+        task = name.rsplit(":", 1)[-1]  # dispatcher, render-<utterance>@<unit>, media-pump
+        kind = "render" if task.startswith("render-") else task
+        self._metrics.task_failures.labels(kind).inc()
+        log.error("session %s: %s died (%s); closing the session", self.id, name, type(exc).__name__)
+        self.emit(Failed(f"the session's {kind} stopped; it is closed"))
+        self.emit(Closing("error"))
+        self.closed.set()
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -37,6 +37,11 @@ class TaskSet:
             if self._on_failure is not None:
                 self._on_failure(task.get_name(), exc)
 
+    async def drain(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for the running tasks to end on their own."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+
     async def close(self) -> None:
         """Cancel every task and wait for them to end."""
         tasks = list(self._tasks)

@@ -104,9 +104,10 @@ def live_server(settings: Settings, on_app: Callable[[web.Application], None] | 
 
 async def _wait_ready(app: web.Application) -> None:
     startup = app[STARTUP]
-    await startup["task"]
-    if not startup["ready"]:
-        raise RuntimeError(f"server not ready: {startup['phase']} {startup['failed']}")
+    assert startup.task is not None
+    await startup.task
+    if not startup.ready:
+        raise RuntimeError(f"server not ready: {startup.phase} {startup.error} {startup.failed}")
 
 
 def _ready(url: str) -> bool:

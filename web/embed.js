@@ -4,9 +4,15 @@
  *   <script src="https://host/embed.js"></script>
  *   <digital-human server="https://host" template="astronaut"></digital-human>
  *
+ *   <digital-human server="https://host" template="astronaut" grant="…"></digital-human>
+ *
  * defines the <digital-human> element (methods connect, speak, say, interrupt, close; events
- * connected, speaking-started, speaking-ended, interrupted, error) and window.DigitalHuman,
- * whose Session class the chat page builds on.
+ * connected, speaking-started, speaking-ended, interrupted, closing, error) and
+ * window.DigitalHuman, whose Session class the chat page builds on.
+ *
+ * A public page never holds the server key: its backend mints a single-use grant
+ * (POST /api/grants) and the page passes it as `grant` (a string, or an async function that
+ * fetches a fresh one: it is called again on every reconnect).
  */
 (() => {
   "use strict";
@@ -24,6 +30,7 @@
     speaking_ended: "speaking-ended",
     interrupted: "interrupted",
     welcome_ended: "welcome-ended",
+    closing: "closing",
   };
 
   /** An HTTP error from the server; `status` and the server's `error` message. */
@@ -71,9 +78,10 @@
   }
 
   function baseType(contentType) {
-    // "audio/webm;codecs=opus" -> "audio/webm"; L16 keeps its rate parameter.
+    // "audio/webm;codecs=opus" -> "audio/webm"; raw PCM (audio/L16, audio/pcm) keeps its rate.
     const type = (contentType || "").trim();
-    return type.toLowerCase().startsWith("audio/l16") ? type : type.split(";")[0].trim();
+    const lower = type.toLowerCase();
+    return lower.startsWith("audio/l16") || lower.startsWith("audio/pcm") ? type : type.split(";")[0].trim();
   }
 
   /**
@@ -130,12 +138,13 @@
    * interrupted, welcome-ended, message (every server event), error.
    */
   class Session extends EventTarget {
-    constructor({ server = SCRIPT_ORIGIN, template, key = null, reconnect = true } = {}) {
+    constructor({ server = SCRIPT_ORIGIN, template, grant = null, key = null, reconnect = true } = {}) {
       super();
       if (!template) throw new Error("a template id is required");
       this.server = server.replace(/\/+$/, "");
       this.template = template;
-      this.key = key || null;
+      this.grant = grant || null;
+      this.key = key || null;  // only for trusted pages on the server's own machine
       this.reconnect = reconnect;
       this.stream = new MediaStream();
       this.pc = null;
@@ -145,6 +154,7 @@
       this._closed = true;
       this._disconnectTimer = null;
       this._reconnecting = false;
+      this._closingSeen = false;
       this._previousStats = null;
     }
 
@@ -160,9 +170,22 @@
       await this._open();
     }
 
+    /** The credential that opens a session: a fresh grant when `grant` is a function. */
+    async _opener() {
+      if (typeof this.grant === "function") {
+        const fresh = await this.grant();
+        if (!fresh) throw new ApiError(0, "the grant function returned no grant");
+        return fresh;
+      }
+      return this.grant || this.key;
+    }
+
     async _open() {
-      const pc = new RTCPeerConnection();
+      const opener = await this._opener();
+      const ice = await request(this.url("/api/ice-servers"), { token: opener }).catch(() => null);
+      const pc = new RTCPeerConnection({ iceServers: (ice && ice.ice_servers) || [] });
       this.pc = pc;
+      this._closingSeen = false;
       pc.addTransceiver("video", { direction: "recvonly" });
       pc.addTransceiver("audio", { direction: "recvonly" });
       this._listen(pc.createDataChannel("events"));
@@ -179,7 +202,7 @@
       try {
         answer = await request(this.url("/api/sessions"), {
           method: "POST",
-          token: this.key,
+          token: opener,
           contentType: "application/json",
           body: JSON.stringify({ template: this.template, sdp: pc.localDescription.sdp, type: "offer" }),
         });
@@ -199,6 +222,7 @@
         let message;
         try { message = JSON.parse(e.data); } catch (_) { return; }
         this._emit("message", message);
+        if (message.type === "closing") this._closingSeen = true;  // limit, idle or drain: stay closed
         const name = EVENT_NAMES[message.type];
         if (name) this._emit(name, message);
       });
@@ -224,8 +248,8 @@
       this.token = null;
       if (old.pc) old.pc.close();
       this._deleteQuietly(old.id, old.token);
-      if (!this.reconnect || this._closed) {
-        this._emit("disconnected", { reason });
+      if (!this.reconnect || this._closed || this._closingSeen) {
+        this._emit("disconnected", { reason: this._closingSeen ? "the server closed the session" : reason });
         return;
       }
       if (this._reconnecting) return;
@@ -317,11 +341,14 @@
     button[hidden] { display: none; }
   `;
   const FORWARDED = ["connected", "speaking-started", "speaking-ended", "interrupted", "welcome-ended",
-    "reconnecting", "disconnected", "error"];
+    "closing", "reconnecting", "disconnected", "error"];
 
-  /** <digital-human server template key>: a video of one session, and its controls as methods. */
+  /**
+   * <digital-human server template grant>: a video of one session, and its controls as methods.
+   * Set the `grant` property to an async function for reconnects with fresh grants.
+   */
   class DigitalHumanElement extends HTMLElement {
-    static get observedAttributes() { return ["server", "template", "key"]; }
+    static get observedAttributes() { return ["server", "template", "grant", "key"]; }
 
     constructor() {
       super();
@@ -342,16 +369,18 @@
     get server() { return this.getAttribute("server") || SCRIPT_ORIGIN; }
     get template() { return this.getAttribute("template"); }
     get key() { return this.getAttribute("key"); }
+    get grant() { return this._grant || this.getAttribute("grant"); }
+    set grant(value) { this._grant = value; }
 
     attributeChangedCallback() {
-      if (this.session) this._fail(new Error("server/template/key changed: call close() then connect()"));
+      if (this.session) this._fail(new Error("server/template/grant changed: call close() then connect()"));
     }
 
     disconnectedCallback() { if (this.session) this.close(); }
 
     async connect() {
       if (this.session) await this.close();
-      const session = new Session({ server: this.server, template: this.template, key: this.key });
+      const session = new Session({ server: this.server, template: this.template, grant: this.grant, key: this.key });
       FORWARDED.forEach((name) => session.addEventListener(name, (e) => {
         this.dispatchEvent(new CustomEvent(name, { detail: e.detail }));
       }));

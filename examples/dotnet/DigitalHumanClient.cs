@@ -48,6 +48,14 @@ namespace DigitalHuman
         public string Renderer;
     }
 
+    /// <summary>A single-use session grant for a browser: it opens one session, then is spent.</summary>
+    public class Grant
+    {
+        public string Token;
+        /// <summary>Unix time after which the grant no longer opens a session.</summary>
+        public long Expires;
+    }
+
     public class Utterance
     {
         public string Id;
@@ -111,6 +119,23 @@ namespace DigitalHuman
             return session;
         }
 
+        /// <summary>
+        /// POST /api/grants (needs the server key): a short-lived, single-use grant the page opens
+        /// its session with, so the browser never sees the key. Mint one per page load (and per
+        /// reconnect: embed.js calls the page's grant function again).
+        /// </summary>
+        public async Task<Grant> CreateGrant(string[] templates, int ttlSeconds = 60, double maxSessionSeconds = 0)
+        {
+            var quoted = new List<string>();
+            foreach (var t in templates) quoted.Add(MiniJson.Quote(t));
+            var body = "{\"templates\":[" + string.Join(",", quoted) + "],\"ttl_s\":"
+                + ttlSeconds.ToString(CultureInfo.InvariantCulture)
+                + (maxSessionSeconds > 0 ? ",\"max_session_s\":" + maxSessionSeconds.ToString(CultureInfo.InvariantCulture) : "")
+                + "}";
+            var json = (Dictionary<string, object>)await Send(HttpMethod.Post, "api/grants", Content(body), key);
+            return new Grant { Token = MiniJson.Str(json, "grant"), Expires = (long)MiniJson.Num(json, "expires") };
+        }
+
         /// <summary>Controls a session that a browser opened (it passes you the id and token).</summary>
         public SessionClient ForSession(string sessionId, string token)
         {
@@ -172,7 +197,9 @@ namespace DigitalHuman
         string Path(string tail) { return "api/sessions/" + Uri.EscapeDataString(Id) + tail; }
 
         /// <summary>
-        /// Speaks audio: wav, mp3, ogg, webm, or raw "audio/L16;rate=16000" (s16le mono).
+        /// Speaks audio: wav, mp3, ogg, webm, or raw PCM: "audio/pcm;rate=16000" for signed 16-bit
+        /// little-endian mono (what TTS engines and BitConverter give), "audio/L16;rate=16000" for
+        /// big-endian (RFC 2586).
         /// Returns once it is queued; the events channel says when it is spoken.
         /// </summary>
         public async Task<Utterance> Speak(byte[] audio, string contentType)

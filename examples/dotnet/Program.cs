@@ -7,6 +7,7 @@
 //   mono dh.exe interrupt SERVER SESSION TOKEN
 //   mono dh.exe state     SERVER SESSION TOKEN
 //   mono dh.exe stats     SERVER
+//   mono dh.exe grant     SERVER TEMPLATE [TTL_S]   (needs the key: what a page's backend does)
 //
 // The server key, when the server has one, comes from the DIGITAL_HUMAN_KEY variable.
 // Output: one "name=value" line per figure; errors go to stderr with exit status 1.
@@ -22,13 +23,14 @@ namespace DigitalHuman
         static readonly Dictionary<string, string> AudioTypes = new Dictionary<string, string>
         {
             { ".wav", "audio/wav" }, { ".mp3", "audio/mpeg" }, { ".ogg", "audio/ogg" }, { ".webm", "audio/webm" },
+            { ".pcm", "audio/pcm;rate=16000" },  // raw s16le mono at 16 kHz, as a TTS engine writes it
         };
 
         static int Main(string[] args)
         {
             if (args.Length < 2)
             {
-                Console.Error.WriteLine("usage: dh.exe templates|open|speak|say|interrupt|state|stats SERVER ... (see Program.cs)");
+                Console.Error.WriteLine("usage: dh.exe templates|open|speak|say|interrupt|state|stats|grant SERVER ... (see Program.cs)");
                 return 2;
             }
             try
@@ -41,7 +43,7 @@ namespace DigitalHuman
                 Console.Error.WriteLine("server error " + e.Message);
                 return 1;
             }
-            catch (Exception e) when (e is IOException || e is System.Net.Http.HttpRequestException || e is IndexOutOfRangeException || e is KeyNotFoundException)
+            catch (Exception e) when (e is IOException || e is FormatException || e is System.Net.Http.HttpRequestException || e is IndexOutOfRangeException || e is KeyNotFoundException)
             {
                 Console.Error.WriteLine("error: " + e.Message);
                 return 1;
@@ -82,6 +84,12 @@ namespace DigitalHuman
                     break;
                 case "stats":
                     Print(await client.Stats());
+                    break;
+                case "grant":
+                    var ttl = args.Length > 3 ? int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture) : 60;
+                    var grant = await client.CreateGrant(new[] { args[2] }, ttl);
+                    Console.WriteLine("grant=" + grant.Token);
+                    Console.WriteLine("expires=" + grant.Expires.ToString(System.Globalization.CultureInfo.InvariantCulture));
                     break;
                 default:
                     throw new IOException("unknown command " + args[0]);

@@ -16,6 +16,7 @@ import numpy as np
 
 from streamer.config import settings_from_json
 from streamer.errors import StreamerError
+from streamer.lifeline import exit_with_parent
 from streamer.pool.serve import Server
 from streamer.pool.wire import decode, encode
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 def worker_main(
     conn: Connection, index: int, device: str, settings_json: dict[str, Any], progress: bool = False
 ) -> None:
+    exit_with_parent(os.getppid())
     logging.basicConfig(
         level=os.environ.get("STREAMER_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s %(levelname)s worker{index}[{device}] %(name)s: %(message)s",

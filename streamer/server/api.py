@@ -10,17 +10,19 @@ import time
 from typing import Any
 
 import cv2
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from streamer import audio, tts
-from streamer.errors import BadInput, NotFound, StreamerError, UnsupportedMedia
+from streamer import tts
+from streamer.errors import BadInput, NotFound, UnsupportedMedia
 from streamer.events import to_json
-from streamer.server.auth import require_key
-from streamer.server.keys import DECODERS, SESSIONS, SETTINGS, STARTUP
+from streamer.server.guard import authorize_open, authorize_session
+from streamer.server.http import read_capped
+from streamer.server.keys import AUDIO_DECODERS, DECODERS, SESSIONS, SETTINGS, STARTUP
+from streamer.server import lifetime
+from streamer.server.live import LiveSocket
 from streamer.server.sessions import SessionManager
 from streamer.session import Session
-from streamer.tasks import TaskSet
-from streamer.units import FPS, MODEL_RATE, OUT_RATE
+from streamer.units import FPS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -35,15 +37,17 @@ def _session_id(request: web.Request) -> str:
 
 
 def _authorized(request: web.Request) -> Session:
-    return request.app[SESSIONS].authorize(_session_id(request), request.headers.get("Authorization"))
+    return authorize_session(request, _session_id(request))
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """A JSON object body of at most `max_json_bytes` (an SDP offer included: 413 past it)."""
     if request.content_type != "application/json":
         raise UnsupportedMedia("send application/json")
+    data = await read_capped(request, request.app[SETTINGS].max_json_bytes, "the JSON body")
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise BadInput("the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadInput("the body must be a JSON object")
@@ -72,9 +76,10 @@ async def list_templates(request: web.Request) -> web.Response:
     """Ready templates, then those still preparing (or failed, with the reason)."""
     manager, startup = request.app[SESSIONS], request.app[STARTUP]
     listed = [_template_json(manager, tid) for tid in sorted(manager.templates)]
-    for tid, name in sorted(startup["discovered"].items()):
+    for tid, name in sorted(startup.discovered.items()):
         if tid not in manager.templates:
-            listed.append({"id": tid, "name": name, "ready": False, "error": startup["failed"].get(tid)})
+            reason = "could not be prepared (the server log says why)" if tid in startup.failed else None
+            listed.append({"id": tid, "name": name, "ready": False, "error": reason})
     return web.json_response({"templates": listed, "renderer": manager.pool.renderer})
 
 
@@ -87,11 +92,11 @@ async def preview(request: web.Request) -> web.Response:
 
 @routes.post("/api/sessions")
 async def open_session(request: web.Request) -> web.Response:
-    require_key(request.headers.get("Authorization"), request.app[SETTINGS].key)
-    body = await _json(request)
+    body = await read_json(request)
+    grant = authorize_open(request, body.get("template"))
     if body.get("type", "offer") != "offer":
         raise BadInput("`type` must be offer")
-    opened = await request.app[SESSIONS].open(body.get("template"), body.get("sdp"))
+    opened = await lifetime.open_session(request, body.get("template"), body.get("sdp"), grant)
     return web.json_response(
         {"session_id": opened.session_id, "token": opened.token, "sdp": opened.sdp, "type": opened.type},
         status=201,
@@ -113,10 +118,7 @@ async def close(request: web.Request) -> web.Response:
 async def _speak_bytes(request: web.Request, session: Session, data: bytes, content_type: str | None) -> web.Response:
     settings = request.app[SETTINGS]
     arrived = time.monotonic()
-    loop = asyncio.get_running_loop()
-    decoders = request.app[DECODERS]
-    audio48k = await loop.run_in_executor(decoders, audio.decode, data, content_type, OUT_RATE, settings.max_audio_seconds)
-    audio16k = await loop.run_in_executor(decoders, audio.resample, audio48k, OUT_RATE, MODEL_RATE)
+    audio48k, audio16k = await request.app[AUDIO_DECODERS].speech(data, content_type, settings.max_audio_seconds)
     utterance = session.conversation.speak(audio16k, audio48k, arrived=arrived)
     return web.json_response(
         {"utterance_id": utterance.id, "duration_s": round((utterance.total_units or 0) / FPS, 3)}, status=202
@@ -126,19 +128,30 @@ async def _speak_bytes(request: web.Request, session: Session, data: bytes, cont
 @routes.post("/api/sessions/{session_id}/speak")
 async def speak(request: web.Request) -> web.Response:
     session = _authorized(request)
-    data = await request.read()
-    return await _speak_bytes(request, session, data, request.headers.get("Content-Type"))
+    with lifetime.upload(request, session.id):
+        data = await request.read()
+        return await _speak_bytes(request, session, data, request.headers.get("Content-Type"))
+
+
+def _text(body: dict[str, Any]) -> str:
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise BadInput("`text` must be a string")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput("`text` is not valid Unicode (a lone surrogate?)") from None
+    return text
 
 
 @routes.post("/api/sessions/{session_id}/say")
 async def say(request: web.Request) -> web.Response:
     session = _authorized(request)
-    text = (await _json(request)).get("text")
-    if not isinstance(text, str):
-        raise BadInput("`text` must be a string")
-    settings = request.app[SETTINGS]
-    wav = await asyncio.get_running_loop().run_in_executor(request.app[DECODERS], tts.synthesize, text, settings)
-    return await _speak_bytes(request, session, wav, "audio/wav")
+    with lifetime.upload(request, session.id):
+        text = _text(await read_json(request))
+        settings = request.app[SETTINGS]
+        wav = await asyncio.get_running_loop().run_in_executor(request.app[DECODERS], tts.synthesize, text, settings)
+        return await _speak_bytes(request, session, wav, "audio/wav")
 
 
 @routes.post("/api/sessions/{session_id}/interrupt")
@@ -149,54 +162,14 @@ async def interrupt(request: web.Request) -> web.Response:
 
 @routes.get("/api/sessions/{session_id}/audio")
 async def audio_socket(request: web.Request) -> web.WebSocketResponse:
-    """Live PCM in (start, s16le chunks, end; repeat), session events out."""
+    """Live PCM in, session events out (streamer/server/live.py); `?token=` for browsers."""
     token = request.query.get("token")
     header = request.headers.get("Authorization") or (f"Bearer {token}" if token else None)
     session = request.app[SESSIONS].authorize(_session_id(request), header)
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 20)
+    settings = request.app[SETTINGS]
+    # Messages up to 4× the caps get a JSON 413 and the socket stays open; larger ones close it (1009).
+    largest = 4 * max(settings.max_ws_bytes, settings.max_json_bytes)
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=largest)
     await ws.prepare(request)
-
-    sends = TaskSet(f"audio-socket-{session.id}")
-
-    def forward(event: dict[str, Any]) -> None:
-        if not ws.closed:
-            sends.spawn(ws.send_json(event), name="send-event")
-
-    session.listeners.add(forward)
-    stream = None
-    try:
-        async for msg in ws:
-            try:
-                if msg.type == WSMsgType.TEXT:
-                    command = json.loads(msg.data)
-                    kind = command.get("type") if isinstance(command, dict) else None
-                    if kind == "start":
-                        if stream is not None and not stream.ended:
-                            raise BadInput("a stream is open: send end first")
-                        stream = session.conversation.open_stream(command.get("sample_rate"))
-                        await ws.send_json({"type": "started", "utterance_id": stream.utterance_id})
-                    elif kind == "end":
-                        if stream is None or stream.dropped:
-                            raise BadInput("no stream is open")
-                        seconds = stream.end()
-                        await ws.send_json({"type": "ended", "utterance_id": stream.utterance_id, "duration_s": seconds})
-                        stream = None
-                    elif kind == "interrupt":
-                        session.conversation.interrupt()
-                        stream = None
-                    else:
-                        raise BadInput("messages are start, end or interrupt")
-                elif msg.type == WSMsgType.BINARY:
-                    if stream is None:
-                        raise BadInput("send start before audio")
-                    stream.push(msg.data)
-            except json.JSONDecodeError:
-                await ws.send_json({"type": "error", "error": "text messages must be JSON"})
-            except StreamerError as exc:
-                await ws.send_json({"type": "error", "error": str(exc), "status": exc.status})
-    finally:
-        session.listeners.discard(forward)
-        await sends.close()
-        if stream is not None:
-            stream.end()  # keep what was sent
+    await LiveSocket(ws, session, settings).run()
     return ws

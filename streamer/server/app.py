@@ -1,33 +1,46 @@
-"""The aiohttp application: wiring, start-up (workers, templates), static web/, health, stats."""
+"""The aiohttp application: wiring, start-up (workers, templates), static web/."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
-import time
+import secrets
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
+from streamer import ice
 from streamer.avatar import cache
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.avatar.sources import TemplateSource, discover, file_sha256
 from streamer.config import Settings
 from streamer.errors import NotFound, NotReady
-from streamer.media import encoding
+from streamer.media import encoding, ports
 from streamer.media.clock import Clock, MonotonicClock
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
 from streamer.pool.factory import create_pool
-from streamer.pool.report import PoolGauges, summary
+from streamer.pool.report import PoolGauges
 from streamer.render.prepare import renderer_cache
-from streamer.server import api, openapi, whep
-from streamer.server.http import cors, errors, loopback_host
-from streamer.server.keys import DECODERS, METRICS, SESSIONS, SETTINGS, STARTUP
+from streamer.server import access, api, openapi, ops, whep
+from streamer.server.decoding import Decoders
+from streamer.server.grants import Grants
+from streamer.server.http import cors, errors, forwarded, loopback_host
+from streamer.server.keys import (
+    AUDIO_DECODERS,
+    POOL_GAUGES,
+    DECODERS,
+    GRANTS,
+    HOLDERS,
+    METRICS,
+    SESSIONS,
+    SETTINGS,
+    STARTUP,
+)
 from streamer.server.sessions import SessionManager
+from streamer.server.state import Startup
 
 log = logging.getLogger(__name__)
 WEB_FILE = re.compile(r"[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico|webmanifest)")
@@ -49,10 +62,11 @@ async def _start(app: web.Application) -> None:
     settings = app[SETTINGS]
     try:
         await manager.pool.start()
+        await app[AUDIO_DECODERS].warm()
         sources = discover(settings.templates_dir)
-        state["discovered"] = {s.id: s.name for s in sources.values()}
+        state.discovered = {s.id: s.name for s in sources.values()}
         for source in sources.values():
-            state["phase"] = f"preparing {source.id}"
+            state.phase = f"preparing {source.id}"
             try:
                 key = await manager.pool.prepare(source.id)
                 template = await asyncio.get_running_loop().run_in_executor(
@@ -60,11 +74,11 @@ async def _start(app: web.Application) -> None:
                 )
             except Exception as exc:  # noqa: BLE001 - one bad template must not stop the rest
                 log.error("template %s is not available: %s", source.id, exc)
-                state["failed"][source.id] = str(exc)
+                state.failed[source.id] = str(exc)
                 continue
             manager.templates[source.id] = template
-        state["ready"] = bool(manager.templates)
-        state["phase"] = "ready" if state["ready"] else "no usable template"
+        state.ready = bool(manager.templates)
+        state.phase = "ready" if state.ready else "no usable template"
         log.info(
             "ready: %d templates (%s), renderer %s on %s",
             len(manager.templates), ", ".join(sorted(manager.templates)), manager.pool.renderer,
@@ -72,20 +86,36 @@ async def _start(app: web.Application) -> None:
         )
     except Exception as exc:  # noqa: BLE001 - reported by /readyz and the stats
         log.exception("start-up failed")
-        state["phase"] = f"failed: {exc}"
+        state.phase = "failed"
+        state.error = str(exc)
 
 
 async def on_startup(app: web.Application) -> None:
-    app[STARTUP]["task"] = asyncio.get_running_loop().create_task(_start(app))
+    settings = app[SETTINGS]
+    if settings.ice_port_min:
+        ports.install(asyncio.get_running_loop(), settings.ice_port_min, settings.ice_port_max)
+    app[STARTUP].task = asyncio.get_running_loop().create_task(_start(app))
+    await _resolve_ice(app[SETTINGS])
+
+
+async def _resolve_ice(settings: Settings) -> None:
+    """Warn when viewers may not reach the media; look the ICE servers' names up once."""
+    warning = ice.unreachable_warning(not settings.public_binding(), settings.ice_servers)
+    if warning:
+        log.warning(warning)
+    if settings.ice_servers:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ice-dns") as resolver:
+            await asyncio.get_running_loop().run_in_executor(resolver, ice.resolve, settings.ice_servers)
 
 
 async def on_cleanup(app: web.Application) -> None:
-    task = app[STARTUP].get("task")
+    task = app[STARTUP].task
     if task is not None and not task.done():
         task.cancel()
     await app[SESSIONS].close_all()
     await app[SESSIONS].pool.close()
     app[DECODERS].shutdown(wait=False, cancel_futures=True)
+    await asyncio.get_running_loop().run_in_executor(None, app[AUDIO_DECODERS].close)
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -100,61 +130,6 @@ async def web_file(request: web.Request) -> web.FileResponse:
     return web.FileResponse(path)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    state = request.app[STARTUP]
-    body = {"ready": state["ready"], "phase": state["phase"], "failed": state["failed"]}
-    if state["ready"]:
-        body["at_capacity"] = not request.app[SESSIONS].admission().admit
-    return web.json_response(body, status=200 if state["ready"] else 503)
-
-
-def stats_json(app: web.Application) -> dict[str, Any]:
-    manager, metrics, state = app[SESSIONS], app[METRICS], app[STARTUP]
-    devices = manager.pool.stats()
-    alive = sum(1 for d in devices if d["alive"])
-    if not state["ready"]:
-        status = "starting" if not state["phase"].startswith("failed") else "failed"
-    else:
-        status = "running" if alive == len(devices) else "degraded" if alive else "down"
-    sessions = [s.describe() for s in manager.sessions.values()]
-    return {
-        "totalRequests": metrics.total_requests,
-        "completedRequests": metrics.completed_requests,
-        "completionRate": metrics.completion_rate(),
-        "pythonEngineStatus": status,
-        "templateUsage": dict(metrics.template_usage),
-        "interruptedRequests": metrics.interrupted_requests,
-        "renderer": manager.pool.renderer,
-        "degradedTemplates": sorted(t.id for t in manager.templates.values() if t.degraded),
-        "devices": devices,
-        "sessions": {"open": len(sessions), "max": manager.settings.max_sessions, "list": sessions},
-        "render": summary(manager.pool.capacity(), manager.load(), manager.admission(), manager.refusals, devices),
-        "latency": metrics.latency_summary(),
-        "stalls": sum(s["stalls"] for s in sessions),
-        "uptime_s": round(time.monotonic() - state["started"], 1),
-    }
-
-
-async def stats(request: web.Request) -> web.Response:
-    return web.json_response(stats_json(request.app))
-
-
-async def metrics(request: web.Request) -> web.Response:
-    app = request.app
-    devices = app[SESSIONS].pool.stats()
-    gauge: Gauge = app[STARTUP]["workers_gauge"]
-    for d in devices:
-        gauge.labels(str(d["index"]), d["device"]).set(1 if d["alive"] else 0)
-    manager = app[SESSIONS]
-    app[STARTUP]["pool_gauges"].update(manager.pool.capacity(), manager.admission(), manager.refusals, devices)
-    body = generate_latest(app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 def create_app(
     settings: Settings,
     pool: RenderPool | None = None,
@@ -167,33 +142,26 @@ def create_app(
             h264_codec=_h264_codec(settings),
         )
     )
-    app = web.Application(middlewares=[loopback_host, cors, errors], client_max_size=settings.max_audio_bytes)
+    app = web.Application(
+        middlewares=[forwarded, cors, errors, loopback_host], client_max_size=settings.max_audio_bytes
+    )
     metrics_ = Metrics()
     if pool is None:
         pool = create_pool(settings, progress=True)
     app[SETTINGS] = settings
     app[METRICS] = metrics_
-    app[DECODERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
+    app[DECODERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
+    app[AUDIO_DECODERS] = Decoders()
     app[SESSIONS] = SessionManager(settings, pool, metrics_, clock_factory)
-    app[STARTUP] = {
-        "ready": False,
-        "phase": "starting workers",
-        "failed": {},
-        "discovered": {},
-        "started": time.monotonic(),
-        "workers_gauge": Gauge(
-            "streamer_worker_alive", "Render worker is running", ["index", "device"], registry=metrics_.registry
-        ),
-        "pool_gauges": PoolGauges(metrics_.registry),
-    }
+    app[STARTUP] = Startup()
+    app[GRANTS] = Grants(settings.grant_secret or settings.key or secrets.token_urlsafe(32))
+    app[HOLDERS] = {}
+    app[POOL_GAUGES] = PoolGauges(metrics_.registry)
     app.add_routes(api.routes)
     app.add_routes(whep.routes())
     app.router.add_get("/", index)
-    app.router.add_get("/api/stats", stats)
-    app.router.add_get("/api/musetalk/stats", stats)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    app.add_routes(ops.routes())
+    app.add_routes(access.routes())
     app.router.add_get("/openapi.json", openapi.serve)
     app.router.add_get("/{name}", web_file)
     app.on_startup.append(on_startup)

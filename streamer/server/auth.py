@@ -1,10 +1,8 @@
-"""Who may do what: the server key and per-session tokens, checked in constant time."""
+"""Bearer credentials, compared in constant time (the request-level rules: server/guard.py)."""
 
 from __future__ import annotations
 
 import hmac
-
-from streamer.errors import Unauthorized
 
 
 def bearer_matches(authorization: str | None, secret: str | None) -> bool:
@@ -12,10 +10,11 @@ def bearer_matches(authorization: str | None, secret: str | None) -> bool:
     scheme, _, credential = (authorization or "").partition(" ")
     if not secret or scheme.lower() != "bearer" or not credential:
         return False
-    return hmac.compare_digest(credential.strip().encode(), secret.encode())
+    # Headers may carry undecodable bytes as surrogate escapes: compare them as they came.
+    return hmac.compare_digest(credential.strip().encode("utf-8", "surrogateescape"), secret.encode())
 
 
-def require_key(authorization: str | None, key: str | None) -> None:
-    """When the server has a key, opening a session needs it too."""
-    if key is not None and not bearer_matches(authorization, key):
-        raise Unauthorized("this server needs its key to open sessions (Authorization: Bearer <key>)")
+def bearer_token(authorization: str | None) -> str | None:
+    """The credential of `Bearer <credential>`, or None."""
+    scheme, _, credential = (authorization or "").partition(" ")
+    return (credential.strip() or None) if scheme.lower() == "bearer" else None

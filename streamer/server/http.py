@@ -1,19 +1,36 @@
-"""Middlewares: errors as JSON (the one place that maps StreamerError to a status), and CORS."""
+"""Middlewares: errors as JSON (the one place that maps StreamerError to a status), CORS,
+the loopback Host rule and X-Forwarded-* from trusted proxies; a capped body reader."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from streamer.errors import StreamerError
-from streamer.server.keys import SETTINGS
+from streamer.config import is_loopback_host
+from streamer.errors import Forbidden, StreamerError, TooLarge
+from streamer.server.keys import METRICS, SETTINGS
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EXPOSED_HEADERS = "Location, Link, X-Session-Token"
+HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+async def read_capped(request: web.Request, limit: int, what: str) -> bytes:
+    """The whole body, refused with 413 as soon as it passes `limit` bytes (however it is sent)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"{what} is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"{what} is larger than {limit} bytes")
+    return bytes(body)
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -22,6 +39,7 @@ def error_response(status: int, message: str) -> web.Response:
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Named errors become their status; anything else is a 500, logged and counted (never a 4xx)."""
     try:
         return await handler(request)
     except StreamerError as exc:
@@ -31,18 +49,20 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         retry = getattr(exc, "retry_after_s", None)
         if retry:
             response.headers["Retry-After"] = str(max(1, round(retry)))
-        return response
+        return _counted(request, response)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
-        return error_response(exc.status, message)
+        return _counted(request, error_response(exc.status, message))
     except Exception:  # noqa: BLE001 - a bug must not take the server down
         log.exception("%s %s failed", request.method, request.path)
-        return error_response(500, "internal error (logged on the server)")
+        return _counted(request, error_response(500, "internal error (logged on the server)"))
 
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+def _counted(request: web.Request, response: web.Response) -> web.Response:
+    request.app[METRICS].http_errors.labels(str(response.status)).inc()
+    return response
 
 
 @web.middleware
@@ -54,9 +74,59 @@ async def loopback_host(request: web.Request, handler: Handler) -> web.StreamRes
     """
     if request.app[SETTINGS].key is None:
         host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
-        if host not in LOOPBACK_HOSTS:
-            return error_response(403, f"host {request.host} is not served without a server key (--key)")
+        if not is_loopback_host(host):
+            raise Forbidden(f"host {request.host} is not served without a server key (--key)")
     return await handler(request)
+
+
+def _last(value: str | None) -> str | None:
+    """The value the nearest proxy added to a comma-separated forwarding header."""
+    parts = [p.strip() for p in (value or "").split(",") if p.strip()]
+    return parts[-1] if parts else None
+
+
+def trusted(address: str | None, proxies: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def client_address(forwarded_for: str | None, proxies: tuple[str, ...]) -> str | None:
+    """The rightmost X-Forwarded-For address that is not one of our proxies."""
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not trusted(hop, proxies):
+            return hop if _is_ip(hop) else None
+    return hops[0] if hops and _is_ip(hops[0]) else None
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+@web.middleware
+async def forwarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """From a trusted proxy only, X-Forwarded-For/-Proto/-Host give the client, scheme and host."""
+    proxies = request.app[SETTINGS].trusted_proxies
+    if not proxies or not trusted(request.remote, proxies):
+        return await handler(request)
+    changes: dict[str, str] = {}
+    remote = client_address(request.headers.get("X-Forwarded-For"), proxies)
+    proto = _last(request.headers.get("X-Forwarded-Proto"))
+    host = _last(request.headers.get("X-Forwarded-Host"))
+    if remote:
+        changes["remote"] = remote
+    if proto in ("http", "https"):
+        changes["scheme"] = proto
+    if host and HOST.fullmatch(host):
+        changes["host"] = host
+    return await handler(request.clone(**changes) if changes else request)
 
 
 def origin_allowed(request: web.Request, origin: str) -> bool:
@@ -80,12 +150,13 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response: web.StreamResponse = web.Response(status=204)
         if request.path.startswith("/whep/"):
             response.headers["Accept-Post"] = "application/sdp"
+            response.headers["Accept-Patch"] = "application/trickle-ice-sdpfrag"
     else:
         response = await handler(request)
     response.headers.update(
         {
             "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+            "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
             "Access-Control-Allow-Headers": "Authorization, Content-Type",
             "Access-Control-Expose-Headers": EXPOSED_HEADERS,
             "Vary": "Origin",

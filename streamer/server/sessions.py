@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Callable
@@ -16,13 +17,17 @@ from streamer.memory import release_free_memory
 from streamer.metrics import Metrics
 from streamer.pool.admission import Decision, Load, admit, decide
 from streamer.pool.base import RenderPool
+from streamer.events import Closing
 from streamer.server.auth import bearer_matches
+from streamer.server.limits import check_client, limit_reached
 from streamer.session import Session
 from streamer.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 30.0
+WATCH_S = 1.0
+"""How often a session's limits (length, idle) are looked at."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class SessionManager:
         """Sessions being negotiated: they count against the limit before they are listed."""
         self._clock_factory = clock_factory
         self._watchers = TaskSet("sessions")
+        self.clients: dict[str, str] = {}
+        """Session id → the client address that opened it (for the per-client limit)."""
         self.refusals = 0
         """Sessions refused because the render devices were at capacity."""
 
@@ -61,12 +68,17 @@ class SessionManager:
             raise NotFound(f"unknown template {template_id!r}")
         return self.templates[template_id]
 
-    async def open(self, template_id: object, sdp: object) -> Opened:
+    async def open(
+        self, template_id: object, sdp: object, client: str | None = None, max_session_s: float | None = None
+    ) -> Opened:
+        """A new session; `client` (its address) counts against `max_sessions_per_client`, and
+        `max_session_s` (a grant's) may only shorten the server's `max_session_s`."""
         if not isinstance(template_id, str) or not isinstance(sdp, str):
             raise BadInput("`template` and `sdp` must be strings")
         template = self.template(template_id)
         if len(self.sessions) + self._opening >= self.settings.max_sessions:
             raise Busy(f"the server holds its limit of {self.settings.max_sessions} sessions")
+        check_client(self.settings, client, list(self.clients.values()))
         if not self.pool.renderer:
             raise NotReady("render workers are starting")
         try:
@@ -85,22 +97,34 @@ class SessionManager:
         finally:
             self._opening -= 1
         self.sessions[session.id] = session
+        if client is not None:
+            self.clients[session.id] = client
         self.metrics.session_opened(template_id)
         self.metrics.sessions.set(len(self.sessions))
-        self._watchers.spawn(self._watch(session), name=f"watch-{session.id}")
+        longest = min(self.settings.max_session_s, max_session_s or self.settings.max_session_s)
+        self._watchers.spawn(self._watch(session, longest), name=f"watch-{session.id}")
         log.info("session %s opened on %s", session.id, template_id)
         return Opened(session.id, session.token, answer)
 
-    async def _watch(self, session: Session) -> None:
-        """Close a session whose peer went away, or never connected."""
-        try:
-            await asyncio.wait_for(session.closed.wait(), CONNECT_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            if session.pc.connectionState != "connected":
+    async def _watch(self, session: Session, longest_s: float) -> None:
+        """Close a session whose peer went away or never connected, or that reached a limit
+        (its maximum length, or no speech for `idle_timeout_s`): those get `closing` first."""
+        clock = session.conversation.clock
+        opened = clock.now()
+        connected = False
+        while not session.closed.is_set():
+            now = clock.now()
+            connected = connected or session.pc.connectionState == "connected"
+            if not connected and now - opened > CONNECT_TIMEOUT_S:
                 log.info("session %s never connected", session.id)
-                await self.close(session.id)
-                return
-            await session.closed.wait()
+                break
+            reason = limit_reached(self.settings, now - opened, longest_s, now - session.conversation.active_at)
+            if reason is not None:
+                log.info("session %s closing: %s", session.id, reason)
+                session.emit(Closing(reason))
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(session.closed.wait(), WATCH_S)
         await self.close(session.id)
 
     def load(self) -> Load:
@@ -128,6 +152,7 @@ class SessionManager:
 
     async def close(self, session_id: str) -> None:
         session = self.sessions.pop(session_id, None)
+        self.clients.pop(session_id, None)
         if session is None:
             return
         await session.close()

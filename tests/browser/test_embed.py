@@ -10,6 +10,26 @@ from streamer.testing import serve
 pytestmark = pytest.mark.browser
 
 ELEMENT = "document.querySelector('digital-human')"
+LISTEN_JS = """async () => {
+  // An analyser on the element's received audio (what the viewer hears).
+  const ctx = new AudioContext();
+  await ctx.resume();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 8192;
+  analyser.smoothingTimeConstant = 0;
+  ctx.createMediaStreamSource(ELEMENT.session.stream).connect(analyser);
+  window.__analyser = analyser;
+}"""
+PEAK_JS = """() => {
+  // The loudest frequency of the last 170 ms of received audio, and how far it stands out.
+  const a = window.__analyser;
+  const db = new Float32Array(a.frequencyBinCount);
+  a.getFloatFrequencyData(db);
+  let best = 1;
+  for (let i = 1; i < db.length; i++) if (db[i] > db[best]) best = i;
+  const sorted = Array.from(db).filter(Number.isFinite).sort((x, y) => x - y);
+  return { hz: best * a.context.sampleRate / a.fftSize, peakDb: db[best], medianDb: sorted[sorted.length >> 1] };
+}"""
 
 
 def bare_page(server: str) -> str:
@@ -41,7 +61,7 @@ def test_the_element_connects_plays_speaks_and_interrupts(embed_page) -> None:
     t0 = rec.now()
     rec.wait_frames(50)
     figures = rec.summary(t0, rec.now())
-    assert 21 <= figures["fps"] <= 28 and figures["freezes"] == 0, figures
+    assert 21 <= figures["fps"] <= 30 and figures["freezes"] == 0, figures  # 25 fps; bursts after a stall under load
     look = page.evaluate(video_variation_js(f"{ELEMENT}.shadowRoot.querySelector('video')"))
     assert look["std"] > 15, f"the video looks blank: {look}"
 
@@ -53,20 +73,28 @@ def test_the_element_connects_plays_speaks_and_interrupts(embed_page) -> None:
     assert started["detail"]["utterance_id"] == ended["detail"]["utterance_id"] == result["utterance_id"]
     assert rec.summary(started["t"], ended["t"])["maxLevel"] > 0.01
 
-    # speak() with raw PCM (an ArrayBuffer): 2 s of a 220 Hz tone at 16 kHz.
-    since = rec.event_count()
-    spoken = page.evaluate(
-        f"""async () => {{
-          const pcm = new Int16Array(32000);
-          for (let i = 0; i < pcm.length; i++) pcm[i] = 8000 * Math.sin(2 * Math.PI * 220 * i / 16000);
-          return {ELEMENT}.speak(pcm.buffer, 'audio/L16;rate=16000');
-        }}"""
-    )
-    assert abs(spoken["duration_s"] - 2.0) < 0.1
-    rec.wait_event("speaking-started", since)
-    page.evaluate(f"() => {ELEMENT}.interrupt()")
-    interrupted = rec.wait_event("interrupted", since)
-    assert interrupted["detail"]["utterance_id"] == spoken["utterance_id"]
+    # speak() with raw PCM (an ArrayBuffer): 2 s of a 220 Hz tone at 16 kHz, little-endian as
+    # audio/pcm, then big-endian as audio/L16; each must be heard as that tone, not as noise.
+    page.evaluate(LISTEN_JS.replace("ELEMENT", ELEMENT))
+    for content_type, little_endian in (("audio/pcm;rate=16000", True), ("audio/L16;rate=16000", False)):
+        since = rec.event_count()
+        spoken = page.evaluate(
+            f"""async () => {{
+              const view = new DataView(new ArrayBuffer(64000));
+              for (let i = 0; i < 32000; i++) {{
+                view.setInt16(2 * i, Math.round(8000 * Math.sin(2 * Math.PI * 220 * i / 16000)), {str(little_endian).lower()});
+              }}
+              return {ELEMENT}.speak(view.buffer, '{content_type}');
+            }}"""
+        )
+        assert abs(spoken["duration_s"] - 2.0) < 0.1
+        rec.wait_event("speaking-started", since)
+        rec.wait_frames(15)  # 0.6 s of the tone into the analyser
+        heard = page.evaluate(PEAK_JS)
+        assert abs(heard["hz"] - 220) < 12 and heard["peakDb"] - heard["medianDb"] > 30, (content_type, heard)
+        page.evaluate(f"() => {ELEMENT}.interrupt()")
+        interrupted = rec.wait_event("interrupted", since)
+        assert interrupted["detail"]["utterance_id"] == spoken["utterance_id"]
 
     page.evaluate(f"() => {ELEMENT}.close()")
     assert page.evaluate(f"() => {ELEMENT}.session") is None

@@ -50,6 +50,17 @@ async () => (await fetch(window.whep.resource, {
 """
 
 
+PATCH_JS = """
+async () => {
+  const r = await fetch(window.whep.resource, {
+    method: "PATCH", headers: { "Content-Type": "application/trickle-ice-sdpfrag" },
+    body: "a=ice-ufrag:abcd\\r\\na=candidate:1 1 udp 2113937151 192.0.2.1 50000 typ host\\r\\n",
+  });
+  return { status: r.status, error: (await r.json()).error };
+}
+"""
+
+
 def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None):
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
@@ -83,11 +94,25 @@ def test_a_whep_player_receives_video_and_can_end_the_session(page, server: str,
                            headers={"Authorization": f"Bearer {result['token']}"})
     assert status == 200 and b'"template"' in body
 
-    assert http("DELETE", f"{server}/whep/{session_id}")[0] == 401  # no token
+    # A trickling player PATCHes its candidates: the preflight allows PATCH, the answer is 405.
+    patched = page.evaluate(PATCH_JS)
+    assert patched["status"] == 405 and "trickle" in patched["error"], patched
+    assert http("DELETE", f"{server}/whep/{session_id}", headers={"Authorization": "Bearer wrong"})[0] == 401
     assert page.evaluate(DELETE_JS) == 200
     status, _, _ = http("GET", f"{server}/api/sessions/{session_id}",
                         headers={"Authorization": f"Bearer {result['token']}"})
     assert status == 404
+    assert [p for p in page.problems if "405" not in p] == []  # Chromium logs the 405 itself; no CORS error
+
+
+def test_on_a_keyless_loopback_server_the_player_that_created_the_resource_deletes_it(page, server: str, site) -> None:
+    port, pages = site
+    pages["/whep.html"] = "<!doctype html><title>whep</title><link rel=\"icon\" href=\"data:,\">"
+    page.goto(f"http://127.0.0.1:{port}/whep.html")
+    result = page.evaluate(WHEP_CLIENT_JS, f"{server}/whep/{TEMPLATE}")
+    assert result["status"] == 201, result
+    deleted = page.evaluate("async () => (await fetch(window.whep.resource, { method: 'DELETE' })).status")
+    assert deleted == 200  # it knows nothing of X-Session-Token, and needs nothing else
     assert page.problems == []
 
 

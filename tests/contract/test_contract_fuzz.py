@@ -2,7 +2,7 @@
 
 Bounded for CI: a fixed seed, at most EXAMPLES inputs per operation and mode (positive and
 negative), the session's operations once more on a live session with a connected viewer;
-`python bench/fuzz.py --examples N` is the longer run. No 5xx, and every answer conforms.
+`python bench/fuzz_openapi.py --examples N` is the longer run. No 5xx, and every answer conforms.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.fuzz import openapi_run, pending, viewer
+from bench.fuzz_openapi import openapi_run, pending, viewer
 from streamer.config import Settings
 from streamer.testing import LiveServer, live_server
 from tests.contract.openapi import document, operations

@@ -25,5 +25,9 @@ async def test_a_faceless_template_is_listed_not_ready_and_the_others_serve(tmp_
                 assert r.status == 200
             async with http.get(server.url + "/api/templates/wall/preview.jpg") as r:
                 assert r.status == 404
+            async with http.get(server.url + "/api/stats") as r:
+                reasons = (await r.json())["startup"]["failed"]  # keyless: the operator's view
         assert listed["astronaut"]["ready"] is True and listed["astronaut"]["frames"] == 1
-        assert listed["wall"]["ready"] is False and "face" in listed["wall"]["error"].lower()
+        assert listed["wall"]["ready"] is False and "could not be prepared" in listed["wall"]["error"]
+        assert str(tmp_path) not in str(listed)  # no exception text, no paths, for the page
+        assert "face" in reasons["wall"].lower()

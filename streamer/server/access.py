@@ -1,0 +1,58 @@
+"""What a page needs to connect: session grants (`POST /api/grants`) and the ICE servers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from streamer import ice
+from streamer.errors import BadInput, Unauthorized
+from streamer.server.api import SESSION_ID, read_json
+from streamer.server.auth import bearer_matches
+from streamer.server.grants import grant_request
+from streamer.server.guard import bearer, has_key
+from streamer.server.keys import GRANTS, SESSIONS, SETTINGS
+
+
+async def mint_grant(request: web.Request) -> web.Response:
+    """The server key holder (a page's backend) gets a short-lived single-use session grant."""
+    settings = request.app[SETTINGS]
+    if settings.key is None:
+        raise BadInput("this server has no key, so it needs no grants: open sessions directly")
+    if not has_key(request):
+        raise Unauthorized("minting a grant needs the server key (Authorization: Bearer <key>)")
+    wanted = grant_request(await read_json(request), settings.grant_ttl_s, settings.grant_max_ttl_s)
+    for template_id in wanted.templates:
+        request.app[SESSIONS].template(template_id)  # 404 for an unknown one
+    token, expires = request.app[GRANTS].mint(wanted.templates, wanted.ttl_s, wanted.max_session_s)
+    return web.json_response({"grant": token, "expires": expires}, status=201)
+
+
+def _may_relay(request: web.Request) -> bool:
+    """TURN credentials go only to a caller holding the key, a valid grant or a session token."""
+    settings = request.app[SETTINGS]
+    if settings.key is None or has_key(request):
+        return True
+    token = bearer(request)
+    if token is None:
+        return False
+    session_id = request.query.get("session", "")
+    if SESSION_ID.fullmatch(session_id):
+        session = request.app[SESSIONS].sessions.get(session_id)
+        if session is not None and bearer_matches(f"Bearer {token}", session.token):
+            return True
+    try:
+        request.app[GRANTS].verify(token)  # checked, not used up
+    except Unauthorized:
+        return False
+    return True
+
+
+async def ice_servers(request: web.Request) -> web.Response:
+    """`RTCConfiguration.iceServers` for the page: the same list the server's peers use."""
+    settings = request.app[SETTINGS]
+    servers = ice.servers_for(settings.ice_servers, settings.turn_secret, settings.turn_ttl_s)
+    return web.json_response({"ice_servers": ice.browser_json(servers, _may_relay(request))})
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.post("/api/grants", mint_grant), web.get("/api/ice-servers", ice_servers)]

@@ -1,0 +1,51 @@
+"""Who may do what, per request.
+
+Opening a session takes the server key, a grant (`Authorization: Bearer <grant>`), or
+nothing on a keyless (loopback-only) server. A session's resource takes its token, the
+server key, or the grant that opened it (a WHEP player knows only the bearer it posted with).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from streamer.errors import NotReady, Unauthorized
+from streamer.server.auth import bearer_matches, bearer_token
+from streamer.server.grants import Grant
+from streamer.server.keys import GRANTS, HOLDERS, SESSIONS, SETTINGS, STARTUP
+from streamer.session import Session
+
+
+def bearer(request: web.Request) -> str | None:
+    return bearer_token(request.headers.get("Authorization"))
+
+
+def has_key(request: web.Request) -> bool:
+    return bearer_matches(request.headers.get("Authorization"), request.app[SETTINGS].key)
+
+
+def authorize_open(request: web.Request, template_id: object) -> Grant | None:
+    """None when the caller may open any session; the redeemed grant when it came with one."""
+    if request.app[STARTUP].draining:
+        raise NotReady("the server is shutting down: try another one (or again shortly)")
+    if request.app[SETTINGS].key is None or has_key(request):
+        return None
+    token = bearer(request)
+    if token is None:
+        raise Unauthorized("this server needs a grant (or its key) to open sessions: Authorization: Bearer <grant>")
+    if not isinstance(template_id, str):
+        raise Unauthorized("a grant opens a session on a named template")
+    return request.app[GRANTS].redeem(token, template_id)
+
+
+def authorize_session(request: web.Request, session_id: str) -> Session:
+    """The session, for its token, the server key, or the grant that opened it."""
+    sessions = request.app[SESSIONS]
+    authorization = request.headers.get("Authorization")
+    try:
+        return sessions.authorize(session_id, authorization)
+    except Unauthorized:
+        held = request.app[HOLDERS].get(session_id)
+        if held is not None and bearer_matches(authorization, held.grant_token):
+            return sessions.get(session_id)
+        raise

@@ -1,0 +1,86 @@
+"""The live audio WebSocket: PCM in (start, s16le chunks, end; repeat), session events out.
+
+Text messages are capped at `max_json_bytes`, binary ones at `max_ws_bytes`; the socket
+closes when its session closes (after the `closing` event, when there is one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from streamer.config import Settings
+from streamer.errors import BadInput, StreamerError, TooLarge
+from streamer.livestream import LiveStream
+from streamer.session import Session
+from streamer.tasks import TaskSet
+
+
+class LiveSocket:
+    def __init__(self, ws: web.WebSocketResponse, session: Session, settings: Settings) -> None:
+        self.ws = ws
+        self.session = session
+        self.settings = settings
+        self.stream: LiveStream | None = None
+        self._sends = TaskSet(f"audio-socket-{session.id}")
+
+    def forward(self, event: dict[str, Any]) -> None:
+        if not self.ws.closed:
+            self._sends.spawn(self.ws.send_json(event), name="send-event")
+
+    async def run(self) -> None:
+        self.session.listeners.add(self.forward)
+        watcher = asyncio.ensure_future(self._close_with_session())
+        try:
+            async for msg in self.ws:
+                try:
+                    await self._handle(msg)
+                except (json.JSONDecodeError, RecursionError):
+                    await self.ws.send_json({"type": "error", "error": "text messages must be JSON"})
+                except StreamerError as exc:
+                    await self.ws.send_json({"type": "error", "error": str(exc), "status": exc.status})
+        finally:
+            watcher.cancel()
+            self.session.listeners.discard(self.forward)
+            await self._sends.close()
+            if self.stream is not None and not self.session.closed.is_set():
+                self.stream.end()  # keep what was sent
+
+    async def _close_with_session(self) -> None:
+        await self.session.closed.wait()
+        await self._sends.drain(timeout_s=2)  # the `closing` event first
+        with contextlib.suppress(ConnectionError):
+            await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"the session has closed")
+
+    async def _handle(self, msg: Any) -> None:
+        if msg.type == WSMsgType.TEXT:
+            if len(msg.data) > self.settings.max_json_bytes:
+                raise TooLarge(f"text messages are at most {self.settings.max_json_bytes} bytes")
+            command = json.loads(msg.data)
+            await self._command(command.get("type") if isinstance(command, dict) else None, command)
+        elif msg.type == WSMsgType.BINARY:
+            if len(msg.data) > self.settings.max_ws_bytes:
+                raise TooLarge(f"audio chunks are at most {self.settings.max_ws_bytes} bytes")
+            if self.stream is None:
+                raise BadInput("send start before audio")
+            self.stream.push(msg.data)
+
+    async def _command(self, kind: object, command: Any) -> None:
+        if kind == "start":  # a second one while a stream is open: 429 from the conversation
+            self.stream = self.session.conversation.open_stream(command.get("sample_rate"))
+            await self.ws.send_json({"type": "started", "utterance_id": self.stream.utterance_id})
+        elif kind == "end":
+            if self.stream is None or self.stream.dropped:
+                raise BadInput("no stream is open")
+            stream, self.stream = self.stream, None
+            seconds = stream.end()
+            await self.ws.send_json({"type": "ended", "utterance_id": stream.utterance_id, "duration_s": seconds})
+        elif kind == "interrupt":
+            self.session.conversation.interrupt()
+            self.stream = None
+        else:
+            raise BadInput("messages are start, end or interrupt")
