@@ -23,7 +23,7 @@ from streamer.errors import BadInput, Busy, NotFound, NotReady, StreamerError, U
 from streamer.media import segmenter
 from streamer.media.clock import Clock, MonotonicClock
 from streamer.media.buffer import Samples
-from streamer.media.compositor import compose
+from streamer.media.compositor import compose_i420
 from streamer.media.playout import Playout, Unit, Utterance, Window
 from streamer.media.tracks import MediaPump
 from streamer.memory import release_free_memory
@@ -351,7 +351,7 @@ class Session:
     # --- playout -------------------------------------------------------------------------
 
     def _compose(self, unit: Unit) -> np.ndarray:
-        return compose(self.template, unit.position, unit.crop)
+        return compose_i420(self.template, unit.position, unit.crop)
 
     def _on_unit(self, unit: Unit, due: float) -> None:
         self._metrics.units.labels(unit.kind).inc()
