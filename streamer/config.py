@@ -65,6 +65,13 @@ class Settings:
     rest_in_silence: bool = True
     """MuseTalk moves the mouth even in silence; show the template's own mouth there instead."""
 
+    # Media plane
+    prefer_cheaper_codec: bool = True
+    """With `video_codec = auto`, offer H.264 (cheaper to encode, bench/encoder.py) first when the
+    viewer takes both; false keeps the browser's order."""
+    vp8_cpu_used: int = 12
+    """libvpx realtime speed, higher is faster (aiortc's own: -6)."""
+
     def public_binding(self) -> bool:
         return self.host not in ("127.0.0.1", "localhost", "::1")
 

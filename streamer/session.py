@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from streamer import audio
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.avatar.sources import check_id
 from streamer.config import Settings
 from streamer.errors import BadInput, Busy, NotFound, NotReady, StreamerError, Unauthorized
-from streamer.media import segmenter
+from streamer.media import encoding, segmenter
 from streamer.media.clock import Clock, MonotonicClock
 from streamer.media.buffer import Samples
 from streamer.media.compositor import compose_i420
@@ -192,8 +192,9 @@ class Session:
             raise BadInput("malformed SDP offer: it must have a video section to receive the stream")
         # Transceivers made before the offer is applied take it up, with our codec preference.
         video = self.pc.addTransceiver(self.pump.video, direction="sendonly")
-        if self.settings.video_codec != "auto":
-            video.setCodecPreferences(self._codecs(self.settings.video_codec))
+        codecs = encoding.codec_preferences(self.settings.video_codec, self.settings.prefer_cheaper_codec)
+        if codecs:
+            video.setCodecPreferences(codecs)
         if "audio" in offered:
             self.pc.addTransceiver(self.pump.audio, direction="sendonly")
         try:
@@ -216,14 +217,6 @@ class Session:
         await self.pc.setLocalDescription(answer)
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
         return self.pc.localDescription.sdp
-
-    @staticmethod
-    def _codecs(name: str) -> list:
-        """The codec `name` first, with its retransmission (RTX) format."""
-        return [
-            c for c in RTCRtpSender.getCapabilities("video").codecs
-            if c.mimeType.lower() in (f"video/{name}", "video/rtx")
-        ]
 
     def _welcome_utterance(self, template: PreparedTemplate) -> Utterance:
         clip = template.welcome
