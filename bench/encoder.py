@@ -70,14 +70,13 @@ CONFIGS: dict[str, Callable[[], Encoder]] = {
 }
 SWEEP: dict[str, Callable[[], Encoder]] = {
     **{
-        f"vp8_cpu{cpu}_t{threads}_static{static}": (
-            lambda cpu=cpu, threads=threads, static=static: TunedVp8Encoder(
-                EncoderSettings(vp8_cpu_used=cpu, vp8_threads=threads, vp8_static_thresh=static)
-            )
+        f"vp8_cpu{cpu}_static{static}": (
+            lambda cpu=cpu, static=static: TunedVp8Encoder(EncoderSettings(vp8_cpu_used=cpu, vp8_static_thresh=static))
         )
-        for cpu, threads, static in ((-6, 1, 1), (8, 1, 100), (12, 1, 1), (12, 1, 100), (12, 2, 100), (16, 1, 100))
+        for cpu, static in ((-6, 1), (8, 100), (12, 1), (12, 100), (16, 100))
     },
     "h264_ours_ultrafast": lambda: TunedH264Encoder(EncoderSettings(h264_codec="libx264", x264_preset="ultrafast")),
+    "h264_ours_superfast_threads_auto": lambda: TunedH264Encoder(EncoderSettings(x264_preset="superfast", threads=0)),
     "h264_ours_veryfast": lambda: TunedH264Encoder(EncoderSettings(h264_codec="libx264", x264_preset="veryfast")),
 }
 if nvenc_available():

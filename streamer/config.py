@@ -45,7 +45,7 @@ class Settings:
 
     video_codec: str = "auto"
     """`auto` (browser's choice), `h264` or `vp8`."""
-    x264_preset: str = "superfast"
+    x264_preset: str = "ultrafast"
     video_bitrate: int = 1_500_000
     """Target bitrate; REMB may move it only within ±5 % (aiortc rebuilds an encoder past 10 %)."""
     h264_encoder: str = "auto"

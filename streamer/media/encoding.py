@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import av
-from aiortc import rtcrtpsender
+from aiortc import rtcrtpsender, rtp
 from aiortc.codecs import get_encoder as aiortc_get_encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.base import Encoder
@@ -24,6 +24,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from streamer.media.opus import LeanOpusEncoder, audio_level_dbov
 from streamer.units import FPS, VIDEO_CLOCK
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ CHEAPER_CODEC = "h264"
 """Offered first when the viewer takes both (bench/encoder.py: x264 costs less than VP8 at the
 same PSNR on a talking head)."""
 HOOKS = {
-    "aiortc.rtcrtpsender": ("get_encoder",),
+    "aiortc.rtcrtpsender": ("get_encoder", "rtp"),
+    "aiortc.rtp": ("compute_audio_level_dbov",),
     "aiortc.codecs.h264:H264Encoder": ("_encode_frame", "_split_bitstream", "buffer_data", "buffer_pts", "codec"),
     "aiortc.codecs.vpx:Vp8Encoder": ("_packetize", "picture_id", "codec"),
 }
@@ -45,12 +47,13 @@ HOOKS = {
 @dataclass(frozen=True)
 class EncoderSettings:
     bitrate: int = 1_500_000
-    x264_preset: str = "superfast"
+    x264_preset: str = "ultrafast"
     h264_codec: str = "libx264"
     """`libx264` or `h264_nvenc`."""
     vp8_cpu_used: int = 12
     """libvpx `cpu-used` in realtime mode: higher is faster (aiortc: -6, adaptive)."""
-    vp8_threads: int = 1
+    threads: int = 1
+    """Encoder threads per session: one is the least CPU per frame, and a server runs many."""
     vp8_static_thresh: int = 100
     """Blocks that changed less than this are skipped: a still background costs nothing."""
 
@@ -120,6 +123,7 @@ class TunedH264Encoder(ClampedBitrate, H264Encoder):
                 "level": "31",
             }
         codec.profile = "Baseline" if name == "libx264" else "baseline"
+        codec.thread_count = self._settings.threads
         return codec
 
     def _encode_frame(self, frame: av.VideoFrame, force_keyframe: bool) -> Iterator[bytes]:
@@ -151,7 +155,7 @@ class TunedVp8Encoder(ClampedBitrate, Vp8Encoder):
         codec.pix_fmt = "yuv420p"
         codec.gop_size = 3000  # keyframes only when the receiver asks (PLI) or the step changes
         codec.qmin, codec.qmax = 2, 56
-        codec.thread_count = self._settings.vp8_threads
+        codec.thread_count = self._settings.threads
         rate = str(self._bitrate)
         codec.options = {
             "deadline": "realtime",
@@ -188,6 +192,8 @@ def make_encoder(codec: RTCRtpCodecParameters, settings: EncoderSettings) -> Enc
         return TunedH264Encoder(settings)
     if mime == "video/vp8":
         return TunedVp8Encoder(settings)
+    if mime == "audio/opus":
+        return LeanOpusEncoder()
     return aiortc_get_encoder(codec)
 
 
@@ -210,6 +216,7 @@ def codec_preferences(video_codec: str, prefer_cheaper: bool) -> list[RTCRtpCode
 
 
 _installed: EncoderSettings | None = None
+_aiortc_audio_level = rtp.compute_audio_level_dbov
 
 
 def _factory(codec: RTCRtpCodecParameters) -> Encoder:
@@ -218,7 +225,8 @@ def _factory(codec: RTCRtpCodecParameters) -> Encoder:
 
 
 def install(settings: EncoderSettings) -> None:
-    """Make every aiortc RTP sender in this process use `make_encoder` with `settings`.
+    """Make every aiortc RTP sender in this process use `make_encoder` with `settings` (and
+    compute audio levels in numpy, not in a Python loop on the event loop).
 
     The factory is swapped once per process; a later call with other settings (another app in
     the same process) only changes the settings new encoders get.
@@ -228,6 +236,7 @@ def install(settings: EncoderSettings) -> None:
         return
     _installed = settings
     rtcrtpsender.get_encoder = _factory
+    rtp.compute_audio_level_dbov = audio_level_dbov
     log.info(
         "video encoders: H.264 %s%s, VP8 libvpx cpu-used %d, %d kbit/s ±%d %%",
         settings.h264_codec,
@@ -243,3 +252,4 @@ def uninstall() -> None:
     global _installed
     _installed = None
     rtcrtpsender.get_encoder = aiortc_get_encoder
+    rtp.compute_audio_level_dbov = _aiortc_audio_level

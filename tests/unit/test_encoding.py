@@ -9,11 +9,12 @@ from pathlib import Path
 
 import av
 import numpy as np
-from aiortc import RTCRtpCodecParameters, rtcrtpsender
+from aiortc import RTCRtpCodecParameters, rtcrtpsender, rtp
 from aiortc.codecs import get_encoder as aiortc_get_encoder
 from aiortc.codecs.h264 import H264Encoder
 
 from streamer.media import encoding
+from streamer.media.opus import LeanOpusEncoder, audio_level_dbov
 from streamer.media.encoding import TunedVp8Encoder, EncoderSettings, TunedH264Encoder
 
 
@@ -75,10 +76,13 @@ def test_install_swaps_the_senders_encoder_factory_and_uninstall_restores_it():
     try:
         encoding.install(EncoderSettings())
         assert isinstance(rtcrtpsender.get_encoder(h264), TunedH264Encoder)
-        assert type(rtcrtpsender.get_encoder(opus)).__name__ == "OpusEncoder"
+        assert isinstance(rtcrtpsender.get_encoder(opus), LeanOpusEncoder)
+        assert rtp.compute_audio_level_dbov is audio_level_dbov
     finally:
         encoding.uninstall()
     assert rtcrtpsender.get_encoder is aiortc_get_encoder
+    assert type(rtcrtpsender.get_encoder(opus)).__name__ == "OpusEncoder"
+    assert rtp.compute_audio_level_dbov is not audio_level_dbov
 
 
 def test_nvenc_that_cannot_open_falls_back_to_x264():
