@@ -47,7 +47,8 @@ class Settings:
     """`auto` (browser's choice), `h264` or `vp8`."""
     x264_preset: str = "ultrafast"
     video_bitrate: int = 1_500_000
-    """Target bitrate; REMB may move it only within ±5 % (aiortc rebuilds an encoder past 10 %)."""
+    """Target bitrate of the ladder's top step; within a step REMB does not move it (aiortc
+    rebuilds an encoder past 10 %)."""
     h264_encoder: str = "auto"
     """`auto` (NVENC when ffmpeg has it, else libx264), `libx264` or `h264_nvenc`."""
 
@@ -71,6 +72,9 @@ class Settings:
     viewer takes both; false keeps the browser's order."""
     vp8_cpu_used: int = 12
     """libvpx realtime speed, higher is faster (aiortc's own: -6)."""
+    adaptive_bitrate: bool = True
+    """Move each session along a small bitrate/resolution ladder as its viewer's link allows
+    (media/ladder.py); false holds `video_bitrate` and the full size whatever the link."""
 
     def public_binding(self) -> bool:
         return self.host not in ("127.0.0.1", "localhost", "::1")

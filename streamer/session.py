@@ -9,7 +9,7 @@ import logging
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -24,6 +24,8 @@ from streamer.media import encoding, segmenter
 from streamer.media.clock import Clock, MonotonicClock
 from streamer.media.buffer import Samples
 from streamer.media.compositor import compose_i420
+from streamer.media.ladder import Ladder
+from streamer.media.link import LinkMonitor
 from streamer.media.playout import Playout, Unit, Utterance, Window
 from streamer.media.tracks import MediaPump
 from streamer.memory import release_free_memory
@@ -166,7 +168,9 @@ class Session:
         self._clock = clock
         self.epoch = 0
         self.playout = Playout(self._on_playout_event)
-        self.pump = MediaPump(self.playout, self._compose, clock)
+        self.ladder = Ladder(settings.video_bitrate, adaptive=settings.adaptive_bitrate)
+        self.pump = MediaPump(self.playout, self._compose, clock, self.ladder)
+        self.link: LinkMonitor | None = None
         self.pump.on_unit = self._on_unit
         self.pc = RTCPeerConnection()
         self.channel: Any = None
@@ -215,6 +219,8 @@ class Session:
 
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
+        self.link = LinkMonitor(video.sender, self.ladder, lambda q: self._metrics.link_quality(self.id, asdict(q)))
+        self._spawn(self.link.run())
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
         return self.pc.localDescription.sdp
 
@@ -389,6 +395,7 @@ class Session:
             "starved": c.starved,
             "render_failures": self.render_failures,
             "dropped_frames": self.pump.video.dropped,
+            "link": self.link.describe() if self.link is not None else None,
             "created": self.created,
         }
 
@@ -402,6 +409,7 @@ class Session:
             await self.pump.stop()
             await self.pc.close()
         finally:
+            self._metrics.link_closed(self.id)
             self.listeners.clear()
             self.closed.set()
 

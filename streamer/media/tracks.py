@@ -21,6 +21,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from streamer.media.clock import Clock
+from streamer.media.ladder import Ladder
 from streamer.media.playout import Playout, Unit
 from streamer.units import FPS, OUT_RATE, OUT_SAMPLES_PER_PACKET, OUT_SAMPLES_PER_UNIT, VIDEO_CLOCK
 
@@ -63,8 +64,10 @@ class PumpedTrack(MediaStreamTrack):
 
 
 class MediaPump:
-    def __init__(self, playout: Playout, compose: Compose, clock: Clock) -> None:
+    def __init__(self, playout: Playout, compose: Compose, clock: Clock, ladder: Ladder | None = None) -> None:
         self.playout = playout
+        self.ladder = ladder
+        """The session's adaptive ladder; its frames carry it to the encoder (`frame.opaque`)."""
         self._compose = compose
         self._clock = clock
         self.video = PumpedTrack("video", self)
@@ -120,6 +123,7 @@ class MediaPump:
 
     def _video_frame(self, unit: Unit, n: int) -> av.VideoFrame:
         frame = av.VideoFrame.from_numpy_buffer(self._compose(unit), format="yuv420p")
+        frame.opaque = self.ladder
         frame.pts = n * (VIDEO_CLOCK // FPS)
         frame.time_base = VIDEO_TIME_BASE
         return frame
