@@ -63,16 +63,11 @@ def free_port() -> int:
 
 
 def cpu_split(pid: int) -> dict[str, float]:
-    """CPU seconds so far of the process's main (event-loop) thread, its other threads, and
-    its child processes."""
+    """CPU seconds so far of the process's main (event-loop) thread, its other threads (the
+    process total less the loop: threads that have exited still count), and its children."""
     process = psutil.Process(pid)
-    loop = other = 0.0
-    for thread in process.threads():
-        spent = thread.user_time + thread.system_time
-        if thread.id == pid:
-            loop += spent
-        else:
-            other += spent
+    total = process.cpu_times()
+    loop = sum(t.user_time + t.system_time for t in process.threads() if t.id == pid)
     workers = 0.0
     for child in process.children(recursive=True):
         try:
@@ -80,11 +75,16 @@ def cpu_split(pid: int) -> dict[str, float]:
             workers += t.user + t.system
         except psutil.NoSuchProcess:
             pass
-    return {"loop": loop, "threads": other, "workers": workers}
+    return {"loop": loop, "threads": total.user + total.system - loop, "workers": workers}
 
 
-def per_session_second(before: dict[str, float], after: dict[str, float], sessions: int, seconds: float) -> dict[str, float]:
-    out = {k: round((after[k] - before[k]) * 1000 / (sessions * seconds), 1) for k in before}
+def per_session_second(
+    before: dict[str, float], after: dict[str, float], sessions: int, seconds: float
+) -> dict[str, float]:
+    out = {
+        k: round((after[k] - before[k]) * 1000 / (sessions * seconds), 1)
+        for k in before
+    }
     out["server"] = round(out["loop"] + out["threads"], 1)
     return out
 
@@ -102,15 +102,30 @@ def start_ours(port: int, work: Path) -> subprocess.Popen:
         "STREAMER_LOG_LEVEL": "WARNING",
     }
     return subprocess.Popen(
-        [sys.executable, "run.py", "serve", "--port", str(port)], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "run.py", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
 def start_stock(port: int, work: Path, state: str, wav: Path) -> subprocess.Popen:
-    args = ["--stock-server", str(port), "--work", str(work), "--state", state, "--wav", str(wav)]
+    args = [
+        "--stock-server",
+        str(port),
+        "--work",
+        str(work),
+        "--state",
+        state,
+        "--wav",
+        str(wav),
+    ]
     return subprocess.Popen(
-        [sys.executable, __file__, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, __file__, *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -132,20 +147,46 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 300) -> Non
 # --- one run ------------------------------------------------------------------------------
 
 
-def run_once(impl: str, codec: str | None, state: str, sessions: int, seconds: float, warmup: float, work: Path, wav: Path) -> dict[str, Any]:
+def run_once(
+    impl: str,
+    codec: str | None,
+    state: str,
+    sessions: int,
+    seconds: float,
+    warmup: float,
+    work: Path,
+    wav: Path,
+) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start_ours(port, work) if impl == "ours" else start_stock(port, work, state, wav)
+    server = (
+        start_ours(port, work)
+        if impl == "ours"
+        else start_stock(port, work, state, wav)
+    )
     try:
         wait_ready(url, server)
         viewer_args = [
-            "--viewers", url, "--api", impl, "--sessions", str(sessions), "--codec", codec or "any",
-            "--warmup", str(warmup), "--seconds", str(seconds),
+            "--viewers",
+            url,
+            "--api",
+            impl,
+            "--sessions",
+            str(sessions),
+            "--codec",
+            codec or "any",
+            "--warmup",
+            str(warmup),
+            "--seconds",
+            str(seconds),
         ]
         if impl == "ours" and state == "speaking":
             viewer_args += ["--speak", str(wav)]
         viewers = subprocess.Popen(
-            [sys.executable, __file__, *viewer_args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+            [sys.executable, __file__, *viewer_args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert viewers.stdout is not None
         before = after = None
@@ -159,8 +200,15 @@ def run_once(impl: str, codec: str | None, state: str, sessions: int, seconds: f
                 result = json.loads(line[4:])
         viewers.wait(60)
         if before is None or after is None:
-            raise RuntimeError(f"viewers exited with {viewers.returncode} before the measurement ended")
-        return {"cpu_ms_per_session_s": per_session_second(before, after, sessions, elapsed), **result}
+            raise RuntimeError(
+                f"viewers exited with {viewers.returncode} before the measurement ended"
+            )
+        return {
+            "cpu_ms_per_session_s": per_session_second(
+                before, after, sessions, elapsed
+            ),
+            **result,
+        }
     finally:
         server.terminate()
         try:
@@ -185,7 +233,9 @@ class CountingDecoder:
         return []
 
 
-async def open_viewer(http: Any, url: str, api: str, codec: str, speak: bytes | None) -> Any:
+async def open_viewer(
+    http: Any, url: str, api: str, codec: str, speak: bytes | None
+) -> Any:
     from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamError
 
@@ -193,7 +243,9 @@ async def open_viewer(http: Any, url: str, api: str, codec: str, speak: bytes | 
     video = pc.addTransceiver("video", direction="recvonly")
     if codec != "any":
         caps = RTCRtpReceiver.getCapabilities("video").codecs
-        video.setCodecPreferences([c for c in caps if c.mimeType.lower() in (f"video/{codec}", "video/rtx")])
+        video.setCodecPreferences(
+            [c for c in caps if c.mimeType.lower() in (f"video/{codec}", "video/rtx")]
+        )
     pc.addTransceiver("audio", direction="recvonly")
 
     @pc.on("track")
@@ -209,13 +261,22 @@ async def open_viewer(http: Any, url: str, api: str, codec: str, speak: bytes | 
 
     await pc.setLocalDescription(await pc.createOffer())
     body = {"template": "astronaut", "sdp": pc.localDescription.sdp, "type": "offer"}
-    async with http.post(url + ("/api/sessions" if api == "ours" else "/offer"), json=body) as r:
+    async with http.post(
+        url + ("/api/sessions" if api == "ours" else "/offer"), json=body
+    ) as r:
         reply = await r.json()
     await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], reply["type"]))
     if speak is not None:
-        headers = {"Authorization": f"Bearer {reply['token']}", "Content-Type": "audio/wav"}
+        headers = {
+            "Authorization": f"Bearer {reply['token']}",
+            "Content-Type": "audio/wav",
+        }
         for _ in range(2):  # queued back to back: speech through the whole measurement
-            async with http.post(f"{url}/api/sessions/{reply['session_id']}/speak", data=speak, headers=headers) as r:
+            async with http.post(
+                f"{url}/api/sessions/{reply['session_id']}/speak",
+                data=speak,
+                headers=headers,
+            ) as r:
                 assert r.status == 202, await r.text()
     return pc
 
@@ -227,19 +288,27 @@ async def viewers_main(args: argparse.Namespace) -> None:
     made = iter(range(1_000_000))
 
     def counting(codec: Any) -> Any:
-        return CountingDecoder(next(made) if codec.mimeType.lower().startswith("video/") else -1)
+        return CountingDecoder(
+            next(made) if codec.mimeType.lower().startswith("video/") else -1
+        )
 
     rtcrtpreceiver.get_decoder = counting
     speak = Path(args.speak).read_bytes() if args.speak else None
     async with aiohttp.ClientSession() as http:
-        pcs = [await open_viewer(http, args.viewers, args.api, args.codec, speak) for _ in range(args.sessions)]
+        pcs = [
+            await open_viewer(http, args.viewers, args.api, args.codec, speak)
+            for _ in range(args.sessions)
+        ]
         await asyncio.sleep(args.warmup)
         first = dict(CountingDecoder.counts)
         print("START", flush=True)
         started = time.monotonic()
         await asyncio.sleep(args.seconds)
         elapsed = time.monotonic() - started
-        fps = sorted((CountingDecoder.counts.get(k, 0) - first.get(k, 0)) / elapsed for k in range(len(pcs)))
+        fps = sorted(
+            (CountingDecoder.counts.get(k, 0) - first.get(k, 0)) / elapsed
+            for k in range(len(pcs))
+        )
         result = {
             "sessions": len(pcs),
             "seconds": round(elapsed, 2),
@@ -271,7 +340,13 @@ def stock_frames(work: Path, state: str, wav: Path) -> tuple[list[Any], Any]:
         return [template.frames[0]], np.zeros(OUT_RATE // 50, np.int16)
     audio16k = decode_file(wav, MODEL_RATE)
     units = len(audio16k) // MODEL_SAMPLES_PER_UNIT
-    job = RenderJob(template.id, np.arange(units, dtype=np.int64), audio16k, first_unit=0, final=True)
+    job = RenderJob(
+        template.id,
+        np.arange(units, dtype=np.int64),
+        audio16k,
+        first_unit=0,
+        final=True,
+    )
     crops = LiteRenderer().render(template, job)
     frames = [compose(template, n, crop) for n, crop in enumerate(crops)]
     audio = (np.clip(decode_file(wav, OUT_RATE), -1, 1) * 32767).astype(np.int16)
@@ -293,20 +368,35 @@ def stock_main(args: argparse.Namespace) -> None:
 
         def __init__(self, kind: str, rate: int, clock: int) -> None:
             super().__init__()
-            self.kind, self._rate, self._clock, self._n, self._start = kind, rate, clock, 0, None
+            self.kind, self._rate, self._clock, self._n, self._start = (
+                kind,
+                rate,
+                clock,
+                0,
+                None,
+            )
 
         async def recv(self) -> Any:
             if self._start is None:
                 self._start = time.monotonic()
-            await asyncio.sleep(max(0.0, self._start + self._n / self._rate - time.monotonic()))
+            await asyncio.sleep(
+                max(0.0, self._start + self._n / self._rate - time.monotonic())
+            )
             n, self._n = self._n, self._n + 1
             if self.kind == "video":
-                frame = av.VideoFrame.from_ndarray(frames[n % len(frames)], format="bgr24")
+                frame = av.VideoFrame.from_ndarray(
+                    frames[n % len(frames)], format="bgr24"
+                )
             else:
                 at = (n * packet) % max(len(audio) - packet, 1)
-                frame = av.AudioFrame.from_ndarray(audio[at : at + packet].reshape(1, -1), format="s16", layout="mono")
+                frame = av.AudioFrame.from_ndarray(
+                    audio[at : at + packet].reshape(1, -1), format="s16", layout="mono"
+                )
                 frame.sample_rate = 48000
-            frame.pts, frame.time_base = n * (self._clock // self._rate), fractions.Fraction(1, self._clock)
+            frame.pts, frame.time_base = (
+                n * (self._clock // self._rate),
+                fractions.Fraction(1, self._clock),
+            )
             return frame
 
     pcs: set[Any] = set()
@@ -319,7 +409,9 @@ def stock_main(args: argparse.Namespace) -> None:
         pc.addTrack(Paced("video", 25, 90_000))
         pc.addTrack(Paced("audio", 50, 48_000))
         await pc.setLocalDescription(await pc.createAnswer())
-        return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+        return web.json_response(
+            {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+        )
 
     async def ready(request: web.Request) -> web.Response:
         return web.json_response({"ready": True})
@@ -327,7 +419,9 @@ def stock_main(args: argparse.Namespace) -> None:
     app = web.Application()
     app.router.add_post("/offer", offer)
     app.router.add_get("/readyz", ready)
-    web.run_app(app, host="127.0.0.1", port=int(args.stock_server), print=None, access_log=None)
+    web.run_app(
+        app, host="127.0.0.1", port=int(args.stock_server), print=None, access_log=None
+    )
 
 
 # --- the bench ----------------------------------------------------------------------------
@@ -336,7 +430,10 @@ def stock_main(args: argparse.Namespace) -> None:
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = runs[0]["cpu_ms_per_session_s"].keys()
     return {
-        "cpu_ms_per_session_s": {k: statistics.median(r["cpu_ms_per_session_s"][k] for r in runs) for k in keys},
+        "cpu_ms_per_session_s": {
+            k: statistics.median(r["cpu_ms_per_session_s"][k] for r in runs)
+            for k in keys
+        },
         "fps_min": min(r["fps_min"] for r in runs),
         "fps_median": statistics.median(r["fps_median"] for r in runs),
         "runs": [r["cpu_ms_per_session_s"]["server"] for r in runs],
@@ -351,7 +448,16 @@ def compare(args: argparse.Namespace, work: Path, wav: Path) -> dict[str, Any]:
                 for impl in ("ours", "stock"):
                     key = f"{impl}_{codec}_{state}"
                     runs.setdefault(key, []).append(
-                        run_once(impl, codec, state, args.sessions, args.seconds, args.warmup, work, wav)
+                        run_once(
+                            impl,
+                            codec,
+                            state,
+                            args.sessions,
+                            args.seconds,
+                            args.warmup,
+                            work,
+                            wav,
+                        )
                     )
     out = {key: median_of(r) for key, r in runs.items()}
     for codec in CODECS:
@@ -366,19 +472,42 @@ def ramp(args: argparse.Namespace, work: Path, wav: Path) -> dict[str, Any]:
     steps = []
     for impl in ("ours", "stock"):
         for n in (int(v) for v in args.ramp.split(",") if v):
-            run = run_once(impl, None if impl == "ours" else "vp8", "idle", n, args.seconds, args.warmup, work, wav)
+            run = run_once(
+                impl,
+                None if impl == "ours" else "vp8",
+                "idle",
+                n,
+                args.seconds,
+                args.warmup,
+                work,
+                wav,
+            )
             loop_busy = run["cpu_ms_per_session_s"]["loop"] * n / 1000
             full = run["fps_min"] >= FULL_RATE_FPS and run["connected"] == n
-            steps.append({"impl": impl, "sessions": n, "fps_min": run["fps_min"], "loop_busy": round(loop_busy, 2),
-                          "server_ms_per_session_s": run["cpu_ms_per_session_s"]["server"], "full_rate": full})
+            steps.append(
+                {
+                    "impl": impl,
+                    "sessions": n,
+                    "fps_min": run["fps_min"],
+                    "loop_busy": round(loop_busy, 2),
+                    "server_ms_per_session_s": run["cpu_ms_per_session_s"]["server"],
+                    "full_rate": full,
+                }
+            )
             if not full or loop_busy > LOOP_SATURATED:
                 break
     out: dict[str, Any] = {"steps": steps}
     for impl in ("ours", "stock"):
         mine = [s for s in steps if s["impl"] == impl]
-        out[f"{impl}_full_rate_sessions"] = max((s["sessions"] for s in mine if s["full_rate"]), default=0)
+        out[f"{impl}_full_rate_sessions"] = max(
+            (s["sessions"] for s in mine if s["full_rate"]), default=0
+        )
         loop = [s["loop_busy"] / s["sessions"] for s in mine if s["sessions"]]
-        out[f"{impl}_loop_saturates_near_sessions"] = int(1 / statistics.median(loop)) if loop and statistics.median(loop) > 0 else None
+        out[f"{impl}_loop_saturates_near_sessions"] = (
+            int(1 / statistics.median(loop))
+            if loop and statistics.median(loop) > 0
+            else None
+        )
     return out
 
 
@@ -386,9 +515,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--warmup", type=float, default=8.0, help="past the welcome clip, encoders settled")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=8.0,
+        help="past the welcome clip, encoders settled",
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--ramp", default="8,16,24,32", help="session counts of the saturation ramp ('' skips it)")
+    parser.add_argument(
+        "--ramp",
+        default="8,16,24,32",
+        help="session counts of the saturation ramp ('' skips it)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-cpu-") as tmp:
         work = Path(tmp)

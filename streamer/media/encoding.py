@@ -12,30 +12,24 @@ from __future__ import annotations
 
 import fractions
 import logging
-import time
 from dataclasses import dataclass
 from typing import Iterator
 
 import av
 from aiortc import rtcrtpsender, rtp
 from aiortc.codecs import get_encoder as aiortc_get_encoder
-from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.base import Encoder
+from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 
-from streamer.media.ladder import Ladder
 from streamer.media.opus import LeanOpusEncoder, audio_level_dbov
+from streamer.media.rate import BAND, ClampedBitrate
 from streamer.units import FPS, VIDEO_CLOCK
 
 log = logging.getLogger(__name__)
 
-BAND = 0.05
-KEYFRAME_GAP_S = 0.5
-"""Keyframe requests (PLI) closer than this to the last keyframe are served by that one: a
-viewer that loses packets asks again and again, and each keyframe is many packets."""
-"""REMB may move the bitrate only this far from the target: below aiortc's 10 % rebuild step."""
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 CHEAPER_CODEC = "h264"
 """Offered first when the viewer takes both (bench/encoder.py: x264 costs less than VP8 at the
@@ -77,69 +71,6 @@ def nvenc_available() -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure means "not here"
         return False
-
-
-class ClampedBitrate:
-    """`target_bitrate` as aiortc's encoders expose it (REMB sets it).
-
-    With a ladder (the session's, carried by its frames as `frame.opaque`) the bitrate and frame
-    size are the ladder step's and REMB goes to the ladder; without one the bitrate is held
-    within BAND of the target.
-    """
-
-    _settings: EncoderSettings
-    _bitrate: int
-    _ladder: Ladder | None = None
-    _keyframes = 0
-    _keyframe_asked = False
-    _keyframe_at = -1.0
-    _keyframe_pending = False
-
-    def _keyframe(self, requested: bool) -> bool:
-        """Whether this frame is a keyframe: asked for (PLI, or the ladder after lossy
-        congestion) and not within KEYFRAME_GAP_S of the last one; asks inside the gap wait."""
-        now = time.monotonic()
-        self._keyframe_pending = self._keyframe_pending or requested or self._keyframe_asked
-        if self._keyframe_pending and now - self._keyframe_at >= KEYFRAME_GAP_S:
-            self._keyframe_at, self._keyframe_pending = now, False
-            return True
-        return False
-
-    @property
-    def target_bitrate(self) -> int:
-        return self._bitrate
-
-    @target_bitrate.setter
-    def target_bitrate(self, bitrate: int) -> None:
-        if self._ladder is not None:
-            self._ladder.on_remb(bitrate)
-        else:
-            self._bitrate = self._settings.clamp(bitrate)
-
-    def _follow(self, frame: av.VideoFrame) -> av.VideoFrame:
-        """`frame` at its ladder step's size, with `_bitrate` set to the step's bitrate (and a
-        keyframe when the ladder asks for one)."""
-        ladder = frame.opaque if isinstance(frame.opaque, Ladder) else None
-        if ladder is None:
-            return frame
-        self._ladder = ladder
-        self._keyframe_asked = self._keyframes != ladder.keyframes
-        self._keyframes = ladder.keyframes
-        step = ladder.step
-        self._bitrate = step.bitrate
-        width, height = step.size(frame.width, frame.height)
-        if (width, height) != (frame.width, frame.height):
-            frame = frame.reformat(width=width, height=height)
-        return frame
-
-    def _stale(self, codec: av.CodecContext | None, frame: av.VideoFrame) -> bool:
-        """The open context no longer fits: another size, or another ladder step's bitrate."""
-        moved = self._ladder is not None and codec is not None and codec.bit_rate != self._bitrate
-        return codec is not None and (frame.width != codec.width or frame.height != codec.height or moved)
-
-    def _sent(self, nbytes: int) -> None:
-        if self._ladder is not None:
-            self._ladder.on_sent(nbytes)
 
 
 class TunedH264Encoder(ClampedBitrate, H264Encoder):
@@ -192,7 +123,7 @@ class TunedH264Encoder(ClampedBitrate, H264Encoder):
         )
         if self.codec is None:
             self.codec = self._open(frame)
-            self._keyframe_at = time.monotonic()
+            self._opened()
         data = b"".join(bytes(packet) for packet in self.codec.encode(frame))
         self._sent(len(data))
         if data:
@@ -243,7 +174,7 @@ class TunedVp8Encoder(ClampedBitrate, Vp8Encoder):
         )
         if self.codec is None:
             self.codec = self._context(frame)
-            self._keyframe_at = time.monotonic()
+            self._opened()
         data = b"".join(bytes(packet) for packet in self.codec.encode(frame))
         self._sent(len(data))
         payloads = self._packetize(data, self.picture_id)

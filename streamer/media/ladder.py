@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 STEPS = ((1.0, 1.0), (0.5, 0.75), (0.25, 0.5))
 """(fraction of the target bitrate, fraction of the frame's width and height) per step."""
@@ -46,14 +46,21 @@ class Step:
         """The step's frame size for a `width`×`height` source (even, as the encoders need)."""
         if self.scale >= 1.0:
             return width, height
-        return max(2, int(width * self.scale) // 2 * 2), max(2, int(height * self.scale) // 2 * 2)
+        return max(2, int(width * self.scale) // 2 * 2), max(
+            2, int(height * self.scale) // 2 * 2
+        )
 
 
 class Ladder:
     """One session's position on the ladder. Fed from the RTP sender (REMB, loss) and from the
     encoder (bytes sent); read by the encoder for the bitrate and frame size to use."""
 
-    def __init__(self, bitrate: int, adaptive: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        bitrate: int,
+        adaptive: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.steps = tuple(Step(int(bitrate * b), s) for b, s in STEPS)
         self.adaptive = adaptive
         self.index = 0
@@ -99,24 +106,43 @@ class Ladder:
         now = self._clock()
         sent = self.sent_bitrate()
         congested = self.loss > DOWN_LOSS or (
-            self.remb is not None and sent > 0 and self.remb < DOWN_RATIO * min(sent, self.step.bitrate)
+            self.remb is not None
+            and sent > 0
+            and self.remb < DOWN_RATIO * min(sent, self.step.bitrate)
         )
-        severe = self.loss > SEVERE_LOSS or (self.remb is not None and self.remb < SEVERE_RATIO * min(sent, self.step.bitrate))
-        clean = self.loss < UP_LOSS and (self.remb is None or self.remb >= min(sent, self.step.bitrate))
-        self._bad_since = (now if self._bad_since is None else self._bad_since) if congested else None
-        self._good_since = (now if self._good_since is None else self._good_since) if clean else None
+        severe = self.loss > SEVERE_LOSS or (
+            self.remb is not None
+            and self.remb < SEVERE_RATIO * min(sent, self.step.bitrate)
+        )
+        clean = self.loss < UP_LOSS and (
+            self.remb is None or self.remb >= min(sent, self.step.bitrate)
+        )
+        self._bad_since = (
+            (now if self._bad_since is None else self._bad_since) if congested else None
+        )
+        self._good_since = (
+            (now if self._good_since is None else self._good_since) if clean else None
+        )
         if self._lossy and clean:
             self.keyframes += 1
         self._lossy = self.loss > DOWN_LOSS or (self._lossy and not clean)
         if now - self._changed_at < DWELL_S:
             return
-        held = self._bad_since is not None and (severe or now - self._bad_since >= DOWN_HOLD_S)
+        held = self._bad_since is not None and (
+            severe or now - self._bad_since >= DOWN_HOLD_S
+        )
         if held and self.index < len(self.steps) - 1:
             failed_probe = now - self._went_up_at < PROBE_S
-            self.up_hold_s = min(self.up_hold_s * 2, MAX_UP_HOLD_S) if failed_probe else UP_HOLD_S
+            self.up_hold_s = (
+                min(self.up_hold_s * 2, MAX_UP_HOLD_S) if failed_probe else UP_HOLD_S
+            )
             self._went_up_at = -math.inf
             self._move(self._fitting(), now)
-        elif self._good_since is not None and now - self._good_since >= self.up_hold_s and self.index > 0:
+        elif (
+            self._good_since is not None
+            and now - self._good_since >= self.up_hold_s
+            and self.index > 0
+        ):
             self._went_up_at = now
             self._move(self.index - 1, now)
 

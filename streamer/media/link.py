@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 from streamer.media.ladder import Ladder
 
@@ -44,7 +45,12 @@ class LinkQuality:
 
 
 class LinkMonitor:
-    def __init__(self, sender: Any, ladder: Ladder, on_poll: Callable[[LinkQuality], None] | None = None) -> None:
+    def __init__(
+        self,
+        sender: Any,
+        ladder: Ladder,
+        on_poll: Callable[[LinkQuality], None] | None = None,
+    ) -> None:
         self._sender = sender
         self.ladder = ladder
         self.quality = LinkQuality(steps=len(ladder.steps))
@@ -88,15 +94,29 @@ class LinkMonitor:
             if stats.type == "remote-inbound-rtp":
                 q.loss = stats.fractionLost / 256  # RTCP's 8-bit fixed point
                 q.packets_lost = int(stats.packetsLost)
-                q.rtt_ms = round(stats.roundTripTime * 1000, 1) if stats.roundTripTime is not None else None
+                q.rtt_ms = (
+                    round(stats.roundTripTime * 1000, 1)
+                    if stats.roundTripTime is not None
+                    else None
+                )
             elif stats.type == "outbound-rtp":
                 now = stats.timestamp.timestamp()
                 if self._last is not None and now > self._last[0]:
-                    q.bitrate_kbps = round((stats.bytesSent - self._last[1]) * 8 / (now - self._last[0]) / 1000, 1)
+                    q.bitrate_kbps = round(
+                        (stats.bytesSent - self._last[1])
+                        * 8
+                        / (now - self._last[0])
+                        / 1000,
+                        1,
+                    )
                 self._last = (now, stats.bytesSent)
         self.ladder.on_loss(q.loss)
         step = self.ladder.step
-        q.step, q.step_changes, q.width_scale = self.ladder.index, self.ladder.changes, step.scale
+        q.step, q.step_changes, q.width_scale = (
+            self.ladder.index,
+            self.ladder.changes,
+            step.scale,
+        )
         q.target_kbps = step.bitrate / 1000
         q.encoder_kbps = self.ladder.sent_bitrate() / 1000
         q.remb_kbps = self.ladder.remb / 1000 if self.ladder.remb is not None else None

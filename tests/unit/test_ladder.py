@@ -19,7 +19,14 @@ class Clock:
         return self.t
 
 
-def feed(ladder: Ladder, clock: Clock, seconds: float, sent_bps: int, remb: int, loss: float = 0.0) -> list[int]:
+def feed(
+    ladder: Ladder,
+    clock: Clock,
+    seconds: float,
+    sent_bps: int,
+    remb: int,
+    loss: float = 0.0,
+) -> list[int]:
     """Drive `seconds` of a link: 25 frames a second of `sent_bps`, REMB and loss every 0.2 s."""
     steps = []
     for k in range(int(seconds * 25)):
@@ -42,15 +49,29 @@ def test_a_clean_link_keeps_the_top_step():
 def test_congestion_steps_down_one_at_a_time_then_a_clean_link_steps_back_up():
     clock = Clock()
     ladder = Ladder(1_500_000, clock=clock)
-    down = feed(ladder, clock, 5, 1_200_000, 900_000)  # REMB below what we send: congested
+    down = feed(
+        ladder, clock, 5, 1_200_000, 900_000
+    )  # REMB below what we send: congested
     first = down.index(1) * 0.04
-    assert DOWN_HOLD_S <= first <= DOWN_HOLD_S + 1.2  # + the time the sent rate takes to show
-    assert ladder.index == 1 and ladder.changes == 1  # 750 kbit/s fits 85 % of 900: one step
+    assert (
+        DOWN_HOLD_S <= first <= DOWN_HOLD_S + 1.2
+    )  # + the time the sent rate takes to show
+    assert (
+        ladder.index == 1 and ladder.changes == 1
+    )  # 750 kbit/s fits 85 % of 900: one step
     feed(ladder, clock, 3, 600_000, 200_000)  # much worse: straight down, no hold
-    assert ladder.index == 2 and ladder.step.bitrate == 375_000 and ladder.step.size(512, 512) == (256, 256)
-    up = feed(ladder, clock, 2 * UP_HOLD_S + 2 * DWELL_S + 1, 300_000, 2_000_000)  # clean again
+    assert (
+        ladder.index == 2
+        and ladder.step.bitrate == 375_000
+        and ladder.step.size(512, 512) == (256, 256)
+    )
+    up = feed(
+        ladder, clock, 2 * UP_HOLD_S + 2 * DWELL_S + 1, 300_000, 2_000_000
+    )  # clean again
     assert ladder.index == 0 and up[-1] == 0
-    assert up.index(1) * 0.04 >= UP_HOLD_S and up.index(0) * 0.04 >= 2 * UP_HOLD_S  # one step at a time
+    assert (
+        up.index(1) * 0.04 >= UP_HOLD_S and up.index(0) * 0.04 >= 2 * UP_HOLD_S
+    )  # one step at a time
     assert ladder.changes == 4 and ladder.keyframes == 0  # no loss, nothing to repair
 
 
@@ -60,7 +81,9 @@ def test_loss_alone_steps_down_and_a_failed_probe_waits_longer_before_the_next()
     feed(ladder, clock, 3, 900_000, 2_000_000, loss=0.2)
     assert ladder.index == 1 and ladder.keyframes == 0
     feed(ladder, clock, UP_HOLD_S + 1, 500_000, 2_000_000)
-    assert ladder.index == 0 and ladder.keyframes == 1  # probed up; the loss's damage repaired
+    assert (
+        ladder.index == 0 and ladder.keyframes == 1
+    )  # probed up; the loss's damage repaired
     feed(ladder, clock, DWELL_S + 0.5, 900_000, 2_000_000, loss=0.2)
     assert ladder.index == 1 and ladder.up_hold_s == 2 * UP_HOLD_S  # the probe failed
     feed(ladder, clock, UP_HOLD_S + 1, 500_000, 2_000_000)
@@ -81,7 +104,11 @@ def frames(ladder: Ladder, count: int, size: int = 256):
     base = rng.integers(0, 255, (size * 3 // 2, size), dtype=np.uint8)
     for n in range(count):
         frame = av.VideoFrame.from_ndarray(np.roll(base, n, axis=1), format="yuv420p")
-        frame.pts, frame.time_base, frame.opaque = n * 3600, fractions.Fraction(1, 90000), ladder
+        frame.pts, frame.time_base, frame.opaque = (
+            n * 3600,
+            fractions.Fraction(1, 90000),
+            ladder,
+        )
         yield frame
 
 
@@ -101,12 +128,20 @@ def test_encoders_take_the_steps_bitrate_and_size_rebuild_once_per_step_and_pass
         ladder.index = 2
         payloads, timestamp = encoder.encode(next(stream))
         low = encoder.codec
-        assert low is not top and (low.width, low.height, low.bit_rate) == (128, 128, 250_000)
+        assert low is not top and (low.width, low.height, low.bit_rate) == (
+            128,
+            128,
+            250_000,
+        )
         assert timestamp == 2 * 3600 and payloads
         decoder = av.CodecContext.create(name, "r")
         decoded = []
         for frame in stream:
-            frame.pict_type = av.video.frame.PictureType.I if not decoded else av.video.frame.PictureType.NONE
+            frame.pict_type = (
+                av.video.frame.PictureType.I
+                if not decoded
+                else av.video.frame.PictureType.NONE
+            )
             for packet in low.encode(encoder._follow(frame)):
                 decoded += decoder.decode(packet)
         assert encoder.codec is low and decoded and decoded[0].width == 128
