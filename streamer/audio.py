@@ -139,6 +139,16 @@ class _Resampler:
         return out
 
 
+PCM_RATES = (8000, 96000)
+"""Lowest and highest sample rate accepted for raw PCM (uploads and live streams)."""
+
+
+def check_pcm_rate(rate: object) -> int:
+    if not isinstance(rate, int) or isinstance(rate, bool) or not PCM_RATES[0] <= rate <= PCM_RATES[1]:
+        raise BadInput(f"sample_rate must be an integer from {PCM_RATES[0]} to {PCM_RATES[1]}, got {rate!r}")
+    return rate
+
+
 def _parse_content_type(content_type: str | None) -> tuple[str | None, dict[str, str]]:
     if not content_type or not content_type.strip():
         return None, {}
@@ -157,8 +167,9 @@ def _raw_pcm(data: bytes, mime: str, params: dict[str, str]) -> tuple[np.ndarray
         channels = int(params.get("channels", "1"))
     except (KeyError, ValueError):
         raise BadInput(f"{mime} needs an integer rate, e.g. '{mime};rate=16000'") from None
-    if not 1000 <= in_rate <= 384_000 or not 1 <= channels <= 8:
-        raise BadInput(f"{mime}: rate {in_rate} or channels {channels} out of range")
+    check_pcm_rate(in_rate)
+    if not 1 <= channels <= 8:
+        raise BadInput(f"{mime}: channels must be 1 to 8, got {channels}")
     if len(data) % (2 * channels):
         raise BadInput(f"{mime} body of {len(data)} bytes is not whole {channels}-channel samples")
     dtype = ">i2" if mime == "audio/l16" else "<i2"

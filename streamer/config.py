@@ -42,6 +42,8 @@ class Settings:
     first_window_s: float = 0.2
     window_s: float = 1.0
     render_timeout_s: float = 30.0
+    stream_idle_s: float = 10.0
+    """A live stream that sends no audio for this long ends as if `end` had been sent."""
 
     video_codec: str = "auto"
     """`auto` (browser's choice), `h264` or `vp8`."""
@@ -57,7 +59,7 @@ class Settings:
     piper_voice: Path | None = None
     tts_voice: str = "en-us"
 
-    # MuseTalk (issue 4)
+    # MuseTalk
     musetalk_version: str = "v15"
     batch_size: int = 32
     fp16: bool = True

@@ -37,8 +37,20 @@ class Busy(StreamerError):
     status = 429
 
 
+class Cancelled(StreamerError):
+    """A render job dropped before it ran (its session was interrupted or closed)."""
+
+    status = 409
+
+
 class NotReady(StreamerError):
     """The service is starting (templates preparing, models loading)."""
+
+    status = 503
+
+
+class WorkerDied(StreamerError):
+    """The render worker holding a job exited or stopped answering."""
 
     status = 503
 

@@ -47,6 +47,10 @@ class Metrics:
         self.sessions_opened = PromCounter("streamer_sessions_opened", "Sessions opened", ["template"], registry=r)
         self.sessions = Gauge("streamer_sessions", "Open sessions", registry=r)
         self.units = PromCounter("streamer_units", "Units played", ["kind"], registry=r)
+        self.render_failures = PromCounter(
+            "streamer_render_failures", "Windows whose render failed (their audio played over the still face)",
+            registry=r,
+        )
         self.first_frame = Histogram(
             "streamer_first_speech_frame_seconds",
             "Audio arrival to first lip-synced frame",

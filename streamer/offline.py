@@ -16,14 +16,21 @@ import av
 import numpy as np
 
 from streamer import audio as audio_io
+from streamer.avatar.prepared import PreparedTemplate
 from streamer.avatar.sources import check_id, discover
 from streamer.config import Settings
 from streamer.errors import BadInput, NotFound
 from streamer.media.compositor import compose
-from streamer.render.base import RenderJob
+from streamer.render.base import Renderer, RenderJob
 from streamer.render.prepare import load_or_prepare
 from streamer.render.registry import create_renderer, devices
-from streamer.units import FPS, MODEL_RATE, MODEL_SAMPLES_PER_UNIT, OUT_RATE, OUT_SAMPLES_PER_UNIT
+from streamer.units import (
+    FPS,
+    MODEL_RATE,
+    MODEL_SAMPLES_PER_UNIT,
+    OUT_RATE,
+    OUT_SAMPLES_PER_UNIT,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,39 @@ class _Mp4Writer:
         self.container.close()
 
 
+def _decode(audio: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """The file at the model rate, at the output rate padded to whole units, and its unit count."""
+    model_audio = audio_io.decode_file(audio, MODEL_RATE)
+    out_audio = audio_io.to_int16(audio_io.decode_file(audio, OUT_RATE))
+    units = -(-len(model_audio) // MODEL_SAMPLES_PER_UNIT)
+    if units == 0:
+        raise BadInput(f"audio file {audio} is shorter than one frame (40 ms)")
+    pcm = np.zeros(units * OUT_SAMPLES_PER_UNIT, np.int16)
+    pcm[: min(len(pcm), len(out_audio))] = out_audio[: len(pcm)]
+    return model_audio, pcm, units
+
+
+def _render_all(
+    renderer: Renderer, template: PreparedTemplate, model_audio: np.ndarray, pcm: np.ndarray,
+    writer: _Mp4Writer, batch: int, features: list[np.ndarray] | None,
+) -> float:
+    """Render and write every frame, `batch` at a time; returns the seconds spent rendering."""
+    units = len(pcm) // OUT_SAMPLES_PER_UNIT
+    render_s = 0.0
+    for start in range(0, units, batch):
+        positions = np.arange(start, min(units, start + batch), dtype=np.int64)
+        job = RenderJob(template.id, positions, model_audio, first_unit=start, final=True)
+        tick = time.monotonic()
+        crops = renderer.render(template, job)
+        render_s += time.monotonic() - tick
+        if features is not None:
+            features.append(renderer.audio_tokens(job).cpu().numpy())  # type: ignore[attr-defined]  # MuseTalk only, checked above
+        for position, crop in zip(positions, crops):
+            writer.add_video(compose(template, int(position), crop))
+        writer.add_audio(pcm[start * OUT_SAMPLES_PER_UNIT : (start + len(positions)) * OUT_SAMPLES_PER_UNIT])
+    return render_s
+
+
 def render_file(
     settings: Settings,
     template_id: str,
@@ -83,35 +123,15 @@ def render_file(
     template = load_or_prepare(sources[template_id], renderer, settings.cache_dir,
                                progress=progress, models=settings.models)
     ready = time.monotonic()
-    model_audio = audio_io.decode_file(audio, MODEL_RATE)
-    out_audio = audio_io.to_int16(audio_io.decode_file(audio, OUT_RATE))
-    units = -(-len(model_audio) // MODEL_SAMPLES_PER_UNIT)
-    if units == 0:
-        raise BadInput(f"audio file {audio} is shorter than one frame (40 ms)")
-    pcm = np.zeros(units * OUT_SAMPLES_PER_UNIT, np.int16)
-    pcm[: min(len(pcm), len(out_audio))] = out_audio[: len(pcm)]
-
-    window = max(1, settings.batch_size)
-    features = []
-    render_s = 0.0
+    model_audio, pcm, units = _decode(audio)
+    features: list[np.ndarray] | None = [] if save_features is not None else None
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     writer = _Mp4Writer(Path(out), template.width, template.height, settings.x264_preset)
     try:
-        for start in range(0, units, window):
-            positions = np.arange(start, min(units, start + window), dtype=np.int64)
-            job = RenderJob(template_id, positions, model_audio, first_unit=start, final=True)
-            tick = time.monotonic()
-            crops = renderer.render(template, job)
-            render_s += time.monotonic() - tick
-            if save_features is not None:
-                features.append(renderer.audio_tokens(job).cpu().numpy())
-            for position, crop in zip(positions, crops):
-                writer.add_video(compose(template, int(position), crop))
-            first, last = start * OUT_SAMPLES_PER_UNIT, (start + len(positions)) * OUT_SAMPLES_PER_UNIT
-            writer.add_audio(pcm[first:last])
+        render_s = _render_all(renderer, template, model_audio, pcm, writer, max(1, settings.batch_size), features)
     finally:
         writer.close()
-    if save_features is not None:
+    if save_features is not None and features is not None:
         np.save(save_features, np.concatenate(features).astype(np.float32), allow_pickle=False)
     figures = {
         "template": template_id,

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamer.units import FPS
+
 
 @dataclass(frozen=True)
 class WelcomeClip:
@@ -24,7 +26,7 @@ class WelcomeClip:
 
     @property
     def seconds(self) -> float:
-        return self.units / 25.0
+        return self.units / FPS
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 
 class Samples:
-    def __init__(self, dtype: type = np.float32) -> None:
-        self._data = np.zeros(1024, dtype)
+    def __init__(self, dtype: npt.DTypeLike = np.float32) -> None:
+        self._data: np.ndarray = np.zeros(1024, dtype)
         self._size = 0
 
     def __len__(self) -> int:

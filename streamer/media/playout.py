@@ -13,13 +13,10 @@ from typing import Callable
 
 import numpy as np
 
-from streamer.media.buffer import Samples
-from streamer.units import OUT_SAMPLES_PER_UNIT
-
-SILENCE = np.zeros(OUT_SAMPLES_PER_UNIT, dtype=np.int16)
-SILENCE.setflags(write=False)
-
-Event = dict[str, object]
+from streamer.events import Event, Interrupted, SpeakingEnded, SpeakingStarted
+from streamer.media.segmenter import Window
+from streamer.media.utterance import SILENCE, Utterance
+from streamer.units import FPS
 
 
 @dataclass(frozen=True)
@@ -34,80 +31,6 @@ class Unit:
     kind: str
     """`welcome`, `speech`, `idle` or `stall`."""
     utterance_id: str | None = None
-
-
-@dataclass
-class Window:
-    """A run of units rendered together; `crops` arrive from the render pool."""
-
-    first_unit: int
-    units: int
-    crops: np.ndarray | None = None
-    failed: bool = False
-    """Rendering failed: its units play their audio over the template's own frame."""
-
-    @property
-    def ready(self) -> bool:
-        return self.crops is not None or self.failed
-
-
-class Utterance:
-    """One piece of speech: its 48 kHz audio, its render windows and how far playout got."""
-
-    def __init__(self, utterance_id: str, epoch: int, kind: str = "speech") -> None:
-        self.id = utterance_id
-        self.epoch = epoch
-        self.kind = kind
-        self.windows: list[Window] = []
-        self.base_position: int | None = None
-        self.total_units: int | None = None
-        """Known once the audio has ended."""
-        self.played = 0
-        self._audio = Samples(np.int16)
-        self._window_of_unit: list[int] = []
-
-    @property
-    def ended(self) -> bool:
-        return self.total_units is not None
-
-    @property
-    def known_units(self) -> int:
-        return len(self._window_of_unit)
-
-    @property
-    def finished(self) -> bool:
-        return self.ended and self.played >= (self.total_units or 0)
-
-    def add_audio(self, samples: np.ndarray) -> None:
-        self._audio.append(samples.astype(np.int16, copy=False))
-
-    def has_audio(self, k: int) -> bool:
-        """Whether unit k's 48 kHz audio is all here (the tail of an ended utterance is padded)."""
-        return self.ended or len(self._audio) >= (k + 1) * OUT_SAMPLES_PER_UNIT
-
-    def add_window(self, window: Window) -> None:
-        if window.first_unit != self.known_units:
-            raise ValueError("windows must tile the utterance in order")
-        self.windows.append(window)
-        self._window_of_unit.extend([len(self.windows) - 1] * window.units)
-
-    def end(self) -> None:
-        """No more audio or windows will come."""
-        self.total_units = self.known_units
-
-    def unit_audio(self, k: int) -> np.ndarray:
-        chunk = self._audio.view[k * OUT_SAMPLES_PER_UNIT : (k + 1) * OUT_SAMPLES_PER_UNIT].copy()
-        if chunk.shape[0] < OUT_SAMPLES_PER_UNIT:
-            chunk = np.concatenate([chunk, SILENCE[: OUT_SAMPLES_PER_UNIT - chunk.shape[0]]])
-        return chunk
-
-    def window_of(self, k: int) -> Window | None:
-        return self.windows[self._window_of_unit[k]] if k < self.known_units else None
-
-    @property
-    def queued_seconds(self) -> float:
-        total = self.total_units if self.ended else self.known_units
-        return max(0, total - self.played) / 25.0
 
 
 @dataclass
@@ -126,6 +49,8 @@ class Playout:
     """The per-session unit sequencer: welcome, then queued utterances, idle in between."""
 
     def __init__(self, on_event: Callable[[Event], None], lead_units: int = 4) -> None:
+        """`on_event` hears each utterance start and end; `lead_units` is how far past the
+        unit now playing a new utterance's loop positions begin (time to render its first window)."""
         self._on_event = on_event
         self._lead_units = lead_units
         self._queue: deque[Utterance] = deque()
@@ -171,18 +96,22 @@ class Playout:
         utterance.base_position = start
         return True
 
-    def interrupt(self) -> list[Event]:
-        """Drop everything queued; the next tick is idle. Returns the events it emitted."""
-        events: list[Event] = []
-        while self._queue:
-            dropped = self._queue.popleft()
-            event: Event = {
-                "type": "interrupted",
-                "utterance_id": dropped.id,
-                "position_s": round(dropped.played / 25.0, 3),
-            }
-            events.append(event)
-            self._on_event(event)
+    def due_in_s(self, utterance: Utterance, unit: int) -> float:
+        """Seconds until unit `unit` of `utterance` plays if nothing ahead of it stalls
+        (a stream ahead counts only the units known so far: an early estimate, never late)."""
+        ahead = 0
+        for queued in self._queue:
+            if queued is utterance:
+                return (ahead + max(0, unit - queued.played)) / FPS
+            total = queued.total_units if queued.total_units is not None else queued.known_units
+            ahead += max(0, total - queued.played)
+        return float("inf")  # not queued (dropped): nobody waits for it
+
+    def interrupt(self) -> list[Interrupted]:
+        """Drop everything queued; the next tick is idle. Returns one event per dropped utterance
+        (the caller emits them)."""
+        events = [Interrupted(u.id, round(u.played / FPS, 3)) for u in self._queue]
+        self._queue.clear()
         return events
 
     def tick(self) -> Unit:
@@ -190,7 +119,7 @@ class Playout:
         self.counters.ticks += 1
         while self._queue and self._queue[0].finished:
             empty = self._queue.popleft()  # a stream that ended before any audio came
-            self._on_event({"type": "speaking_ended", "utterance_id": empty.id, "tick": n, "duration_s": 0.0})
+            self._on_event(SpeakingEnded(empty.id, n, 0.0))
         head = self._queue[0] if self._queue else None
         if head is None or head.base_position is None:
             return self._idle(n)
@@ -214,7 +143,7 @@ class Playout:
     def _play(self, n: int, head: Utterance, k: int, window: Window) -> Unit:
         assert head.base_position is not None
         if k == 0:
-            self._on_event({"type": "speaking_started", "utterance_id": head.id, "tick": n})
+            self._on_event(SpeakingStarted(head.id, n))
         crop = None
         if window.crops is not None:
             crop = window.crops[k - window.first_unit]
@@ -226,12 +155,5 @@ class Playout:
         unit = Unit(n, self.position, crop, head.unit_audio(k), head.kind, head.id)
         if head.finished:
             self._queue.popleft()
-            self._on_event(
-                {
-                    "type": "speaking_ended",
-                    "utterance_id": head.id,
-                    "tick": n,
-                    "duration_s": round(head.played / 25.0, 3),
-                }
-            )
+            self._on_event(SpeakingEnded(head.id, n, round(head.played / FPS, 3)))
         return unit

@@ -9,13 +9,14 @@ so feeding audio in any chunking gives the same windows as `split` on the whole.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import webrtcvad
 
 from streamer.audio import to_int16
 from streamer.errors import BadInput
+from streamer.media.buffer import Samples
 from streamer.units import FPS, MODEL_RATE, MODEL_SAMPLES_PER_UNIT
 
 UNIT = MODEL_SAMPLES_PER_UNIT
@@ -26,18 +27,27 @@ _CONTEXT_UNITS = 2
 """Audio past the last candidate cut needed to judge it (half a unit + one VAD frame < 2 units)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Window:
+    """A run of units rendered together; the segmenter cuts it, the render pool fills `crops`."""
+
     first_unit: int
     units: int
+    crops: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """[units, 256, 256, 3] uint8 face crops, once rendered."""
+    failed: bool = field(default=False, compare=False)
+    """Rendering failed: its units play their audio over the template's own frame."""
 
     @property
-    def end_unit(self) -> int:
-        return self.first_unit + self.units
+    def ready(self) -> bool:
+        return self.crops is not None or self.failed
 
 
 class Segmenter:
-    """Streaming cutter: `push` audio as it arrives, `finish` once the utterance ends."""
+    """Streaming cutter: `push` audio as it arrives, `finish` once the utterance ends.
+
+    The audio is kept once, in `audio` (an utterance passes its own buffer in).
+    """
 
     def __init__(
         self,
@@ -45,6 +55,7 @@ class Segmenter:
         window_s: float = 1.0,
         lookahead_units: int = 2,
         vad_mode: int = 2,
+        audio: Samples | None = None,
     ) -> None:
         if not 0 < first_window_s <= window_s or lookahead_units < 0:
             raise BadInput("windows need 0 < first_window_s <= window_s and lookahead_units >= 0")
@@ -54,8 +65,7 @@ class Segmenter:
         self._min_units = max(1, round(self.target_units * _SEARCH[0]))
         self._max_units = max(self._min_units, round(self.target_units * _SEARCH[1]))
         self._vad = webrtcvad.Vad(vad_mode)
-        self._audio = np.zeros(16 * UNIT, np.float32)
-        self._size = 0
+        self.audio = Samples(np.float32) if audio is None else audio
         self._speech: list[bool] = []  # one flag per complete VAD frame
         self._next = 0  # first unit of the next window
         self._finished = False
@@ -63,15 +73,15 @@ class Segmenter:
     @property
     def total_units(self) -> int:
         """Units of audio received so far, a partial last unit counted (padded at finish)."""
-        return -(-self._size // UNIT)
+        return -(-len(self.audio) // UNIT)
 
     def push(self, audio16k: np.ndarray) -> list[Window]:
         """Append 16 kHz float audio; return the windows whose audio (+ lookahead) is now known."""
         if self._finished:
             raise BadInput("audio pushed after the utterance finished")
-        self._append(np.asarray(audio16k, np.float32).reshape(-1))
+        self.audio.append(np.asarray(audio16k, np.float32).reshape(-1))
         self._run_vad()
-        known = self._size // UNIT
+        known = len(self.audio) // UNIT
         windows = []
         while True:
             if self._next == 0:
@@ -97,7 +107,7 @@ class Segmenter:
         For a live stream whose playout is about to run dry: audio that arrives in real time
         never builds the lead a full window needs, so small windows keep the lips going.
         """
-        units = self._size // UNIT - self.lookahead_units - self._next
+        units = len(self.audio) // UNIT - self.lookahead_units - self._next
         if self._finished or self._next == 0 or units < 1:
             return []
         return [self._take(units)]
@@ -108,10 +118,8 @@ class Segmenter:
             return []
         self._finished = True
         total = self.total_units
-        # zeros past the end: the tail unit is padded and VAD can judge the last cuts
-        self._append(np.zeros(total * UNIT + VAD_FRAME - self._size, np.float32))
-        self._run_vad()
-        self._size = total * UNIT
+        self.audio.pad_to(total * UNIT)
+        self._run_vad(final=True)  # zeros past the end, so VAD can judge the last cuts
         windows = []
         while self._next < total:
             left = total - self._next
@@ -159,23 +167,18 @@ class Segmenter:
 
     def _energy_at(self, boundary: int) -> float:
         centre = boundary * UNIT
-        around = self._audio[max(0, centre - UNIT // 2) : centre + UNIT // 2]
+        around = self.audio.view[max(0, centre - UNIT // 2) : centre + UNIT // 2]
         return float(np.mean(np.square(around, dtype=np.float64))) if len(around) else 0.0
 
-    def _append(self, samples: np.ndarray) -> None:
-        need = self._size + len(samples)
-        if need > len(self._audio):
-            grown = np.zeros(max(need, 2 * len(self._audio)), np.float32)
-            grown[: self._size] = self._audio[: self._size]
-            self._audio = grown
-        self._audio[self._size : need] = samples
-        self._size = need
-
-    def _run_vad(self) -> None:
-        while (len(self._speech) + 1) * VAD_FRAME <= self._size:
+    def _run_vad(self, final: bool = False) -> None:
+        """Judge each whole VAD frame; at the end also those that run past it, zero-padded."""
+        size = len(self.audio)
+        while (len(self._speech) + 1) * VAD_FRAME <= size or (final and len(self._speech) * VAD_FRAME <= size):
             start = len(self._speech) * VAD_FRAME
-            pcm = to_int16(self._audio[start : start + VAD_FRAME]).tobytes()
-            self._speech.append(self._vad.is_speech(pcm, MODEL_RATE))
+            frame = np.zeros(VAD_FRAME, np.float32)
+            part = self.audio.view[start : start + VAD_FRAME]
+            frame[: len(part)] = part
+            self._speech.append(self._vad.is_speech(to_int16(frame).tobytes(), MODEL_RATE))
 
 
 def split(audio16k: np.ndarray, first_window_s: float = 0.2, window_s: float = 1.0) -> list[Window]:

@@ -22,7 +22,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from streamer.media.clock import Clock
 from streamer.media.ladder import Ladder
-from streamer.media.playout import Playout, Unit
+from streamer.media.playout import Unit
 from streamer.units import FPS, OUT_RATE, OUT_SAMPLES_PER_PACKET, OUT_SAMPLES_PER_UNIT, VIDEO_CLOCK
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ CATCH_UP_S = 0.5
 Compose = Callable[[Unit], np.ndarray]
 """A unit's video frame as I420 ([H * 3 / 2, W] uint8), a cached read-only array when the unit has
 no crop."""
+NextUnit = Callable[[], Unit]
 
 
 class PumpedTrack(MediaStreamTrack):
@@ -64,25 +65,34 @@ class PumpedTrack(MediaStreamTrack):
 
 
 class MediaPump:
-    def __init__(self, playout: Playout, compose: Compose, clock: Clock, ladder: Ladder | None = None) -> None:
-        self.playout = playout
+    def __init__(
+        self, next_unit: NextUnit, compose: Compose, clock: Clock,
+        on_failure: Callable[[BaseException], None] | None = None,
+        ladder: Ladder | None = None,
+    ) -> None:
+        """`next_unit` gives the unit of each tick (the conversation's `tick`); `on_failure`
+        hears of a pump that died (the stream would freeze); `ladder` is the session's adaptive
+        ladder, which its frames carry to the encoder (`frame.opaque`)."""
+        self._next_unit = next_unit
         self.ladder = ladder
-        """The session's adaptive ladder; its frames carry it to the encoder (`frame.opaque`)."""
         self._compose = compose
         self._clock = clock
+        self._on_failure = on_failure
         self.video = PumpedTrack("video", self)
         self.audio = PumpedTrack("audio", self)
         self._task: asyncio.Task[None] | None = None
-        self.on_unit: Callable[[Unit, float], None] | None = None
-        """Called with each unit and the clock time it was due (for stats)."""
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="media-pump")
+            self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.error("media pump failed", exc_info=exc)
+            if self._on_failure is not None:
+                self._on_failure(exc)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -105,9 +115,7 @@ class MediaPump:
             if late > CATCH_UP_S:
                 log.warning("media pump %.0f ms late; resetting its schedule", late * 1000)
                 start = self._clock.now() - n / FPS
-            unit = self.playout.tick()
-            if self.on_unit is not None:
-                self.on_unit(unit, due)
+            unit = self._next_unit()
             try:
                 if unit.crop is None:
                     frame = self._video_frame(unit, n)

@@ -1,4 +1,4 @@
-"""What a render pool offers the session; local processes today, Ray actors later."""
+"""What a render pool offers the conversation core: the contract every backend keeps."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from streamer.render.base import RenderJob
 
 
 class RenderPool(Protocol):
-    renderer: str
-    """Name of the renderer the workers run."""
+    @property
+    def renderer(self) -> str:
+        """Name of the renderer the workers run ("" until one is running)."""
+        ...
+
+    @property
+    def audio_context_units(self) -> int:
+        """The renderer's `audio_context_units` (how much audio a job carries)."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -21,6 +28,10 @@ class RenderPool(Protocol):
 
     async def prepare(self, template_id: str, force: bool = False) -> dict[str, str]:
         """Build or check the template's cache; returns the cache key it was built with."""
+        ...
+
+    def cancel(self, session_id: str) -> None:
+        """Drop that session's queued jobs; their `render` calls raise `Cancelled`."""
         ...
 
     def stats(self) -> list[dict[str, Any]]: ...

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from streamer.config import Settings, settings_to_json
-from streamer.errors import Busy, NotReady, StreamerError
+from streamer.errors import Busy, NotReady, StreamerError, WorkerDied
 from streamer.pool.wire import decode, encode
 from streamer.pool.worker import worker_main
 from streamer.render.base import RenderJob
@@ -35,10 +35,6 @@ START_TIMEOUT_S = 600.0
 """Loading full-size models from a slow disk can take minutes."""
 RESTART_BACKOFF_S = (1.0, 5.0, 30.0)
 """Waits before restarting a dead worker: after its first, second, and every later death."""
-
-
-class WorkerDied(StreamerError):
-    status = 503
 
 
 @dataclass
@@ -71,6 +67,7 @@ class Worker:
         self._process: mp.process.BaseProcess | None = None
         self._send_lock = asyncio.Lock()
         self.renderer = ""
+        self.audio_context_units = 0
 
     @property
     def alive(self) -> bool:
@@ -97,6 +94,7 @@ class Worker:
             self._discard_process()
             raise NotReady(f"worker {self.stats.index} on {self.stats.device} failed: {ready.get('error')}")
         self.renderer = ready["renderer"]
+        self.audio_context_units = int(ready["audio_context_units"])
         self.stats.alive = True
         threading.Thread(target=self._read_loop, args=(loop, parent), daemon=True).start()
         log.info("worker %d on %s ready (%s)", self.stats.index, self.stats.device, self.renderer)
@@ -217,8 +215,16 @@ class LocalPool:
     def renderer(self) -> str:
         return next((w.renderer for w in self.workers if w.renderer), "")
 
+    @property
+    def audio_context_units(self) -> int:
+        return next((w.audio_context_units for w in self.workers if w.renderer), 0)
+
     async def start(self) -> None:
         await asyncio.gather(*(w.start() for w in self.workers))
+
+    def cancel(self, session_id: str) -> None:
+        """Nothing to drop here: jobs go straight to a worker, and the session discards the
+        results of a stale epoch itself."""
 
     def _pick(self) -> Worker:
         alive = [w for w in self.workers if w.alive]

@@ -36,7 +36,8 @@ def worker_main(
     except StreamerError as exc:
         conn.send_bytes(encode({"type": "failed", "error": str(exc)}))
         return
-    conn.send_bytes(encode({"type": "ready", "renderer": renderer.name}))
+    hello = {"type": "ready", "renderer": renderer.name, "audio_context_units": renderer.audio_context_units}
+    conn.send_bytes(encode(hello))
     templates: dict[str, Any] = {}
 
     def source(template_id: str):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import numpy as np
 
 from streamer.avatar.prepared import PreparedTemplate
+from streamer.units import MODEL_SAMPLES_PER_UNIT
+
+MARGIN_UNITS = 2
+"""Audio a renderer with local features looks at around its frames (lite smooths over ±1)."""
 
 
 @dataclass(frozen=True)
@@ -29,14 +34,46 @@ class RenderJob:
     """Index (25 fps units) within `audio` of the first frame to render."""
     final: bool
     """True when `audio` ends where the utterance ends (an upload, or a stream that has ended)."""
+    session_id: str = ""
+    """The session it renders for: an interrupt cancels that session's queued jobs."""
+    due_in_s: float = math.inf
+    """Seconds from when it was sent until its first frame plays (scheduling)."""
 
     @property
     def frames(self) -> int:
         return int(self.positions.shape[0])
 
 
+def job_audio(
+    audio16k: np.ndarray, first_unit: int, units: int, final: bool, segment_units: int
+) -> tuple[np.ndarray, int]:
+    """The audio a window's job carries, and its first unit within it.
+
+    A renderer whose features are computed per segment of `segment_units` from the utterance
+    start (MuseTalk: whisper's 30 s) gets the segment before its own up to the end of the one
+    holding its last unit (+ look-ahead): the same features as the whole utterance gives,
+    without minutes of audio in every job. With 0 (local features) it gets its own units and
+    a margin each side. A job that is not `final` gets everything known so far.
+    """
+    if segment_units > 0:
+        chunk = segment_units * MODEL_SAMPLES_PER_UNIT
+        start_unit = max(0, first_unit // segment_units - 1) * segment_units
+    else:
+        chunk = MODEL_SAMPLES_PER_UNIT
+        start_unit = max(0, first_unit - MARGIN_UNITS)
+    start = start_unit * MODEL_SAMPLES_PER_UNIT
+    end = len(audio16k)
+    if final:
+        last = (first_unit + units + MARGIN_UNITS) * MODEL_SAMPLES_PER_UNIT
+        end = min(end, -(-last // chunk) * chunk)
+    return audio16k[start:end], first_unit - start_unit
+
+
 class Renderer(Protocol):
     name: str
+    audio_context_units: int
+    """Features are computed over segments of this many units from the utterance start (MuseTalk:
+    whisper's 30 s); 0 when each frame needs only the audio around it. Sizes a job's audio."""
 
     def prepare(
         self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None

@@ -125,6 +125,7 @@ def _open_mouth(img: np.ndarray, mx: float, my: float, drop: float) -> None:
 
 class LiteRenderer:
     name = "lite"
+    audio_context_units = 0
 
     def prepare(
         self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None

@@ -13,10 +13,14 @@ import cv2
 from aiohttp import WSMsgType, web
 
 from streamer import audio, tts
-from streamer.errors import BadInput, NotFound, StreamerError, Unauthorized, UnsupportedMedia
+from streamer.errors import BadInput, NotFound, StreamerError, UnsupportedMedia
+from streamer.events import to_json
+from streamer.server.auth import require_key
 from streamer.server.keys import DECODERS, SESSIONS, SETTINGS, STARTUP
-from streamer.session import Session, SessionManager, bearer_matches
-from streamer.units import MODEL_RATE, OUT_RATE
+from streamer.server.sessions import SessionManager
+from streamer.session import Session
+from streamer.tasks import TaskSet
+from streamer.units import FPS, MODEL_RATE, OUT_RATE
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -32,13 +36,6 @@ def _session_id(request: web.Request) -> str:
 
 def _authorized(request: web.Request) -> Session:
     return request.app[SESSIONS].authorize(_session_id(request), request.headers.get("Authorization"))
-
-
-def require_key(request: web.Request) -> None:
-    """When the server has a key, opening a session needs it too."""
-    key = request.app[SETTINGS].key
-    if key is not None and not bearer_matches(request.headers.get("Authorization"), key):
-        raise Unauthorized("this server needs its key to open sessions (Authorization: Bearer <key>)")
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
@@ -88,7 +85,7 @@ async def preview(request: web.Request) -> web.Response:
 
 @routes.post("/api/sessions")
 async def open_session(request: web.Request) -> web.Response:
-    require_key(request)
+    require_key(request.headers.get("Authorization"), request.app[SETTINGS].key)
     body = await _json(request)
     if body.get("type", "offer") != "offer":
         raise BadInput("`type` must be offer")
@@ -118,9 +115,9 @@ async def _speak_bytes(request: web.Request, session: Session, data: bytes, cont
     decoders = request.app[DECODERS]
     audio48k = await loop.run_in_executor(decoders, audio.decode, data, content_type, OUT_RATE, settings.max_audio_seconds)
     audio16k = await loop.run_in_executor(decoders, audio.resample, audio48k, OUT_RATE, MODEL_RATE)
-    utterance = session.speak(audio16k, audio48k, arrived=arrived)
+    utterance = session.conversation.speak(audio16k, audio48k, arrived=arrived)
     return web.json_response(
-        {"utterance_id": utterance.id, "duration_s": round((utterance.total_units or 0) / 25.0, 3)}, status=202
+        {"utterance_id": utterance.id, "duration_s": round((utterance.total_units or 0) / FPS, 3)}, status=202
     )
 
 
@@ -144,8 +141,8 @@ async def say(request: web.Request) -> web.Response:
 
 @routes.post("/api/sessions/{session_id}/interrupt")
 async def interrupt(request: web.Request) -> web.Response:
-    events = _authorized(request).interrupt()
-    return web.json_response({"interrupted": events})
+    events = _authorized(request).conversation.interrupt()
+    return web.json_response({"interrupted": [to_json(e) for e in events]})
 
 
 @routes.get("/api/sessions/{session_id}/audio")
@@ -157,13 +154,11 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 20)
     await ws.prepare(request)
 
-    sends: set[asyncio.Task[None]] = set()
+    sends = TaskSet(f"audio-socket-{session.id}")
 
     def forward(event: dict[str, Any]) -> None:
         if not ws.closed:
-            task = asyncio.ensure_future(ws.send_json(event))
-            sends.add(task)
-            task.add_done_callback(sends.discard)
+            sends.spawn(ws.send_json(event), name="send-event")
 
     session.listeners.add(forward)
     stream = None
@@ -174,21 +169,18 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
                     command = json.loads(msg.data)
                     kind = command.get("type") if isinstance(command, dict) else None
                     if kind == "start":
-                        if stream is not None:
+                        if stream is not None and not stream.ended:
                             raise BadInput("a stream is open: send end first")
-                        rate = command.get("sample_rate")
-                        if not isinstance(rate, int):
-                            raise BadInput("start needs an integer sample_rate")
-                        stream = session.open_stream(rate)
+                        stream = session.conversation.open_stream(command.get("sample_rate"))
                         await ws.send_json({"type": "started", "utterance_id": stream.utterance_id})
                     elif kind == "end":
-                        if stream is None:
+                        if stream is None or stream.dropped:
                             raise BadInput("no stream is open")
                         seconds = stream.end()
                         await ws.send_json({"type": "ended", "utterance_id": stream.utterance_id, "duration_s": seconds})
                         stream = None
                     elif kind == "interrupt":
-                        session.interrupt()
+                        session.conversation.interrupt()
                         stream = None
                     else:
                         raise BadInput("messages are start, end or interrupt")
@@ -202,6 +194,7 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
                 await ws.send_json({"type": "error", "error": str(exc), "status": exc.status})
     finally:
         session.listeners.discard(forward)
+        await sends.close()
         if stream is not None:
             stream.end()  # keep what was sent
     return ws

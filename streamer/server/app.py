@@ -27,7 +27,7 @@ from streamer.render.prepare import MAX_FRAMES, renderer_cache
 from streamer.server import api, whep
 from streamer.server.http import cors, errors, loopback_host
 from streamer.server.keys import DECODERS, METRICS, SESSIONS, SETTINGS, STARTUP
-from streamer.session import SessionManager
+from streamer.server.sessions import SessionManager
 
 log = logging.getLogger(__name__)
 WEB_FILE = re.compile(r"[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico|webmanifest)")

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from streamer.config import Settings
 from streamer.metrics import Metrics
-from streamer.session import SessionManager
+from streamer.server.sessions import SessionManager
 
 SETTINGS = web.AppKey("settings", Settings)
 SESSIONS = web.AppKey("sessions", SessionManager)

@@ -14,8 +14,8 @@ import logging
 from aiohttp import web
 
 from streamer.errors import BadInput, TooLarge, UnsupportedMedia
-from streamer.server.api import require_key
-from streamer.server.keys import SESSIONS
+from streamer.server.auth import require_key
+from streamer.server.keys import SESSIONS, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ async def _read_offer(request: web.Request) -> str:
 
 
 async def post_offer(request: web.Request) -> web.Response:
-    require_key(request)
+    require_key(request.headers.get("Authorization"), request.app[SETTINGS].key)
     offer = await _read_offer(request)
     opened = await request.app[SESSIONS].open(request.match_info["template"], offer)
     log.info("WHEP session %s opened on %s", opened.session_id, request.match_info["template"])

@@ -8,7 +8,8 @@ import aiohttp
 import numpy as np
 import pytest
 
-from streamer.client import Client, mouth_motion
+from streamer.client import Client
+from streamer.measure import mouth_motion
 from streamer.config import Settings
 from tests.integration.conftest import live_server
 from tests.musetalk_tiny import speech_like, tiny_musetalk_settings, write_wav

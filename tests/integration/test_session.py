@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from streamer.audio import decode_file
-from streamer.client import Client, audio_envelope, av_offset_ms, mouth_motion
+from streamer.client import Client
+from streamer.measure import audio_envelope, av_offset_ms, mouth_motion
 
 TEMPLATE = "astronaut"
 SPEECH_RMS = 300.0

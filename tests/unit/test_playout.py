@@ -2,7 +2,10 @@
 
 import numpy as np
 
-from streamer.media.playout import SILENCE, Playout, Utterance, Window
+from streamer.events import to_json
+from streamer.media.playout import Playout
+from streamer.media.segmenter import Window
+from streamer.media.utterance import SILENCE, Utterance
 
 
 def crops(first: int, units: int) -> np.ndarray:
@@ -21,7 +24,7 @@ def speech(uid: str, units: int, epoch: int = 0) -> Utterance:
 
 def make() -> tuple[Playout, list[dict]]:
     events: list[dict] = []
-    return Playout(events.append, lead_units=2), events
+    return Playout(lambda e: events.append(to_json(e)), lead_units=2), events
 
 
 def test_welcome_then_idle_with_events():
@@ -135,7 +138,8 @@ def test_interrupt_returns_to_idle_on_the_next_tick():
     for _ in range(12):
         playout.tick()
     dropped = playout.interrupt()
-    assert [(e["utterance_id"], e["position_s"]) for e in dropped] == [("u1", 0.48), ("u2", 0.0)]
+    assert [(e.utterance_id, e.position_s) for e in dropped] == [("u1", 0.48), ("u2", 0.0)]
+    assert [e["type"] for e in events] == ["speaking_started"]  # the caller emits the interrupts
     nxt = playout.tick()
     assert nxt.kind == "idle" and not nxt.audio.any()
     assert nxt.position == u1.base_position + 11 + 1

@@ -3,7 +3,9 @@
 import numpy as np
 
 from streamer.media.clock import FakeClock
-from streamer.media.playout import Playout, Utterance, Window
+from streamer.media.playout import Playout
+from streamer.media.segmenter import Window
+from streamer.media.utterance import Utterance
 from streamer.media.tracks import MediaPump
 
 
@@ -22,9 +24,14 @@ async def test_pump_ticks_only_when_the_clock_moves_and_pairs_audio_with_video()
     speech.end()
     playout.enqueue(speech)
     playout.assign_base(speech)
-    pump = MediaPump(playout, compose, clock)
     seen = []
-    pump.on_unit = lambda unit, due: seen.append((unit.kind, due))
+
+    def tick():
+        unit = playout.tick()
+        seen.append((unit.kind, clock.now()))
+        return unit
+
+    pump = MediaPump(tick, compose, clock)
 
     video = [await pump.video.recv()]  # the first recv starts the pump
     assert len(seen) == 1  # tick 0 is due at once; nothing more until the clock moves
@@ -46,7 +53,7 @@ async def test_pump_ticks_only_when_the_clock_moves_and_pairs_audio_with_video()
 
 async def test_a_track_that_is_not_read_drops_its_oldest_frames_instead_of_growing():
     clock = FakeClock()
-    pump = MediaPump(Playout(lambda e: None), compose, clock)
+    pump = MediaPump(Playout(lambda e: None).tick, compose, clock)
     for _ in range(30):  # read audio only, as a viewer whose video stalled would
         await pump.audio.recv()
         await pump.audio.recv()

@@ -18,11 +18,11 @@ from streamer.errors import BadInput, ModelError
 from streamer.render.base import RenderJob
 from streamer.render.lite import openings
 from streamer.render.musetalk.bisenet import FaceParser
-from streamer.render.musetalk.features import ROWS_PER_FRAME, WhisperFeatures
+from streamer.render.musetalk.features import ROWS_PER_FRAME, SEGMENT_SAMPLES, WhisperFeatures
 from streamer.render.musetalk.layout import find_layout, sha256_file
 from streamer.render.musetalk.models import load_unet, load_vae, load_whisper
 from streamer.render.musetalk.positional import positional_encoding
-from streamer.units import CROP_SIZE
+from streamer.units import CROP_SIZE, MODEL_SAMPLES_PER_UNIT
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class MuseTalkRenderer:
     """The `Renderer` for the official MuseTalk weights under `models`."""
 
     name = "musetalk"
+    audio_context_units = SEGMENT_SAMPLES // MODEL_SAMPLES_PER_UNIT
 
     def __init__(self, models: Path, device: str, settings: Settings) -> None:
         self.layout = find_layout(Path(models), settings.musetalk_version)

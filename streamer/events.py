@@ -1,0 +1,58 @@
+"""The events a session tells its viewer and its backend, typed, serialised in one place.
+
+Each is a frozen dataclass with a `type` literal; `to_json` gives the JSON that docs/api.md
+documents (the data channel, the audio WebSocket and the interrupt answer all send it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+
+@dataclass(frozen=True)
+class SpeakingStarted:
+    utterance_id: str
+    tick: int
+    type: Literal["speaking_started"] = "speaking_started"
+
+
+@dataclass(frozen=True)
+class SpeakingEnded:
+    utterance_id: str
+    tick: int
+    duration_s: float
+    type: Literal["speaking_ended"] = "speaking_ended"
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    utterance_id: str
+    position_s: float
+    """How much of the utterance had played when it was dropped."""
+    type: Literal["interrupted"] = "interrupted"
+
+
+@dataclass(frozen=True)
+class WelcomeEnded:
+    type: Literal["welcome_ended"] = "welcome_ended"
+
+
+@dataclass(frozen=True)
+class Closing:
+    reason: str
+    """Why the server ends the session (e.g. `closed`, `limit`, `idle`, `draining`, `error`)."""
+    type: Literal["closing"] = "closing"
+
+
+Event = Union[SpeakingStarted, SpeakingEnded, Interrupted, WelcomeEnded, Closing]
+
+
+def to_json(event: Event, session_id: str | None = None) -> dict[str, Any]:
+    """The event's JSON object, `type` first; `session_id` added when given."""
+    body = dataclasses.asdict(event)
+    out: dict[str, Any] = {"type": body.pop("type"), **body}
+    if session_id is not None:
+        out["session_id"] = session_id
+    return out

@@ -1,0 +1,70 @@
+"""A live PCM stream into a conversation (the audio WebSocket): s16le chunks in, one utterance out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from streamer import audio
+from streamer.errors import BadInput
+from streamer.media.utterance import Utterance
+from streamer.units import FPS, MODEL_RATE, OUT_RATE
+
+if TYPE_CHECKING:
+    from streamer.conversation import Conversation
+
+LOW_WATER_UNITS = 4
+"""A playing stream with fewer rendered-or-cut units than this ahead gets a window cut now."""
+
+
+class LiveStream:
+    """Cuts windows as audio arrives, and early ones when the stream's playout runs low."""
+
+    def __init__(self, conversation: "Conversation", utterance: Utterance, sample_rate: int) -> None:
+        self._conversation = conversation
+        self.utterance = utterance
+        self.sample_rate = sample_rate
+        self._pcm = audio.PcmStream(sample_rate, (MODEL_RATE, OUT_RATE))
+        self.seconds = 0.0
+        self.last_audio_at = conversation.clock.now()
+        self.ended = False
+        self.dropped = False
+        """Interrupted: what it sent is gone and it takes no more audio."""
+
+    @property
+    def utterance_id(self) -> str:
+        return self.utterance.id
+
+    def push(self, chunk: bytes) -> None:
+        if self.ended:
+            state = "was interrupted" if self.dropped else "has ended"
+            raise BadInput(f"stream {self.utterance.id} {state}: send start to speak again")
+        limit = self._conversation.settings.max_audio_seconds
+        if self.seconds + len(chunk) / 2 / self.sample_rate > limit:
+            raise BadInput(f"stream longer than {limit:.0f} s: send end, then start another")
+        out = self._pcm.push(chunk)
+        self.seconds += len(out[MODEL_RATE]) / MODEL_RATE
+        self.last_audio_at = self._conversation.clock.now()
+        if self.utterance.first_audio_at is None and len(out[MODEL_RATE]):
+            self.utterance.first_audio_at = self.last_audio_at
+        utterance = self.utterance
+        self._conversation.windows_cut(utterance.add_audio(audio.to_int16(out[OUT_RATE]), out[MODEL_RATE]))
+        if (
+            self._conversation.playout.current is utterance
+            and utterance.played > 0
+            and utterance.known_units - utterance.played < LOW_WATER_UNITS
+        ):
+            self._conversation.windows_cut(utterance.cut_available())
+
+    def end(self) -> float:
+        """No more audio; returns the utterance's length in seconds. Ending twice is harmless."""
+        if not self.ended:
+            self.ended = True
+            out = self._pcm.flush()
+            utterance = self.utterance
+            self._conversation.windows_cut(utterance.add_audio(audio.to_int16(out[OUT_RATE]), out[MODEL_RATE]))
+            self._conversation.windows_cut(utterance.end())
+            self._conversation.stream_ended(self)
+        return (self.utterance.total_units or 0) / FPS
+
+    def drop(self) -> None:
+        self.ended = self.dropped = True

@@ -1,0 +1,121 @@
+"""The open sessions: opening within the limits, finding one by id and token, closing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from streamer.avatar.prepared import PreparedTemplate
+from streamer.avatar.sources import check_id
+from streamer.config import Settings
+from streamer.errors import BadInput, Busy, NotFound, NotReady, Unauthorized
+from streamer.media.clock import Clock, MonotonicClock
+from streamer.memory import release_free_memory
+from streamer.metrics import Metrics
+from streamer.pool.base import RenderPool
+from streamer.server.auth import bearer_matches
+from streamer.session import Session
+from streamer.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Opened:
+    session_id: str
+    token: str
+    sdp: str
+    type: str = "answer"
+
+
+class SessionManager:
+    """Open sessions and the templates they may use."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: RenderPool,
+        metrics: Metrics,
+        clock_factory: Callable[[], Clock] = MonotonicClock,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.metrics = metrics
+        self.templates: dict[str, PreparedTemplate] = {}
+        self.sessions: dict[str, Session] = {}
+        self._opening = 0
+        """Sessions being negotiated: they count against the limit before they are listed."""
+        self._clock_factory = clock_factory
+        self._watchers = TaskSet("sessions")
+
+    def template(self, template_id: str) -> PreparedTemplate:
+        check_id(template_id)
+        if template_id not in self.templates:
+            raise NotFound(f"unknown template {template_id!r}")
+        return self.templates[template_id]
+
+    async def open(self, template_id: object, sdp: object) -> Opened:
+        if not isinstance(template_id, str) or not isinstance(sdp, str):
+            raise BadInput("`template` and `sdp` must be strings")
+        template = self.template(template_id)
+        if len(self.sessions) + self._opening >= self.settings.max_sessions:
+            raise Busy(f"the server holds its limit of {self.settings.max_sessions} sessions")
+        if not self.pool.renderer:
+            raise NotReady("render workers are starting")
+        session = Session(template, self.pool, self.settings, self.metrics, self._clock_factory())
+        self._opening += 1
+        try:
+            answer = await session.answer(sdp)
+        except BaseException:
+            await session.close()
+            raise
+        finally:
+            self._opening -= 1
+        self.sessions[session.id] = session
+        self.metrics.session_opened(template_id)
+        self.metrics.sessions.set(len(self.sessions))
+        self._watchers.spawn(self._watch(session), name=f"watch-{session.id}")
+        log.info("session %s opened on %s", session.id, template_id)
+        return Opened(session.id, session.token, answer)
+
+    async def _watch(self, session: Session) -> None:
+        """Close a session whose peer went away, or never connected."""
+        try:
+            await asyncio.wait_for(session.closed.wait(), CONNECT_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            if session.pc.connectionState != "connected":
+                log.info("session %s never connected", session.id)
+                await self.close(session.id)
+                return
+            await session.closed.wait()
+        await self.close(session.id)
+
+    def get(self, session_id: object) -> Session:
+        session = self.sessions.get(session_id) if isinstance(session_id, str) else None
+        if session is None:
+            raise NotFound(f"no session {session_id!r}")
+        return session
+
+    def authorize(self, session_id: object, authorization: str | None) -> Session:
+        """The session, when `authorization` is `Bearer <its token or the server key>`."""
+        session = self.get(session_id)
+        if bearer_matches(authorization, session.token) or bearer_matches(authorization, self.settings.key):
+            return session
+        raise Unauthorized("this session needs its token (Authorization: Bearer <token>)")
+
+    async def close(self, session_id: str) -> None:
+        session = self.sessions.pop(session_id, None)
+        if session is None:
+            return
+        await session.close()
+        self.metrics.sessions.set(len(self.sessions))
+        log.info("session %s closed", session_id)
+        await asyncio.get_running_loop().run_in_executor(None, release_free_memory)
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(self.close(sid) for sid in list(self.sessions)))
+        await self._watchers.close()
