@@ -12,7 +12,7 @@ from typing import Protocol
 
 import av
 
-from streamer.media.ladder import Ladder
+from streamer.media.ladder import Ladder, LadderRef
 
 BAND = 0.05
 """REMB may move the bitrate only this far from the target: below aiortc's 10 % rebuild step."""
@@ -71,7 +71,8 @@ class ClampedBitrate:
     def _follow(self, frame: av.VideoFrame) -> av.VideoFrame:
         """`frame` at its ladder step's size, with `_bitrate` set to the step's bitrate (and a
         keyframe when the ladder asks for one)."""
-        ladder = frame.opaque if isinstance(frame.opaque, Ladder) else None
+        ref = frame.opaque
+        ladder = ref.ladder if isinstance(ref, LadderRef) else None
         if ladder is None:
             return frame
         self._ladder = ladder

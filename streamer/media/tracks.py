@@ -21,7 +21,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from streamer.media.clock import Clock
-from streamer.media.ladder import Ladder
+from streamer.media.ladder import Ladder, LadderRef
 from streamer.media.playout import Unit
 from streamer.units import FPS, OUT_RATE, OUT_SAMPLES_PER_PACKET, OUT_SAMPLES_PER_UNIT, VIDEO_CLOCK
 
@@ -131,7 +131,7 @@ class MediaPump:
 
     def _video_frame(self, unit: Unit, n: int) -> av.VideoFrame:
         frame = av.VideoFrame.from_numpy_buffer(self._compose(unit), format="yuv420p")
-        frame.opaque = self.ladder
+        frame.opaque = LadderRef(self.ladder) if self.ladder is not None else None
         frame.pts = n * (VIDEO_CLOCK // FPS)
         frame.time_base = VIDEO_TIME_BASE
         return frame

@@ -8,7 +8,7 @@ import av
 import numpy as np
 
 from streamer.media.encoding import EncoderSettings, TunedH264Encoder, TunedVp8Encoder
-from streamer.media.ladder import DOWN_HOLD_S, DWELL_S, UP_HOLD_S, Ladder
+from streamer.media.ladder import DOWN_HOLD_S, DWELL_S, UP_HOLD_S, Ladder, LadderRef
 
 
 class Clock:
@@ -104,11 +104,8 @@ def frames(ladder: Ladder, count: int, size: int = 256):
     base = rng.integers(0, 255, (size * 3 // 2, size), dtype=np.uint8)
     for n in range(count):
         frame = av.VideoFrame.from_ndarray(np.roll(base, n, axis=1), format="yuv420p")
-        frame.pts, frame.time_base, frame.opaque = (
-            n * 3600,
-            fractions.Fraction(1, 90000),
-            ladder,
-        )
+        frame.pts, frame.time_base = n * 3600, fractions.Fraction(1, 90000)
+        frame.opaque = LadderRef(ladder)  # as the media pump sends them
         yield frame
 
 
@@ -145,3 +142,10 @@ def test_encoders_take_the_steps_bitrate_and_size_rebuild_once_per_step_and_pass
             for packet in low.encode(encoder._follow(frame)):
                 decoded += decoder.decode(packet)
         assert encoder.codec is low and decoded and decoded[0].width == 128
+
+
+def test_queued_frames_keep_their_ladder_when_another_frame_is_freed():
+    ladder = Ladder(1_000_000)
+    queued = list(frames(ladder, 4))
+    del queued[0]  # PyAV forgets a shared opaque object here; each frame has its own ref
+    assert all(frame.opaque.ladder is ladder for frame in queued)
