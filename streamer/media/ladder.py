@@ -78,6 +78,9 @@ class Ladder:
         self.loss = 0.0
         self._clock = clock
         self._sent: deque[tuple[float, int]] = deque()
+        self._remb_armed = False
+        """REMB counts only once it has reached what we send: a receiver's estimate starts low
+        and ramps up (Chromium's from ~300 kbit/s), which is no congestion."""
         self._bad_since: float | None = None
         self._good_since: float | None = None
         self._changed_at = -math.inf
@@ -114,15 +117,13 @@ class Ladder:
             return
         now = self._clock()
         sent = self.sent_bitrate()
-        congested = self.loss > DOWN_LOSS or (
-            self.remb is not None
-            and sent > 0
-            and self.remb < DOWN_RATIO * min(sent, self.step.bitrate)
-        )
-        severe = self.loss > SEVERE_LOSS or (
-            self.remb is not None
-            and self.remb < SEVERE_RATIO * min(sent, self.step.bitrate)
-        )
+        rate = min(sent, self.step.bitrate)
+        window_full = bool(self._sent) and now - self._sent[0][0] >= RATE_WINDOW_S * 0.9
+        if self.remb is not None and window_full and self.remb >= rate:
+            self._remb_armed = True
+        remb = self.remb if self._remb_armed else None
+        congested = self.loss > DOWN_LOSS or (remb is not None and remb < DOWN_RATIO * rate)
+        severe = self.loss > SEVERE_LOSS or (remb is not None and remb < SEVERE_RATIO * rate)
         clean = self.loss < UP_LOSS and (
             self.remb is None or self.remb >= min(sent, self.step.bitrate)
         )

@@ -74,7 +74,8 @@ async def test_a_narrowed_link_steps_down_and_back_up_without_a_long_freeze(cach
                 if r.track and r.track.kind == "video"
             )
             link = NarrowLink(receiver)
-            start = (await client.state())["link"]
+            settled = lambda q: q["remb_kbps"] is not None and q["remb_kbps"] >= q["bitrate_kbps"] > 0  # noqa: E731
+            start = (await wait_for_step(client, settled, timeout=20))[-1]  # the viewer's estimate
             assert start["step"] == 0 and start["steps"] == 3
             link.rate = LINK_BPS
             down = await wait_for_step(client, lambda q: q["step"] >= 1, timeout=30)

@@ -49,9 +49,8 @@ def test_a_clean_link_keeps_the_top_step():
 def test_congestion_steps_down_one_at_a_time_then_a_clean_link_steps_back_up():
     clock = Clock()
     ladder = Ladder(1_500_000, clock=clock)
-    down = feed(
-        ladder, clock, 5, 1_200_000, 900_000
-    )  # REMB below what we send: congested
+    feed(ladder, clock, 2, 1_200_000, 1_500_000)  # the receiver's estimate has settled
+    down = feed(ladder, clock, 3, 1_200_000, 900_000)  # REMB below what we send: congested
     first = down.index(1) * 0.04
     assert (
         DOWN_HOLD_S <= first <= DOWN_HOLD_S + 1.2
@@ -149,3 +148,13 @@ def test_queued_frames_keep_their_ladder_when_another_frame_is_freed():
     queued = list(frames(ladder, 4))
     del queued[0]  # PyAV forgets a shared opaque object here; each frame has its own ref
     assert all(frame.opaque.ladder is ladder for frame in queued)
+
+
+def test_a_receiver_estimate_ramping_up_from_low_is_not_congestion():
+    clock = Clock()
+    ladder = Ladder(1_500_000, clock=clock)
+    for second in range(8):  # Chromium starts its estimate near 300 kbit/s and ramps it up
+        feed(ladder, clock, 1, 900_000, 300_000 + 150_000 * second)
+    assert ladder.index == 0 and ladder.changes == 0
+    feed(ladder, clock, 3, 900_000, 300_000)  # once it has reached what we send, a fall is
+    assert ladder.index > 0
