@@ -16,13 +16,15 @@ from streamer.errors import StreamerError
 
 def _settings_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file of settings (see docs/)")
-    parser.add_argument("--renderer", choices=["auto", "lite", "musetalk"])
+    parser.add_argument("--renderer", choices=["auto", "lite", "musetalk", "sim"])
     parser.add_argument("--models", type=Path, help="folder with the official MuseTalk weights layout")
     parser.add_argument("--devices", help="cuda:0,cuda:1 or cpu:N (default: every GPU, else one CPU worker)")
+    parser.add_argument("--pool", choices=["local", "ray"], help="render workers here, or actors of a Ray cluster")
+    parser.add_argument("--ray-address", dest="ray_address", help="the Ray cluster to join (default auto)")
 
 
 def _settings(args: argparse.Namespace, **extra) -> Settings:
-    cli = {k: getattr(args, k, None) for k in ("renderer", "models", "devices", "host", "port", "key", "cors_origins")}
+    cli = {k: getattr(args, k, None) for k in ("renderer", "models", "devices", "host", "port", "key", "cors_origins", "pool", "ray_address")}
     return load_settings(getattr(args, "config", None), {**cli, **extra})
 
 
@@ -50,7 +52,10 @@ def prepare(args: argparse.Namespace) -> None:
             raise StreamerError(f"unknown template {template_id!r} (have: {', '.join(sorted(sources))})")
     renderer = create_renderer(settings, devices(settings)[0])
     for template_id in wanted:
-        load_or_prepare(sources[template_id], renderer, settings.cache_dir, force=args.force, models=settings.models)
+        t = load_or_prepare(sources[template_id], renderer, settings.cache_dir, force=args.force,
+                            models=settings.models)
+        label = " DEGRADED: face boxes without landmarks" if t.degraded else ""
+        print(f"{t.id}: {t.frame_count} frames, {renderer.name}, faces {t.faces}{label}")
 
 
 def render(args: argparse.Namespace) -> None:

@@ -4,10 +4,14 @@
 
 --tiny (default): tiny random weights, meant for the CPU (well under 2 minutes on 2 cores).
 --full: random weights of the real sizes (UNet 850 M parameters, SD VAE): for a GPU machine.
-Figures: frames/s per device, batch size and UNet dtype (fp16 only on CUDA); time to the first
-frame of a 5-unit streaming window (whisper features of the utterance so far + UNet + VAE);
-peak GPU memory; 1 → N devices (one process per device, same audio); the mean cosine
-similarity of streamed features to the whole file's.
+Figures: frames/s per device, batch size and precision (CUDA: `fp16` = today's default, UNet
+fp16 + VAE fp32; `fp16-everything` = the official realtime script's, whisper, VAE and positional
+encoding in fp16 too; `fp32`); the max / mean pixel difference of fp16-everything against
+today's; time to the first frame of a 5-unit streaming window (whisper features of the utterance
+so far + UNet + VAE); peak GPU memory; 1 → N devices (one process per device, same audio); and
+streamed-feature fidelity: the cosine distance of streamed to whole-file features of the same
+audio beside the distance between whole-file features of two different sentences (the first
+must be far smaller, or the similarity says nothing).
 """
 
 from __future__ import annotations
@@ -34,15 +38,20 @@ from streamer.avatar.prepared import PreparedTemplate  # noqa: E402
 from streamer.config import Settings  # noqa: E402
 from streamer.render.base import RenderJob  # noqa: E402
 from streamer.render.musetalk import MuseTalkRenderer  # noqa: E402
-from tests.musetalk_tiny import build_tiny_models, speech_like  # noqa: E402
+from streamer.render.musetalk.tiny import build_tiny_models, speech_like  # noqa: E402
 
 FIRST_WINDOW = 5
 LOOKAHEAD = 2
 SAMPLES_PER_UNIT = 640
 
 
-def _renderer(models: Path, device: str, batch: int, fp16: bool) -> MuseTalkRenderer:
-    return MuseTalkRenderer(models, device, dataclasses.replace(Settings(), batch_size=batch, fp16=fp16))
+PRECISIONS = {"fp16": {"fp16": True}, "fp16-everything": {"fp16": True, "realtime_fp16": True},
+              "fp32": {"fp16": False}}
+
+
+def _renderer(models: Path, device: str, batch: int, precision: str) -> MuseTalkRenderer:
+    settings = dataclasses.replace(Settings(), batch_size=batch, **PRECISIONS[precision])
+    return MuseTalkRenderer(models, device, settings)
 
 
 def _template(renderer: MuseTalkRenderer, frames: int = 8) -> PreparedTemplate:
@@ -88,20 +97,42 @@ def _first_frame(renderer: MuseTalkRenderer, template: PreparedTemplate, device:
     return time.perf_counter() - start
 
 
-def _streaming_cosine(renderer: MuseTalkRenderer, audio: np.ndarray) -> float:
-    frames = len(audio) // SAMPLES_PER_UNIT
+def _feature_fidelity(renderer: MuseTalkRenderer, audio: np.ndarray, other: np.ndarray) -> dict:
+    """Streamed vs whole-file features of `audio`, and whole-file features of `audio` vs `other`."""
+    frames = min(len(audio), len(other)) // SAMPLES_PER_UNIT
     whole = renderer.features.windows(audio, 0, frames)
-    sims, start, size = [], 0, FIRST_WINDOW
+    parts, start, size = [], 0, FIRST_WINDOW
     while start < frames:
         stop = min(frames, start + size)
-        part = renderer.features.windows(audio[: (stop + LOOKAHEAD) * SAMPLES_PER_UNIT], start, stop - start)
-        sims.append(torch.nn.functional.cosine_similarity(part.flatten(1), whole[start:stop].flatten(1), dim=1))
+        head = audio[: (stop + LOOKAHEAD) * SAMPLES_PER_UNIT]
+        parts.append(renderer.features.windows(head, start, stop - start, final=False))
         start, size = stop, 25
-    return round(torch.cat(sims).mean().item(), 6)
+    cosine = torch.nn.functional.cosine_similarity(torch.cat(parts).flatten(1), whole.flatten(1), dim=1)
+    different = torch.nn.functional.cosine_similarity(
+        renderer.features.windows(other, 0, frames).flatten(1), whole.flatten(1), dim=1)
+    same, apart = (1 - cosine).mean().item(), (1 - different).mean().item()
+    return {"streamed_cosine": round(cosine.mean().item(), 6),
+            "streamed_vs_whole_same_audio_distance": round(same, 6),
+            "whole_vs_whole_different_audio_distance": round(apart, 6),
+            "ratio": round(apart / max(same, 1e-12), 1)}
 
 
-def _scaling_worker(models: str, device: str, batch: int, fp16: bool, frames: int, barrier, queue) -> None:
-    renderer = _renderer(Path(models), device, batch, fp16)
+def _precision_difference(models: Path, device: str, audio: np.ndarray, frames: int) -> dict:
+    """Max and mean |pixel| difference of fp16-everything against today's precision."""
+    crops = {}
+    for precision in ("fp16", "fp16-everything"):
+        renderer = _renderer(models, device, frames, precision)
+        template = _template(renderer)
+        job = RenderJob("bench", np.arange(frames, dtype=np.int64), audio, 0, True)
+        crops[precision] = renderer.render(template, job).astype(np.int16)
+        del renderer
+        torch.cuda.empty_cache()
+    diff = np.abs(crops["fp16"] - crops["fp16-everything"])
+    return {"max": int(diff.max()), "mean": round(float(diff.mean()), 4)}
+
+
+def _scaling_worker(models: str, device: str, batch: int, precision: str, frames: int, barrier, queue) -> None:
+    renderer = _renderer(Path(models), device, batch, precision)
     template = _template(renderer)
     audio = speech_like(frames / 25 + 0.2, seed=3)
     job = RenderJob("bench", np.arange(frames, dtype=np.int64), audio, 0, True)
@@ -115,14 +146,14 @@ def _scaling_worker(models: str, device: str, batch: int, fp16: bool, frames: in
     queue.put((start, time.time()))
 
 
-def _scaling(models: Path, devices: list[str], batch: int, fp16: bool, frames: int) -> dict:
+def _scaling(models: Path, devices: list[str], batch: int, precision: str, frames: int) -> dict:
     """Aggregate frames/s with 1 and with all `devices`, one process each, the same audio."""
     ctx = mp.get_context("spawn")
     out = {}
     for used in sorted({1, len(devices)}):
         barrier, queue = ctx.Barrier(used), ctx.Queue()
         procs = [ctx.Process(target=_scaling_worker,
-                             args=(str(models), d, batch, fp16, frames, barrier, queue))
+                             args=(str(models), d, batch, precision, frames, barrier, queue))
                  for d in devices[:used]]
         for p in procs:
             p.start()
@@ -160,13 +191,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             speech, speech_source = speech16k(Path(tmp), lines=4), "espeak-ng"
         else:
             speech, speech_source = speech_like(6.0, seed=2), "synthetic"
+        other = speech_like(len(speech) / 16_000, seed=5)
         results, first_frame, memory = [], {}, {}
-        cosine = None
+        fidelity = None
         for device in devices:
             cuda = device.startswith("cuda")
-            for fp16 in ([True, False] if cuda else [False]):
-                dtype = "fp16" if fp16 else "fp32"
-                renderer = _renderer(models, device, batches[0], fp16)
+            for dtype in (list(PRECISIONS) if cuda else ["fp32"]):
+                renderer = _renderer(models, device, batches[0], dtype)
                 template = _template(renderer)
                 for batch in batches:
                     renderer.batch_size = batch
@@ -183,14 +214,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 _first_frame(renderer, template, device)  # warm-up
                 first_frame[f"{device} {dtype}"] = round(
                     min(_first_frame(renderer, template, device) for _ in range(2)), 4)
-                if cosine is None:
-                    cosine = _streaming_cosine(renderer, speech)
+                if fidelity is None:
+                    fidelity = _feature_fidelity(renderer, speech, other)
                 del renderer
                 if cuda:
                     torch.cuda.empty_cache()
         scale_batch = max(batches) if devices[0].startswith("cuda") else min(batches)
         scale_frames = args.frames or (4 * scale_batch if devices[0].startswith("cuda") else scale_batch)
-        scaling = _scaling(models, devices, scale_batch, devices[0].startswith("cuda"), scale_frames)
+        cuda = devices[0].startswith("cuda")
+        scaling = _scaling(models, devices, scale_batch, "fp16" if cuda else "fp32", scale_frames)
+        difference = _precision_difference(models, devices[0], audio, batches[0]) if cuda else None
     return {
         "machine": machine(),
         "weights": "given" if args.models else ("full-size random" if args.full else "tiny random"),
@@ -199,7 +232,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "first_window_units": FIRST_WINDOW,
         "gpu_peak_memory_mib": memory,
         "scaling": scaling,
-        "streaming_feature_cosine": cosine,
+        "fp16_everything_vs_fp16_pixels": difference,
+        "streamed_features": fidelity,
         "streaming_audio": f"{speech_source}, {len(speech) / 16_000:.1f} s",
     }
 

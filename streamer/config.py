@@ -68,6 +68,30 @@ class Settings:
     rest_in_silence: bool = True
     """MuseTalk moves the mouth even in silence; show the template's own mouth there instead."""
 
+    # MuseTalk fidelity
+    musetalk_faces: str = "auto"
+    """Face landmarks for MuseTalk's crops: `auto` (DWPose from models/dwpose/, else
+    face-alignment's FAN when installed), `dwpose`, `fan`, or `haar` (OpenCV boxes, framed unlike
+    the training crops: the template is labelled degraded)."""
+    realtime_fp16: bool = False
+    """On CUDA, run whisper, the VAE and the positional encoding in fp16 too (the official
+    realtime script's precision); off until GPU figures say it is safe."""
+
+    # Render plane
+    pool: str = "local"
+    """`local` (a worker process per device) or `ray` (a render actor per device of a Ray cluster)."""
+    ray_address: str = "auto"
+    """The Ray cluster `pool = "ray"` joins (`auto`: the one this machine belongs to)."""
+    sim_fixed_ms: float = 200.0
+    """`sim` device cost model: a call of n frames sleeps sim_fixed_ms + n × sim_per_frame_ms."""
+    sim_per_frame_ms: float = 6.0
+    admission_threshold: float = 0.8
+    """Share of the measured render capacity that the admitted sessions may plan to use."""
+    speaking_share: float = 1.0
+    """Share of its time an open session is expected to speak (1.0: all of it)."""
+    batch_across_jobs: bool = True
+    """A worker renders the due jobs of several sessions in one model call (False: one job a call)."""
+
     # Media plane
     prefer_cheaper_codec: bool = True
     """With `video_codec = auto`, offer H.264 (cheaper to encode, bench/encoder.py) first when the
@@ -87,10 +111,18 @@ class Settings:
                 f"binding {self.host} exposes the service: set a server key "
                 "(--key, STREAMER_KEY or `key` in the config file)"
             )
-        if self.renderer not in ("auto", "lite", "musetalk"):
-            raise BadInput(f"unknown renderer {self.renderer!r} (lite, musetalk or auto)")
+        if self.renderer not in ("auto", "lite", "musetalk", "sim"):
+            raise BadInput(f"unknown renderer {self.renderer!r} (lite, musetalk, sim or auto)")
+        if self.pool not in ("local", "ray"):
+            raise BadInput(f"unknown pool {self.pool!r} (local or ray)")
+        if not 0 < self.admission_threshold <= 1 or not 0 < self.speaking_share <= 1:
+            raise BadInput("admission_threshold and speaking_share must be in (0, 1]")
+        if self.sim_fixed_ms < 0 or self.sim_per_frame_ms < 0:
+            raise BadInput("sim_fixed_ms and sim_per_frame_ms cannot be negative")
         if self.renderer == "musetalk" and self.models is None:
             raise BadInput("--renderer musetalk needs --models DIR (the official weights layout)")
+        if self.musetalk_faces not in ("auto", "dwpose", "fan", "haar"):
+            raise BadInput(f"unknown musetalk_faces {self.musetalk_faces!r} (auto, dwpose, fan or haar)")
         if self.video_codec not in ("auto", "h264", "vp8"):
             raise BadInput(f"unknown video codec {self.video_codec!r} (auto, h264 or vp8)")
         if not 0.04 <= self.first_window_s <= self.window_s:

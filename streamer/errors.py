@@ -32,9 +32,14 @@ class UnsupportedMedia(StreamerError):
 
 
 class Busy(StreamerError):
-    """A limit is reached (sessions, queued speech); try again later."""
+    """A limit is reached (sessions, queued speech, render capacity); try again later."""
 
     status = 429
+
+    def __init__(self, message: str = "", retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        """Seconds after which a retry may succeed (the `Retry-After` header), when known."""
 
 
 class Cancelled(StreamerError):
@@ -49,13 +54,25 @@ class NotReady(StreamerError):
     status = 503
 
 
-class WorkerDied(StreamerError):
-    """The render worker holding a job exited or stopped answering."""
+class WorkerDied(NotReady):
+    """No render worker is running or the one holding a job died; they are being restarted."""
 
-    status = 503
+
+class RenderTimeout(StreamerError):
+    """A render job's compute took longer than `render_timeout_s`; it is failed, not retried."""
+
+    status = 504
 
 
 class ModelError(StreamerError):
     """Model files are missing or do not match what the renderer expects."""
 
     status = 500
+
+
+def error_class(name: str) -> type[StreamerError]:
+    """The `StreamerError` subclass called `name` (errors crossing a worker pipe by name)."""
+    found = globals().get(name)
+    if isinstance(found, type) and issubclass(found, StreamerError):
+        return found
+    return StreamerError

@@ -75,7 +75,8 @@
         });
         const name = Object.assign(document.createElement("span"), { textContent: t.name || t.id });
         const info = Object.assign(document.createElement("small"), {
-          textContent: t.ready === false ? "preparing…" : `${t.kind}, ${t.width}×${t.height}`,
+          textContent: t.ready === false ? "preparing…"
+            : `${t.kind}, ${t.width}×${t.height}${t.degraded ? ", degraded (no face landmarks)" : ""}`,
         });
         label.append(input, img, name, info);
         ui.templates.append(label);

@@ -1,9 +1,10 @@
 """Face boxes per template frame, on MuseTalk v1.5's rule, smoothed over time.
 
-MuseTalk's box spans the landmarks' width and, vertically, from the chin mirrored about the
-nose up to the chin, with `extra_margin` px added below. With 68 landmarks (face-alignment,
-only when its weights are on disk) we follow that rule; otherwise an OpenCV Haar box (which
-stops above the chin) is mapped to the same shape by fixed ratios.
+MuseTalk's box (`get_landmark_and_bbox`) spans the 68 landmarks' width and, vertically, from
+the chin mirrored about the nose (point 29) up to the chin, with `extra_margin` px added below.
+The landmarks come from a `Landmarker` (DWPose or face-alignment's FAN, given by the renderer);
+without one an OpenCV Haar box (which stops above the chin) is mapped to the same shape by
+fixed ratios: good enough for `lite`, a degraded crop for MuseTalk.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ MOUTH_IN_CROP = (0.5, 0.63)
 """Mouth centre in the crop (fractions of 256) when there are no landmarks; checked on the astronaut."""
 
 Progress = Callable[[int, int], None]
+Landmarker = Callable[[np.ndarray], "np.ndarray | None"]
+"""68 face points [68, 2] (x, y, frame pixels) of a BGR frame, or None when it shows no face."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,10 @@ class FaceTrack:
     """[N, 4] int32 x1, y1, x2, y2 (exclusive), inside the frame."""
     mouth: np.ndarray
     """[N, 2] float32 mouth centre (x, y) in 256×256 crop coordinates."""
-    landmarks: bool
-    """Whether 68-point landmarks (rather than Haar ratios) gave the boxes."""
+    source: str
+    """What gave the boxes: `dwpose`, `fan` (68 landmarks) or `haar` (fixed ratios)."""
+    degraded: bool = False
+    """The renderer wanted landmarks and was explicitly allowed to go without (Haar boxes)."""
 
 
 def _haar() -> cv2.CascadeClassifier:
@@ -90,34 +95,48 @@ def _drop_outliers(boxes: list[np.ndarray | None]) -> list[np.ndarray | None]:
     ]
 
 
-def _landmark_box(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """MuseTalk's box from 68 landmarks, and the mouth centre (frame coordinates)."""
-    chin = points[:, 1].max()
-    nose = points[29, 1]
-    box = np.array([points[:, 0].min(), 2 * nose - chin, points[:, 0].max(), chin])
-    return box, points[48:68].mean(axis=0)
+def landmark_box(points: np.ndarray) -> np.ndarray | None:
+    """The official v1.5 box (bbox_shift 0, before `extra_margin`) from 68 face points, or None
+    where the official code would fall back to its detector's box (empty box, or x1 < 0).
+
+    As there, the points are truncated to int32 first and the top is int(nose - (chin - nose)).
+    """
+    p = np.asarray(points).astype(np.int32)
+    nose, chin = int(p[29, 1]), int(p[:, 1].max())
+    x1, y1, x2, y2 = int(p[:, 0].min()), int(nose - (chin - nose)), int(p[:, 0].max()), chin
+    if y2 - y1 <= 0 or x2 - x1 <= 0 or x1 < 0:
+        return None
+    return np.array([x1, y1, x2, y2], np.float64)
 
 
-def _landmarker(models: Path | None):
-    """face-alignment's FAN, only when its weights are on disk (it would download otherwise)."""
-    if models is None:
-        return None
-    root = Path(models) / "face-alignment"
-    fan, sfd = root / "checkpoints" / FAN_FILE, root / SFD_FILE
-    if not (fan.is_file() and sfd.is_file()):
-        return None
+def has_fan(models: Path | None) -> bool:
+    root = Path(models) / "face-alignment" if models is not None else None
+    return root is not None and (root / "checkpoints" / FAN_FILE).is_file() and (root / SFD_FILE).is_file()
+
+
+def fan_landmarker(models: Path) -> Landmarker:
+    """face-alignment's FAN (needs its weights under `models/face-alignment/`; see `has_fan`)."""
     import face_alignment
     import torch
 
+    root = Path(models) / "face-alignment"
     previous = torch.hub.get_dir()
     torch.hub.set_dir(str(root))  # FAN weights are looked up as <hub>/checkpoints/<file>
     try:
-        return face_alignment.FaceAlignment(
+        fan = face_alignment.FaceAlignment(
             face_alignment.LandmarksType.TWO_D, device="cpu", compile=False,
-            face_detector="sfd", face_detector_kwargs={"path_to_detector": str(sfd)},
+            face_detector="sfd", face_detector_kwargs={"path_to_detector": str(root / SFD_FILE)},
         )
     finally:
         torch.hub.set_dir(previous)
+
+    def points(frame: np.ndarray) -> np.ndarray | None:
+        found = fan.get_landmarks_from_image(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        if not found:
+            return None
+        return max(found, key=lambda p: np.ptp(p[:, 0]) * np.ptp(p[:, 1]))[:, :2]
+
+    return points
 
 
 def _smooth(boxes: np.ndarray, window: int) -> np.ndarray:
@@ -143,28 +162,37 @@ def _fill_missing(values: list[np.ndarray | None], name: str) -> np.ndarray:
     return np.stack(out).astype(np.float64)
 
 
-def detect_faces(
-    frames: np.ndarray, name: str, models: Path | None = None, progress: Progress | None = None
-) -> FaceTrack:
-    """Face box and mouth centre of every frame of `frames` [N, H, W, 3] BGR."""
-    n, height, width = frames.shape[:3]
-    fan = _landmarker(models)
-    cascade = None if fan is not None else _haar()
+def _find(frames: np.ndarray, landmarker: Landmarker | None, progress: Progress | None
+          ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+    """Raw box (before margin) and mouth centre of each frame; None where there is no face."""
+    cascade = _haar() if landmarker is None else None
     raw: list[np.ndarray | None] = []
     mouths: list[np.ndarray | None] = []
     for i, frame in enumerate(frames):
         box = mouth = None
-        if fan is not None:
-            found = fan.get_landmarks_from_image(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            if found:
-                points = max(found, key=lambda p: np.ptp(p[:, 0]) * np.ptp(p[:, 1]))
-                box, mouth = _landmark_box(points[:, :2])
-        else:
+        if landmarker is not None:
+            points = landmarker(frame)
+            if points is not None:
+                box, mouth = landmark_box(points), np.asarray(points)[48:68].mean(axis=0)
+        elif cascade is not None:
             box = _haar_face(cascade, frame)
         raw.append(box)
         mouths.append(mouth)
         if progress is not None:
-            progress(i + 1, n)
+            progress(i + 1, len(frames))
+    return raw, mouths
+
+
+def detect_faces(
+    frames: np.ndarray, name: str, landmarker: Landmarker | None = None,
+    progress: Progress | None = None, source: str = "haar", degraded: bool = False,
+) -> FaceTrack:
+    """Face box and mouth centre of every frame of `frames` [N, H, W, 3] BGR.
+
+    `landmarker` None: Haar boxes; `source` names what the landmarker is (for the labels).
+    """
+    n, height, width = frames.shape[:3]
+    raw, mouths = _find(frames, landmarker, progress)
     kept = _drop_outliers(raw)
     missing = sum(b is None for b in kept)
     if missing and missing < n:
@@ -178,15 +206,19 @@ def detect_faces(
     if np.any(boxes[:, 2] - boxes[:, 0] < 8) or np.any(boxes[:, 3] - boxes[:, 1] < 8):
         raise BadInput(f"the face in template {name} is too small or outside the frame")
     size = (boxes[:, 2:] - boxes[:, :2]).astype(np.float32)
-    if fan is not None:
+    if landmarker is not None:
         frame_mouth = _fill_missing([m if b is not None else None for m, b in zip(mouths, kept)], name)
         mouth_crop = (frame_mouth - boxes[:, :2]) / size * CROP_SIZE
     else:
         mouth_crop = np.tile(np.array(MOUTH_IN_CROP) * CROP_SIZE, (n, 1))
-    return FaceTrack(boxes, mouth_crop.astype(np.float32), fan is not None)
+    return FaceTrack(boxes, mouth_crop.astype(np.float32), source if landmarker else "haar", degraded)
 
 
 def crop_face(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """The frame's face box resized to 256×256 (MuseTalk uses LANCZOS4)."""
+    """The face box of `frame` (clipped to it) resized to 256×256 with Lanczos, as MuseTalk does."""
+    h, w = frame.shape[:2]
     x1, y1, x2, y2 = (int(v) for v in box)
+    x1, x2, y1, y2 = max(0, x1), min(w, x2), max(0, y1), min(h, y2)
+    if x2 <= x1 or y2 <= y1:
+        raise BadInput(f"face box {tuple(int(v) for v in box)} lies outside the {w}×{h} frame")
     return cv2.resize(frame[y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LANCZOS4)

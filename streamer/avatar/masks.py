@@ -1,8 +1,10 @@
 """Where and how strongly a rendered face crop replaces the template frame.
 
 As in MuseTalk: the crop is blended over a square 1.5× the face box, with weight only on the
-lower face (below `upper_boundary_ratio` of the box) and soft, gaussian-blurred edges. MuseTalk
-shapes the lower face with a face-parsing net; without one, a jaw-shaped half ellipse.
+lower face (below `upper_boundary_ratio` of the square) and soft, gaussian-blurred edges. The
+square is not clipped to the frame: near an edge it reaches outside (the official code crops it
+with PIL, which pads), so the face stays centred in it and the boundary stays at its middle.
+MuseTalk shapes the lower face with a face-parsing net; without one, a jaw-shaped half ellipse.
 """
 
 from __future__ import annotations
@@ -18,15 +20,24 @@ BLUR_RATIO = 0.1
 """Gaussian kernel of the mask's edges, as a fraction of its width."""
 
 
-def blend_boxes(face_boxes: np.ndarray, width: int, height: int, expand: float = EXPAND) -> np.ndarray:
-    """[N, 4] int32 squares around each face box, `expand` × its larger side, clipped to the frame."""
-    boxes = face_boxes.astype(np.float64)
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    half = (boxes[:, 2:] - boxes[:, :2]).max(axis=1, keepdims=True) * expand / 2
-    out = np.round(np.concatenate([centre - half, centre + half], axis=1))
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
-    return out.astype(np.int32)
+def blend_boxes(face_boxes: np.ndarray, expand: float = EXPAND) -> np.ndarray:
+    """[N, 4] int32 squares around each face box, as the official `get_crop_box`: centre
+    (x1 + x2) // 2, half side int(max(w, h) // 2 × expand); not clipped to the frame."""
+    boxes = face_boxes.astype(np.int64)
+    centre = (boxes[:, :2] + boxes[:, 2:]) // 2
+    half = ((boxes[:, 2:] - boxes[:, :2]).max(axis=1, keepdims=True) // 2 * expand).astype(np.int64)
+    return np.concatenate([centre - half, centre + half], axis=1).astype(np.int32)
+
+
+def padded_crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """`frame[y1:y2, x1:x2]` with black where the box reaches outside the frame (PIL's crop)."""
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = (int(v) for v in box)
+    out = np.zeros((y2 - y1, x2 - x1) + frame.shape[2:], frame.dtype)
+    sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+    if sx2 > sx1 and sy2 > sy1:
+        out[sy1 - y1:sy2 - y1, sx1 - x1:sx2 - x1] = frame[sy1:sy2, sx1:sx2]
+    return out
 
 
 def jaw_mask(face_box: np.ndarray, blend_box: np.ndarray, upper_boundary_ratio: float = UPPER_BOUNDARY_RATIO) -> np.ndarray:

@@ -14,7 +14,7 @@ class WelcomeClip:
     """The template speaking its welcome line, rendered once at preparation."""
 
     positions: np.ndarray
-    """[T] int64: loop position of each unit (template frame = `PreparedTemplate.frame_at`)."""
+    """[T] int64: loop position of each unit (template frame = `PreparedTemplate.frame_indices`)."""
     crops: np.ndarray
     """[T, 256, 256, 3] uint8 BGR: the rendered face crop of each unit."""
     audio: np.ndarray
@@ -51,6 +51,10 @@ class PreparedTemplate:
     welcome_text: str = ""
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     """Renderer data per frame, e.g. MuseTalk's `latents` [N, 8, 32, 32] float16."""
+    faces: str = "haar"
+    """What gave the face boxes: `dwpose`, `fan` or `haar`."""
+    degraded: bool = False
+    """The renderer's crops are framed without landmarks (allowed only by an explicit setting)."""
 
     @property
     def frame_count(self) -> int:
@@ -64,11 +68,16 @@ class PreparedTemplate:
     def height(self) -> int:
         return int(self.frames.shape[1])
 
-    def frame_at(self, position: int) -> int:
-        """Template frame shown at loop `position`: forward then backward, 0 1 … N-1 N-2 … 1 0 1 …"""
+    def frame_indices(self, positions: np.ndarray) -> np.ndarray:
+        """Template frame shown at each loop position: forward then backward, 0 1 … N-1 N-2 … 1 0 1 …"""
+        positions = np.asarray(positions, dtype=np.int64)
         n = self.frame_count
         if n == 1:
-            return 0
+            return np.zeros_like(positions)
         cycle = 2 * n - 2
-        p = position % cycle
-        return p if p < n else cycle - p
+        p = positions % cycle
+        return np.where(p < n, p, cycle - p)
+
+    def frame_at(self, position: int) -> int:
+        """`frame_indices` of one position."""
+        return int(self.frame_indices(np.array([position]))[0])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -13,9 +12,13 @@ import av
 import cv2
 import numpy as np
 
+from streamer.avatar.hashing import file_sha256
 from streamer.errors import BadInput, NotFound, UnsupportedMedia
 
 log = logging.getLogger(__name__)
+
+__all__ = ["TemplateSource", "check_id", "discover", "file_sha256", "load_frames"]
+"""`file_sha256` stays importable from here (server/app.py uses it)."""
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm")
@@ -115,10 +118,3 @@ def load_frames(source: TemplateSource, max_frames: int = 250) -> np.ndarray:
         raise UnsupportedMedia(f"video {source.path.name} has no frames")
     return np.stack(frames)
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -1,1 +1,2 @@
-"""Render workers, one per device: dispatch round-robin, reassembly, crash recovery."""
+"""The render plane: workers per device (local processes or Ray actors), EDF queues and batching
+in the workers, placement by predicted finish, cancel, capacity and admission in the front."""

@@ -7,10 +7,14 @@ rebuilt with `np.frombuffer`, so a worker can only ever send data, never objects
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
 import numpy as np
+
+from streamer.errors import StreamerError, error_class
+from streamer.render.base import RenderJob
 
 DTYPES = {"uint8", "int16", "int32", "int64", "float16", "float32", "float64", "bool"}
 _LEN = struct.Struct("<I")
@@ -42,3 +46,42 @@ def decode(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         array = np.frombuffer(body, dtype=dtype, count=count, offset=spec["offset"])
         arrays[spec["name"]] = array.reshape(spec["shape"])
     return header["meta"], arrays
+
+
+def job_message(job: RenderJob, due_in_s: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header and arrays of a render job (`due_in_s` as of sending; null when never due)."""
+    meta = {
+        "op": "render",
+        "template_id": job.template_id,
+        "first_unit": int(job.first_unit),
+        "final": bool(job.final),
+        "session_id": job.session_id,
+        "due_in_s": due_in_s if math.isfinite(due_in_s) else None,
+    }
+    arrays = {"positions": np.asarray(job.positions, dtype=np.int64), "audio": job.audio.astype(np.float32, copy=False)}
+    return meta, arrays
+
+
+def job_from_message(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> RenderJob:
+    due = meta.get("due_in_s")
+    return RenderJob(
+        template_id=str(meta["template_id"]),
+        positions=arrays["positions"],
+        audio=arrays["audio"],
+        first_unit=int(meta["first_unit"]),
+        final=bool(meta["final"]),
+        session_id=str(meta.get("session_id", "")),
+        due_in_s=math.inf if due is None else float(due),
+    )
+
+
+def error_reply(exc: BaseException) -> dict[str, Any]:
+    """An exception as reply fields: its class survives the pipe when it is a `StreamerError`."""
+    name = type(exc).__name__ if isinstance(exc, StreamerError) else "StreamerError"
+    return {"ok": False, "error": str(exc) if isinstance(exc, StreamerError) else f"{type(exc).__name__}: {exc}",
+            "error_class": name}
+
+
+def reply_error(reply: dict[str, Any], context: str) -> StreamerError:
+    """The error a failed reply carries, as its own class, its message prefixed with `context`."""
+    return error_class(str(reply.get("error_class", "")))(f"{context}: {reply.get('error')}")

@@ -1,9 +1,14 @@
-"""A render worker process: one renderer on one device, serving jobs from its pipe."""
+"""A render worker process: one renderer on one device, its EDF queue fed from a pipe.
+
+A reader thread takes messages off the pipe as they come (so a cancel or an urgent job is
+seen while a batch renders); the main thread renders and is the only one that writes.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -11,9 +16,8 @@ import numpy as np
 
 from streamer.config import settings_from_json
 from streamer.errors import StreamerError
+from streamer.pool.serve import Server
 from streamer.pool.wire import decode, encode
-from streamer.render.base import RenderJob
-from streamer.render.registry import create_renderer
 
 log = logging.getLogger(__name__)
 
@@ -25,62 +29,36 @@ def worker_main(
         level=os.environ.get("STREAMER_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s %(levelname)s worker{index}[{device}] %(name)s: %(message)s",
     )
-    from streamer.avatar.sources import discover
-    from streamer.render.prepare import cache_key, load_or_prepare
-
-    settings = settings_from_json(settings_json)
     if device == "cpu":
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        renderer = create_renderer(settings, device)
+        server = Server(settings_from_json(settings_json), device, progress)
     except StreamerError as exc:
         conn.send_bytes(encode({"type": "failed", "error": str(exc)}))
         return
-    hello = {"type": "ready", "renderer": renderer.name, "audio_context_units": renderer.audio_context_units}
-    conn.send_bytes(encode(hello))
-    templates: dict[str, Any] = {}
+    conn.send_bytes(encode(server.hello()))
+    threading.Thread(target=_read, args=(conn, server), name="pipe-reader", daemon=True).start()
 
-    def source(template_id: str):
-        sources = discover(settings.templates_dir)
-        if template_id not in sources:
-            raise StreamerError(f"unknown template {template_id!r}")
-        return sources[template_id]
+    def send(meta: dict[str, Any], arrays: dict[str, np.ndarray] | None) -> None:
+        try:
+            conn.send_bytes(encode(meta, arrays))
+        except OSError:  # the web process is gone
+            server.queue.close()
 
-    def template(template_id: str, force: bool = False):
-        if force or template_id not in templates:
-            templates[template_id] = load_or_prepare(
-                source(template_id), renderer, settings.cache_dir, force=force, progress=progress,
-                models=settings.models,
-            )
-        return templates[template_id]
+    server.run(send)
 
+
+def _read(conn: Connection, server: Server) -> None:
+    """Feed the queue from the pipe until `stop` or the pipe closes, then close the queue."""
     while True:
         try:
             meta, arrays = decode(conn.recv_bytes())
         except (EOFError, OSError):
-            return
-        reply: dict[str, Any] = {"id": meta.get("id"), "ok": True}
-        out: dict[str, np.ndarray] = {}
-        try:
-            if meta["op"] == "render":
-                job = RenderJob(
-                    template_id=meta["template_id"],
-                    positions=arrays["positions"],
-                    audio=arrays["audio"],
-                    first_unit=int(meta["first_unit"]),
-                    final=bool(meta["final"]),
-                )
-                out["crops"] = renderer.render(template(job.template_id), job)
-            elif meta["op"] == "prepare":
-                template(meta["template_id"], force=bool(meta.get("force")))
-                reply["key"] = cache_key(source(meta["template_id"]), renderer, settings.models)
-            elif meta["op"] == "stop":
-                return
-            else:
-                raise StreamerError(f"unknown op {meta['op']!r}")
-        except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker carries on
-            if not isinstance(exc, StreamerError):
-                log.exception("job %s failed", meta.get("id"))
-            reply = {"id": meta.get("id"), "ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            out = {}
-        conn.send_bytes(encode(reply, out))
+            break
+        if meta["op"] == "stop":
+            break
+        if meta["op"] == "cancel":
+            server.cancel(str(meta["session_id"]))
+        else:
+            server.submit(meta, arrays)
+    server.queue.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -37,7 +37,7 @@ class RenderJob:
     session_id: str = ""
     """The session it renders for: an interrupt cancels that session's queued jobs."""
     due_in_s: float = math.inf
-    """Seconds from when it was sent until its first frame plays (scheduling)."""
+    """Seconds from now until its first frame plays; each process rebases it on its own clock."""
 
     @property
     def frames(self) -> int:
@@ -87,4 +87,8 @@ class Renderer(Protocol):
 
     def render(self, template: PreparedTemplate, job: RenderJob) -> np.ndarray:
         """[T, 256, 256, 3] uint8 BGR face crops for exactly `job.positions`."""
+        ...
+
+    def render_batch(self, items: Sequence[tuple[PreparedTemplate, RenderJob]]) -> list[np.ndarray]:
+        """`render` of each job, in as few model calls as `batch_size` allows (any templates)."""
         ...

@@ -9,7 +9,7 @@ opening appears between the lips, with a hint of upper teeth.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -146,3 +146,7 @@ class LiteRenderer:
             mouth = (float(template.mouth[i, 0]), float(template.mouth[i, 1]))
             out[k] = speak(crop, mouth, float(amount[k]))
         return out
+
+    def render_batch(self, items: Sequence[tuple[PreparedTemplate, RenderJob]]) -> list[np.ndarray]:
+        """Frame by frame anyway on the CPU: the same grouping as the model renderers."""
+        return [self.render(template, job) for template, job in items]

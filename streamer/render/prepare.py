@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from streamer import audio
 from streamer.avatar import cache
-from streamer.avatar.face import FAN_FILE, detect_faces
+from streamer.avatar.face import FaceTrack, detect_faces, fan_landmarker, has_fan
 from streamer.avatar.masks import blend_boxes, jaw_masks
 from streamer.avatar.prepared import PreparedTemplate, WelcomeClip
 from streamer.avatar.sources import TemplateSource, file_sha256, load_frames
@@ -28,19 +28,15 @@ log = logging.getLogger(__name__)
 MAX_FRAMES = 250
 WELCOME_WINDOW = 25
 """Units rendered per job when rendering the welcome clip."""
-FACES_VERSION = "2"
+FACES_VERSION = "3"
 """Bump when face boxes, mouth centres or masks are computed differently."""
-
-
-def _has_landmarks(models: Path | None) -> bool:
-    return models is not None and (Path(models) / "face-alignment" / "checkpoints" / FAN_FILE).is_file()
 
 
 def cache_key(source: TemplateSource, renderer: Renderer, models: Path | None = None) -> dict[str, str]:
     """Everything besides the source file that shaped a template's cache."""
     key = {
         "renderer": renderer.name,
-        "faces": FACES_VERSION + ("+fan" if _has_landmarks(models) else "+haar"),
+        "faces": FACES_VERSION + ("" if hasattr(renderer, "faces") else "+fan" if has_fan(models) else "+haar"),
         "max_frames": str(MAX_FRAMES),
         "welcome_text": source.welcome_text,
         "welcome_audio": file_sha256(source.welcome_audio) if source.welcome_audio else "",
@@ -87,18 +83,20 @@ def load_or_prepare(
     """The prepared template from the cache when it is fresh, else built now and cached.
 
     `models`: the folder that may hold face-alignment weights for landmark face boxes.
+    The template's arrays (frames included) are memory-mapped from the cache, not decoded.
     """
-    frames = load_frames(source, MAX_FRAMES)
+    folder = renderer_cache(cache_dir, renderer.name)
     sha = file_sha256(source.path)
     key = cache_key(source, renderer, models)
     if not force:
-        cached = cache.load(renderer_cache(cache_dir, renderer.name), source.id, frames, sha, key)
+        cached = cache.load(folder, source.id, None, sha, key)
         if cached is not None:
             log.info("template %s loaded from the cache (%s)", source.id, renderer.name)
             return cached
     started = time.monotonic()
-    template = _build(source, frames, renderer, progress, models)
-    cache.save(template, renderer_cache(cache_dir, renderer.name), sha, key)
+    template = _build(source, load_frames(source, MAX_FRAMES), renderer, progress, models)
+    cache.save(template, folder, sha, key)
+    template = cache.load(folder, source.id, None, sha, key) or template  # mapped, not held
     welcome = f"{template.welcome.seconds:.1f} s welcome" if template.welcome else "no welcome"
     log.info(
         "prepared template %s for %s: %d frames, %s, in %.1f s",
@@ -111,13 +109,15 @@ def _build(
     source: TemplateSource, frames: np.ndarray, renderer: Renderer, progress: bool, models: Path | None
 ) -> PreparedTemplate:
     with _bar(progress, f"{source.id}: faces") as update:
-        faces = detect_faces(frames, source.path.name, models, update)
-    blend = blend_boxes(faces.boxes, frames.shape[2], frames.shape[1])
+        faces = _faces(frames, source.path.name, renderer, models, update)
+    if faces.degraded:
+        log.warning("template %s: %s face boxes without landmarks (degraded)", source.id, renderer.name)
+    blend = blend_boxes(faces.boxes)
     template = PreparedTemplate(
         id=source.id, name=source.name, kind=source.kind, frames=frames,
         face_boxes=faces.boxes, mouth=faces.mouth, blend_boxes=blend,
         blend_masks=jaw_masks(faces.boxes, blend), renderer=renderer.name,
-        welcome=None, welcome_text=source.welcome_text,
+        welcome=None, welcome_text=source.welcome_text, faces=faces.source, degraded=faces.degraded,
     )
     with _bar(progress, f"{source.id}: {renderer.name} prepare") as update:
         extras = dict(renderer.prepare(template, update))
@@ -126,6 +126,18 @@ def _build(
         template, extras=extras, blend_masks=template.blend_masks if masks is None else masks
     )
     return dataclasses.replace(template, welcome=_welcome(source, template, renderer, progress))
+
+
+def _faces(frames: np.ndarray, name: str, renderer: Renderer, models: Path | None,
+           update: Callable[[int, int], None]) -> FaceTrack:
+    """The renderer's own face boxes when it has a `faces` method (MuseTalk: DWPose), else
+    FAN landmarks when installed under `models`, else Haar boxes."""
+    own = getattr(renderer, "faces", None)
+    if own is not None:
+        return own(frames, name, update)
+    if has_fan(models):
+        return detect_faces(frames, name, fan_landmarker(models), update, source="fan")  # type: ignore[arg-type]
+    return detect_faces(frames, name, None, update)
 
 
 def _welcome(

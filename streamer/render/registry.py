@@ -16,6 +16,8 @@ def renderer_name(settings: Settings) -> str:
     """`musetalk` when asked for or when `auto` finds its weights, else the embedded `lite`."""
     if settings.renderer != "auto":
         return settings.renderer
+    if settings.devices and all(d.startswith("sim") for d in settings.devices):
+        return "sim"
     if settings.models is not None:
         from streamer.render.musetalk import has_weights
 
@@ -37,11 +39,16 @@ def _cuda_count() -> int:
 
 
 def devices(settings: Settings) -> list[str]:
-    """Render devices, one worker each: `cuda:0,cuda:1`, `cpu:2` (two CPU workers) or all GPUs."""
+    """Render devices, one worker each: `cuda:0,cuda:1`, `cpu:2` (two CPU workers),
+    `sim:0,sim:1` (simulated devices) or all GPUs."""
     if settings.devices:
         out: list[str] = []
         for spec in settings.devices:
-            if spec.startswith("cpu"):
+            if spec.startswith("sim"):
+                if not spec.partition(":")[2].isdigit():
+                    raise BadInput(f"bad device {spec!r}: use sim:N, one per simulated device")
+                out.append(spec)
+            elif spec.startswith("cpu"):
                 count = spec.partition(":")[2] or "1"
                 if not count.isdigit() or int(count) < 1:
                     raise BadInput(f"bad device {spec!r}: use cpu or cpu:N")
@@ -49,8 +56,10 @@ def devices(settings: Settings) -> list[str]:
             elif spec.startswith("cuda"):
                 out.append(spec if ":" in spec else "cuda:0")
             else:
-                raise BadInput(f"bad device {spec!r}: use cuda:N or cpu[:N]")
+                raise BadInput(f"bad device {spec!r}: use cuda:N, cpu[:N] or sim:N")
         return out
+    if renderer_name(settings) == "sim":
+        return ["sim:0"]
     if renderer_name(settings) == "musetalk":
         count = _cuda_count()
         if count:
@@ -60,6 +69,10 @@ def devices(settings: Settings) -> list[str]:
 
 def create_renderer(settings: Settings, device: str = "cpu") -> Renderer:
     name = renderer_name(settings)
+    if name == "sim" or device.startswith("sim"):
+        from streamer.render.sim import SimRenderer
+
+        return SimRenderer(settings.sim_fixed_ms, settings.sim_per_frame_ms, settings.batch_size)
     if name == "musetalk":
         from streamer.render.musetalk import MuseTalkRenderer
 

@@ -61,6 +61,8 @@ def _template_json(manager: SessionManager, template_id: str) -> dict[str, Any]:
         "height": t.height,
         "welcome_seconds": round(t.welcome.seconds, 2) if t.welcome else 0.0,
         "welcome_text": t.welcome_text,
+        "faces": t.faces,
+        "degraded": t.degraded,
         "ready": True,
     }
 

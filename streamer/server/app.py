@@ -14,16 +14,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from streamer.avatar import cache
 from streamer.avatar.prepared import PreparedTemplate
-from streamer.avatar.sources import TemplateSource, discover, file_sha256, load_frames
+from streamer.avatar.sources import TemplateSource, discover, file_sha256
 from streamer.config import Settings
 from streamer.errors import NotFound, NotReady
 from streamer.media import encoding
 from streamer.media.clock import Clock, MonotonicClock
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
-from streamer.pool.local import LocalPool
-from streamer.render import registry
-from streamer.render.prepare import MAX_FRAMES, renderer_cache
+from streamer.pool.factory import create_pool
+from streamer.pool.report import PoolGauges, summary
+from streamer.render.prepare import renderer_cache
 from streamer.server import api, whep
 from streamer.server.http import cors, errors, loopback_host
 from streamer.server.keys import DECODERS, METRICS, SESSIONS, SETTINGS, STARTUP
@@ -36,7 +36,7 @@ WEB_FILE = re.compile(r"[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico|webmanifest)")
 def load_cached(source: TemplateSource, cache_dir, key: dict[str, str]) -> PreparedTemplate:
     """The template a worker has just prepared, read back from the cache by the web process."""
     folder = renderer_cache(cache_dir, key["renderer"])
-    template = cache.load(folder, source.id, load_frames(source, MAX_FRAMES), file_sha256(source.path), key)
+    template = cache.load(folder, source.id, None, file_sha256(source.path), key)  # frames mapped
     if template is None:
         raise NotReady(f"the cache of {source.id} could not be read back")
     return template
@@ -107,6 +107,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     state = request.app[STARTUP]
     body = {"ready": state["ready"], "phase": state["phase"], "failed": state["failed"]}
+    if state["ready"]:
+        body["at_capacity"] = not request.app[SESSIONS].admission().admit
     return web.json_response(body, status=200 if state["ready"] else 503)
 
 
@@ -127,8 +129,10 @@ def stats_json(app: web.Application) -> dict[str, Any]:
         "templateUsage": dict(metrics.template_usage),
         "interruptedRequests": metrics.interrupted_requests,
         "renderer": manager.pool.renderer,
+        "degradedTemplates": sorted(t.id for t in manager.templates.values() if t.degraded),
         "devices": devices,
         "sessions": {"open": len(sessions), "max": manager.settings.max_sessions, "list": sessions},
+        "render": summary(manager.pool.capacity(), manager.load(), manager.admission(), manager.refusals, devices),
         "latency": metrics.latency_summary(),
         "stalls": sum(s["stalls"] for s in sessions),
         "uptime_s": round(time.monotonic() - state["started"], 1),
@@ -145,6 +149,8 @@ async def metrics(request: web.Request) -> web.Response:
     gauge: Gauge = app[STARTUP]["workers_gauge"]
     for d in devices:
         gauge.labels(str(d["index"]), d["device"]).set(1 if d["alive"] else 0)
+    manager = app[SESSIONS]
+    app[STARTUP]["pool_gauges"].update(manager.pool.capacity(), manager.admission(), manager.refusals, devices)
     body = generate_latest(app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -165,7 +171,7 @@ def create_app(
     app = web.Application(middlewares=[loopback_host, cors, errors], client_max_size=settings.max_audio_bytes)
     metrics_ = Metrics()
     if pool is None:
-        pool = LocalPool(settings, registry.devices(settings), progress=True)
+        pool = create_pool(settings, progress=True)
     app[SETTINGS] = settings
     app[METRICS] = metrics_
     app[DECODERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
@@ -179,6 +185,7 @@ def create_app(
         "workers_gauge": Gauge(
             "streamer_worker_alive", "Render worker is running", ["index", "device"], registry=metrics_.registry
         ),
+        "pool_gauges": PoolGauges(metrics_.registry),
     }
     app.add_routes(api.routes)
     app.add_routes(whep.routes())

@@ -27,7 +27,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except StreamerError as exc:
         if exc.status >= 500:
             log.error("%s %s: %s", request.method, request.path, exc)
-        return error_response(exc.status, str(exc))
+        response = error_response(exc.status, str(exc))
+        retry = getattr(exc, "retry_after_s", None)
+        if retry:
+            response.headers["Retry-After"] = str(max(1, round(retry)))
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

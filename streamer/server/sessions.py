@@ -14,6 +14,7 @@ from streamer.errors import BadInput, Busy, NotFound, NotReady, Unauthorized
 from streamer.media.clock import Clock, MonotonicClock
 from streamer.memory import release_free_memory
 from streamer.metrics import Metrics
+from streamer.pool.admission import Decision, Load, admit, decide
 from streamer.pool.base import RenderPool
 from streamer.server.auth import bearer_matches
 from streamer.session import Session
@@ -51,6 +52,8 @@ class SessionManager:
         """Sessions being negotiated: they count against the limit before they are listed."""
         self._clock_factory = clock_factory
         self._watchers = TaskSet("sessions")
+        self.refusals = 0
+        """Sessions refused because the render devices were at capacity."""
 
     def template(self, template_id: str) -> PreparedTemplate:
         check_id(template_id)
@@ -66,6 +69,12 @@ class SessionManager:
             raise Busy(f"the server holds its limit of {self.settings.max_sessions} sessions")
         if not self.pool.renderer:
             raise NotReady("render workers are starting")
+        try:
+            admit(self.pool.capacity(), self.load(), self.settings.admission_threshold, self.settings.speaking_share)
+        except Busy:
+            self.refusals += 1
+            log.warning("session refused: the render devices are at capacity (%d open)", len(self.sessions))
+            raise
         session = Session(template, self.pool, self.settings, self.metrics, self._clock_factory())
         self._opening += 1
         try:
@@ -93,6 +102,16 @@ class SessionManager:
                 return
             await session.closed.wait()
         await self.close(session.id)
+
+    def load(self) -> Load:
+        """Open sessions (those being opened included) and how many speak now."""
+        speaking = sum(1 for s in self.sessions.values() if s.conversation.playout.state == "speaking")
+        return Load(len(self.sessions) + self._opening, speaking)
+
+    def admission(self) -> Decision:
+        """Whether a session opened now would be admitted, and the figures behind it."""
+        return decide(self.pool.capacity(), self.load(), self.settings.admission_threshold,
+                      self.settings.speaking_share)
 
     def get(self, session_id: object) -> Session:
         session = self.sessions.get(session_id) if isinstance(session_id, str) else None

@@ -13,7 +13,7 @@ from streamer.avatar.prepared import PreparedTemplate
 from streamer.config import Settings
 from streamer.render.base import RenderJob
 from streamer.render.musetalk import MuseTalkRenderer
-from tests.musetalk_tiny import build_tiny_models, speech_like
+from streamer.render.musetalk.tiny import build_tiny_models, speech_like
 
 pytestmark = [
     pytest.mark.gpu,
@@ -85,3 +85,13 @@ def test_memory_does_not_grow_across_renders(models, template) -> None:
         renderer.render(template, _job())
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() - before < 16 * 2**20
+
+
+def test_realtime_fp16_runs_whisper_vae_and_positions_in_half(models, template) -> None:
+    renderer = _renderer(models, realtime_fp16=True)
+    assert next(renderer.features.encoder.parameters()).dtype == torch.float16
+    assert next(renderer.vae.parameters()).dtype == torch.float16 and renderer.pe.dtype == torch.float16
+    assert renderer.cache_key()["whisper_dtype"] == "torch.float16"
+    job = _job()
+    today = _renderer(models).render(template, job)
+    assert _diff(today, renderer.render(template, job)).mean() < 2.5

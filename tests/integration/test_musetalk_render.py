@@ -11,7 +11,7 @@ import pytest
 from streamer.config import ROOT, Settings
 from streamer.errors import BadInput, NotFound
 from streamer.offline import render_file
-from tests.musetalk_tiny import speech_like, tiny_musetalk_settings, write_wav
+from streamer.render.musetalk.tiny import speech_like, tiny_musetalk_settings, write_wav
 
 SECONDS = 1.3
 

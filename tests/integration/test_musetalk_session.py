@@ -12,7 +12,7 @@ from streamer.client import Client
 from streamer.measure import mouth_motion
 from streamer.config import Settings
 from tests.integration.conftest import live_server
-from tests.musetalk_tiny import speech_like, tiny_musetalk_settings, write_wav
+from streamer.render.musetalk.tiny import speech_like, tiny_musetalk_settings, write_wav
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,11 @@ async def test_a_musetalk_session_speaks_over_webrtc(musetalk_settings, tmp_path
             async with aiohttp.ClientSession() as http:
                 async with http.get(server.url + "/api/stats") as resp:
                     stats = await resp.json()
+                async with http.get(server.url + "/api/templates") as resp:
+                    listed = (await resp.json())["templates"]
             assert stats["renderer"] == "musetalk" and stats["devices"][0]["frames"] >= 30
+            # Random DWPose weights give random boxes: the test prepares with Haar, labelled.
+            assert stats["degradedTemplates"] == ["astronaut"]
+            assert listed[0]["degraded"] is True and listed[0]["faces"] == "haar"
         finally:
             await client.close()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streamer.avatar.face import detect_faces
-from streamer.avatar.masks import blend_boxes, jaw_mask
+from streamer.avatar.masks import blend_boxes, jaw_mask, padded_crop
 from streamer.avatar.sources import check_id, discover, file_sha256, load_frames
 from streamer.errors import BadInput
 from streamer.units import CROP_SIZE
@@ -125,7 +125,7 @@ def test_no_face_is_bad_input():
 
 def test_blend_box_and_mask(tracks):
     frames, track = tracks["astronaut"]
-    blend = blend_boxes(track.boxes, frames.shape[2], frames.shape[1])
+    blend = blend_boxes(track.boxes)
     fb, bb = track.boxes[0], blend[0]
     assert bb[0] <= fb[0] and bb[1] <= fb[1] and bb[2] >= fb[2] and bb[3] >= fb[3]
     mask = jaw_mask(fb, bb)
@@ -141,7 +141,34 @@ def test_blend_box_and_mask(tracks):
     assert 0 < mask[middle + 3, (fx1 + fx2) // 2] < 255  # soft edge
 
 
-def test_blend_box_is_clipped_to_frame():
-    boxes = np.array([[0, 0, 100, 120]], np.int32)
-    out = blend_boxes(boxes, 160, 140)
-    assert out.tolist() == [[0, 0, 140, 140]]
+def test_blend_box_is_the_official_padded_square():
+    # get_crop_box: centre (x1 + x2) // 2, half side int(max(w, h) // 2 * 1.5); not clipped.
+    boxes = np.array([[0, 0, 100, 121], [5, 7, 58, 40]], np.int32)
+    out = blend_boxes(boxes)
+    assert out.tolist() == [[-40, -30, 140, 150], [-8, -16, 70, 62]]
+
+
+EDGE_FACES = {  # a 100×110 face box touching each edge of a 320×240 frame
+    "left": [0, 60, 100, 170], "right": [220, 60, 320, 170],
+    "top": [110, 0, 210, 110], "bottom": [110, 130, 210, 240],
+}
+
+
+@pytest.mark.parametrize("edge", sorted(EDGE_FACES))
+def test_a_face_at_the_frame_edge_keeps_a_centred_padded_square(edge):
+    frame = np.random.default_rng(1).integers(1, 256, (240, 320, 3), dtype=np.uint8)
+    face = np.array([EDGE_FACES[edge]], np.int32)
+    (bx1, by1, bx2, by2), = blend_boxes(face)
+    assert bx2 - bx1 == by2 - by1 == 2 * int(110 // 2 * 1.5)  # square, 1.5× the larger side
+    assert (bx1 + bx2) // 2 == (face[0, 0] + face[0, 2]) // 2  # centred on the face
+    assert bx1 < 0 or by1 < 0 or bx2 > 320 or by2 > 240  # reaches outside the frame
+    crop = padded_crop(frame, np.array([bx1, by1, bx2, by2]))
+    assert crop.shape == (by2 - by1, bx2 - bx1, 3)
+    inside = np.zeros(crop.shape[:2], bool)
+    inside[max(0, -by1):240 - by1, max(0, -bx1):320 - bx1] = True
+    assert np.all(crop[~inside] == 0) and np.all(crop[inside] > 0)  # black padding, as PIL
+    # The geometric mask's upper boundary is the padded face box's middle, wherever the edge.
+    mask = jaw_mask(face[0], np.array([bx1, by1, bx2, by2]))
+    scale = 256 / (by2 - by1)
+    middle = (face[0, 1] + 0.5 * (face[0, 3] - face[0, 1]) - by1) * scale
+    assert mask[: int(middle)].max() == 0 and mask[int(middle) + 12:].max() == 255

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -100,23 +101,31 @@ def test_stale_when_renderer_key_changes(setup, caplog):
     assert is_fresh(source, KeyedLite(), cache_dir) and not is_fresh(source, LiteRenderer(), cache_dir)
 
 
-@pytest.mark.parametrize("damage", ["bad_json", "truncated_npz", "wrong_shape", "missing_npz"])
+def _in_memory(t):
+    """A copy of `t` that does not map the cache files (which the corruption tests damage)."""
+    welcome = dataclasses.replace(t.welcome, **{k: np.array(getattr(t.welcome, k))
+                                                for k in ("positions", "crops", "audio")})
+    arrays = {k: np.array(getattr(t, k)) for k in ("frames", "face_boxes", "mouth", "blend_boxes", "blend_masks")}
+    return dataclasses.replace(t, welcome=welcome, extras={k: np.array(v) for k, v in t.extras.items()}, **arrays)
+
+
+@pytest.mark.parametrize("damage", ["bad_json", "truncated_npy", "wrong_shape", "missing_npy"])
 def test_corrupt_cache_is_rebuilt(setup, caplog, damage):
     source, cache_dir = setup
     r = LiteRenderer()
-    good = load_or_prepare(source, r, cache_dir, progress=False)
+    good = _in_memory(load_or_prepare(source, r, cache_dir, progress=False))
     folder = cache_dir / "lite" / "astronaut"
     if damage == "bad_json":
         (folder / "manifest.json").write_text("{not json")
-    elif damage == "truncated_npz":
-        data = (folder / "arrays.npz").read_bytes()
-        (folder / "arrays.npz").write_bytes(data[: len(data) // 2])
+    elif damage == "truncated_npy":
+        data = (folder / "blend_masks.npy").read_bytes()
+        (folder / "blend_masks.npy").write_bytes(data[: len(data) // 2])
     elif damage == "wrong_shape":
         manifest = json.loads((folder / "manifest.json").read_text())
         manifest["arrays"]["face_boxes"]["shape"] = [2, 4]
         (folder / "manifest.json").write_text(json.dumps(manifest))
     else:
-        (folder / "arrays.npz").unlink()
+        (folder / "frames.npy").unlink()
     with caplog.at_level(logging.WARNING, logger="streamer.avatar.cache"):
         rebuilt = load_or_prepare(source, r, cache_dir, progress=False)
     assert len([rec for rec in caplog.records if rec.name == "streamer.avatar.cache"]) == 1
@@ -147,3 +156,38 @@ def test_prepare_uses_renderer_blend_masks(setup):
     assert np.all(t.blend_masks == 7) and list(t.extras) == ["bias"]
     again = load_or_prepare(source, MaskingLite(), cache_dir, progress=False)
     assert np.all(again.blend_masks == 7) and np.array_equal(again.extras["bias"], t.extras["bias"])
+
+
+def test_weight_files_are_hashed_once_per_size_and_mtime(tmp_path, monkeypatch):
+    import os
+
+    from streamer.avatar import hashing
+
+    weights, store = tmp_path / "unet.pth", tmp_path / "cache" / "hashes.json"
+    weights.write_bytes(b"x" * 1000)
+    first = hashing.file_sha256(weights, store)
+    assert json.loads(store.read_text()) == {hashing._stamp(weights): first}
+    calls = []
+    real = hashing._digest
+    monkeypatch.setattr(hashing, "_digest", lambda path: calls.append(path) or real(path))
+    hashing._memo.clear()  # a new process: the store answers, the file is not read
+    assert hashing.file_sha256(weights, store) == first and calls == []
+    weights.write_bytes(b"y" * 1000)  # same size, new mtime: hashed again
+    os.utime(weights, ns=(1, 1))
+    second = hashing.file_sha256(weights, store)
+    assert second != first and len(calls) == 1
+    store.write_text("not json")  # a broken store costs a re-hash, never a wrong answer
+    hashing._memo.clear()
+    assert hashing.file_sha256(weights, store) == second and len(calls) == 2
+
+
+def test_cached_arrays_are_mapped_read_only_not_copied(setup):
+    source, cache_dir = setup
+    load_or_prepare(source, LiteRenderer(), cache_dir, progress=False)
+    t = load_or_prepare(source, LiteRenderer(), cache_dir, progress=False)  # from the cache
+    for name in ("frames", "face_boxes", "blend_masks"):
+        a = getattr(t, name)
+        assert isinstance(a, np.memmap) and not a.flags.writeable, name
+    assert isinstance(t.welcome.crops, np.memmap)
+    manifest = json.loads((cache_dir / "lite" / "astronaut" / "manifest.json").read_text())
+    assert manifest["format"] == cache.FORMAT == 2 and "frames" in manifest["arrays"]

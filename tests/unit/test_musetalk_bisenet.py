@@ -17,7 +17,7 @@ from streamer.render.musetalk import MuseTalkRenderer
 from streamer.render.musetalk.bisenet import (
     LOWER_LIP, NOSE, SKIN, UPPER_LIP, BiSeNet, blend_mask, jaw_region, load_bisenet,
 )
-from tests.musetalk_tiny import build_tiny_models
+from streamer.render.musetalk.tiny import build_tiny_models
 
 
 def test_the_network_has_the_official_checkpoint_layout(tmp_path: Path) -> None:
@@ -92,3 +92,27 @@ def test_the_renderer_makes_parsed_blend_masks(tmp_path: Path) -> None:
     assert masks.shape == (2, 256, 256) and masks.dtype == np.uint8
     assert np.all(masks[:, :60] == 0)  # nothing above the middle of the blend box, less the blur
     assert dataclasses.replace(template, blend_masks=masks).blend_masks is masks
+
+
+def test_parsed_masks_at_each_frame_edge_use_the_padded_square(tmp_path: Path) -> None:
+    """BiSeNet sees the padded square (black outside the frame, face centred), the boundary is
+    the square's middle, and the cheeks are 90 px wide (of 512), as in official v1.5."""
+    from streamer.avatar.masks import blend_boxes, padded_crop
+    from streamer.render.musetalk.bisenet import CHEEK_WIDTH, PARSE_SIZE, FaceParser
+
+    assert CHEEK_WIDTH == 90
+    path = tmp_path / "79999_iter.pth"
+    torch.save(BiSeNet().state_dict(), path)
+    parser = FaceParser(path, torch.device("cpu"))
+    frame = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    faces = np.array([[0, 60, 100, 170], [220, 60, 320, 170], [110, 0, 210, 110],
+                      [110, 130, 210, 240]], np.int32)
+    blend = blend_boxes(faces)
+    masks = parser.masks(np.stack([frame] * 4), faces, blend)
+    for face, box, mask in zip(faces, blend, masks):
+        crop = cv2.resize(padded_crop(frame, box), (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR)
+        expected = blend_mask(jaw_region(parser.labels(crop[None])[0]), face, box)
+        assert np.array_equal(mask, expected)
+        side = int(box[2] - box[0])
+        k = int(0.1 * side // 2 * 2) + 1
+        assert mask[: int((side // 2 - k) * 256 / side)].max() == 0  # above the middle, less blur

@@ -14,7 +14,7 @@ from streamer.render.musetalk.features import WhisperFeatures, frame_windows
 from streamer.render.musetalk.layout import find_layout
 from streamer.render.musetalk.models import load_whisper
 from streamer.render.musetalk.positional import positional_encoding
-from tests.musetalk_tiny import build_tiny_models, speech_like
+from streamer.render.musetalk.tiny import build_tiny_models, speech_like
 
 RATE = 16_000
 
@@ -110,6 +110,45 @@ def test_streaming_features_stay_close_to_the_whole_file(features: WhisperFeatur
     print(f"streaming feature cosine: {mean:.6f} with the utterance so far, {alone:.3f} alone")
     assert mean >= 0.99
     assert alone < 0.9  # why the utterance so far is needed: a window alone is far off
+
+
+def _distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean per-frame cosine distance (1 - cosine) of two [T, 50, 384] feature sets."""
+    return (1 - torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1), dim=1)).mean().item()
+
+
+def streamed(features: WhisperFeatures, audio: np.ndarray) -> torch.Tensor:
+    """Features as a live stream computes them: the utterance so far + 2 units of look-ahead."""
+    frames = len(audio) * 25 // RATE
+    parts, start, size = [], 0, 5
+    while start < frames:
+        stop = min(frames, start + size)
+        parts.append(features.windows(audio[:(stop + 2) * 640], start, stop - start, final=False))
+        start, size = stop, 25
+    return torch.cat(parts)
+
+
+def feature_discrimination(features: WhisperFeatures, seconds: float = 6.0) -> dict[str, float]:
+    """Streamed vs whole-file features of the same audio, and whole-file features of two
+    different sentences (and of speech vs silence): what the streaming claim is measured by."""
+    a, b = speech_like(seconds, seed=2), speech_like(seconds, seed=5)
+    frames = len(a) * 25 // RATE
+    whole_a, whole_b = features.windows(a, 0, frames), features.windows(b, 0, frames)
+    silence = features.windows(np.zeros_like(a), 0, frames)
+    return {
+        "streamed_vs_whole_same_audio": _distance(streamed(features, a), whole_a),
+        "whole_vs_whole_different_audio": _distance(whole_a, whole_b),
+        "speech_vs_silence": _distance(whole_a, silence),
+    }
+
+
+def test_streamed_features_tell_audio_apart(features: WhisperFeatures) -> None:
+    d = feature_discrimination(features)
+    print("feature distances:", d)
+    # The streamed features are far closer to the same audio's than two sentences are to
+    # each other: features of the wrong audio would fail this.
+    assert d["streamed_vs_whole_same_audio"] * 10 <= d["whole_vs_whole_different_audio"]
+    assert d["streamed_vs_whole_same_audio"] * 10 <= d["speech_vs_silence"]
 
 
 def test_the_segment_cache_is_bounded_and_skips_growing_streams(features: WhisperFeatures) -> None:

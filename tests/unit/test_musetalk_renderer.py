@@ -19,8 +19,8 @@ from streamer.errors import ModelError
 from streamer.render.base import RenderJob
 from streamer.render.musetalk import MuseTalkRenderer
 from streamer.avatar.face import crop_face
-from streamer.render.musetalk.renderer import frame_indices, rest_in_silence
-from tests.musetalk_tiny import build_tiny_models, speech_like
+from streamer.render.musetalk.renderer import rest_in_silence
+from streamer.render.musetalk.tiny import build_tiny_models, speech_like
 
 BOXES = np.array([[40, 30, 200, 230], [44, 28, 206, 232], [38, 34, 198, 236]], dtype=np.int32)
 
@@ -128,7 +128,8 @@ def test_different_audio_moves_the_face(renderer, template) -> None:
 
 def test_frame_indices_follow_the_ping_pong_loop(template) -> None:
     positions = np.arange(0, 17, dtype=np.int64)
-    assert list(frame_indices(template, positions)) == [template.frame_at(p) for p in positions]
+    assert list(template.frame_indices(positions)) == [0, 1, 2, 1] * 4 + [0]
+    assert template.frame_at(5) == 1
 
 
 def test_a_template_without_latents_is_refused(renderer, template) -> None:
@@ -137,17 +138,20 @@ def test_a_template_without_latents_is_refused(renderer, template) -> None:
         renderer.render(bare, _job(speech_like(0.4), 0, 2))
 
 
-def test_cache_key_names_the_vae_and_settings(renderer) -> None:
+def test_cache_key_names_every_weight_file_and_setting(renderer) -> None:
     key = renderer.cache_key()
-    assert key["renderer"] == "musetalk" and len(key["vae_weights"]) == 64
-    assert key["vae_dtype"] == "torch.float32"
+    assert key["renderer"] == "musetalk"
+    for name in ("unet_weights", "unet_config", "vae_weights", "whisper_weights", "dwpose"):
+        assert len(key[name]) == 64, name
+    assert key["vae_dtype"] == key["unet_dtype"] == key["whisper_dtype"] == "torch.float32"
+    assert key["rest_in_silence"] == "False" and key["faces"].endswith("+dwpose")
 
 
 def test_silent_frames_show_the_templates_own_mouth(template) -> None:
     audio = np.concatenate([np.zeros(16_000 // 2, np.float32), speech_like(0.6, seed=7)])
     job = _job(audio, 0, 25)  # 12.5 silent units, then speech
     rendered = np.stack([np.full((256, 256, 3), 7, np.uint8)] * 25)  # stand-in model output
-    frames = frame_indices(template, job.positions)
+    frames = template.frame_indices(job.positions)
     out = rest_in_silence(template, job, frames, rendered.copy())
     still = [crop_face(template.frames[f], template.face_boxes[f]) for f in frames]
     for i in range(9):  # deep in the silence: exactly the template's crop

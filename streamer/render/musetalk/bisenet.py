@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamer.avatar.masks import BLUR_RATIO, UPPER_BOUNDARY_RATIO, padded_crop
 from streamer.errors import ModelError
 from streamer.render.musetalk.layout import load_strict, read_state_dict
 from streamer.units import CROP_SIZE
@@ -26,9 +27,8 @@ SKIN, NOSE, MOUTH, UPPER_LIP, LOWER_LIP = 1, 10, 11, 12, 13
 PARSE_SIZE = 512
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-UPPER_BOUNDARY_RATIO = 0.5
-BLUR_RATIO = 0.1
-CHEEK_WIDTH = 80
+CHEEK_WIDTH = 90
+"""Every official v1.5 entry point builds FaceParsing(left_cheek_width=90, right_cheek_width=90)."""
 
 
 class ConvBNReLU(nn.Sequential):
@@ -183,7 +183,8 @@ def jaw_region(labels: np.ndarray) -> np.ndarray:
 
 
 def blend_mask(region: np.ndarray, face_box: np.ndarray, blend_box: np.ndarray) -> np.ndarray:
-    """[256, 256] uint8 blend weight over `blend_box` from its 512×512 jaw region."""
+    """[256, 256] uint8 blend weight over `blend_box` (the padded square) from its 512×512 jaw
+    region: kept inside the face box, below the middle of the square, blurred by its width."""
     bx1, by1, bx2, by2 = (int(v) for v in blend_box)
     width, height = bx2 - bx1, by2 - by1
     full = cv2.resize(region, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -222,10 +223,10 @@ class FaceParser:
             crops = []
             for i in index:
                 x1, y1, x2, y2 = (int(v) for v in blend_boxes[i])
-                if x2 <= x1 or y2 <= y1:
+                if x2 - x1 < 2 or y2 - y1 < 2:
                     raise ModelError(f"empty blend box {tuple(blend_boxes[i])} of frame {i}")
-                crops.append(cv2.resize(frames[i][y1:y2, x1:x2], (PARSE_SIZE, PARSE_SIZE),
-                                        interpolation=cv2.INTER_LINEAR))
+                crops.append(cv2.resize(padded_crop(frames[i], blend_boxes[i]),
+                                        (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR))
             for i, labels in zip(index, self.labels(np.stack(crops))):
                 out[i] = blend_mask(jaw_region(labels), face_boxes[i], blend_boxes[i])
         return out

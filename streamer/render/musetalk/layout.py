@@ -7,7 +7,6 @@ wrong shape or an unreadable file raises `ModelError` naming the file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ WEIGHT_NAMES = (
     "diffusion_pytorch_model.bin",
 )
 FACE_PARSE_FILE = "79999_iter.pth"
+DWPOSE_FILE = "dw-ll_ucoco_384.pth"
 _SHOWN = 4  # key names quoted in an error message
 
 
@@ -44,6 +44,8 @@ class Layout:
     whisper_dir: Path
     face_parse: Path | None
     """BiSeNet face-parsing weights; optional (the geometric blend mask is used without)."""
+    dwpose: Path | None = None
+    """DWPose wholebody weights, whose face landmarks frame the crops (see render/musetalk/faces)."""
 
 
 def _weights_in(folder: Path) -> Path | None:
@@ -83,6 +85,7 @@ def find_layout(models: Path, version: str = "v15") -> Layout:
     if missing:
         raise ModelError("MuseTalk weights incomplete, missing: " + ", ".join(missing))
     face_parse = root / "face-parse-bisent" / FACE_PARSE_FILE
+    dwpose = root / "dwpose" / DWPOSE_FILE
     return Layout(
         root=root,
         version=version,
@@ -94,6 +97,7 @@ def find_layout(models: Path, version: str = "v15") -> Layout:
         whisper_weights=whisper_weights,  # type: ignore[arg-type]
         whisper_dir=whisper_dir,
         face_parse=face_parse if face_parse.is_file() else None,
+        dwpose=dwpose if dwpose.is_file() else None,
     )
 
 
@@ -115,8 +119,12 @@ def read_config(path: Path) -> dict:
         raise ModelError(f"cannot read model config {path}: {exc}") from None
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A plain tensor state dict from .safetensors or a torch file (never arbitrary pickle)."""
+def read_state_dict(path: Path, nested: bool = False) -> dict[str, torch.Tensor]:
+    """A plain tensor state dict from .safetensors or a torch file (never arbitrary pickle).
+
+    `nested`: the tensors may sit under a `state_dict` entry (mmpose checkpoints; the `meta`
+    beside it is ignored).
+    """
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
@@ -129,6 +137,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ModelError(
             f"cannot read weights {path} (truncated, corrupt or not a state dict): {exc}"
         ) from None
+    if nested and isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(
         isinstance(v, torch.Tensor) for v in state.values()
     ):
@@ -156,10 +166,3 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], sour
         raise ModelError(f"{source} does not match its config; " + "; ".join(problems))
     module.load_state_dict(state, strict=True)
 
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

@@ -5,52 +5,31 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
-import cv2
 import numpy as np
 import torch
 
-from streamer.avatar.face import crop_face
+from streamer.avatar.face import FaceTrack, crop_face
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.config import Settings
 from streamer.errors import BadInput, ModelError
 from streamer.render.base import RenderJob
-from streamer.render.lite import openings
 from streamer.render.musetalk.bisenet import FaceParser
+from streamer.render.musetalk.faces import face_track, faces_key
 from streamer.render.musetalk.features import ROWS_PER_FRAME, SEGMENT_SAMPLES, WhisperFeatures
-from streamer.render.musetalk.layout import find_layout, sha256_file
+from streamer.render.musetalk.layout import find_layout
 from streamer.render.musetalk.models import load_unet, load_vae, load_whisper
 from streamer.render.musetalk.positional import positional_encoding
+from streamer.render.musetalk.precision import Precision, weights_key
+from streamer.render.musetalk.silence import rest_weights
 from streamer.units import CROP_SIZE, MODEL_SAMPLES_PER_UNIT
 
 log = logging.getLogger(__name__)
 
-PREPARE_VERSION = "1"
+PREPARE_VERSION = "2"
 LATENT_DTYPE = np.float16
 """Latents are cached in float16 (a quarter of the crops' size; the UNet input tolerates it)."""
-
-
-def frame_indices(template: PreparedTemplate, positions: np.ndarray) -> np.ndarray:
-    """`template.frame_at` for many positions at once (forward-then-backward loop)."""
-    positions = np.asarray(positions, dtype=np.int64)
-    n = template.frame_count
-    if n == 1:
-        return np.zeros_like(positions)
-    cycle = 2 * n - 2
-    p = positions % cycle
-    return np.where(p < n, p, cycle - p)
-
-
-def face_crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """The face box of `frame` (clipped to it) resized to 256×256 with Lanczos, as MuseTalk does."""
-    h, w = frame.shape[:2]
-    x1, y1, x2, y2 = (int(v) for v in box)
-    x1, x2 = max(0, x1), min(w, x2)
-    y1, y2 = max(0, y1), min(h, y2)
-    if x2 <= x1 or y2 <= y1:
-        raise BadInput(f"face box {tuple(int(v) for v in box)} lies outside the {w}×{h} frame")
-    return cv2.resize(frame[y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LANCZOS4)
 
 
 class MuseTalkRenderer:
@@ -65,8 +44,9 @@ class MuseTalkRenderer:
         cuda = self.device.type == "cuda"
         if cuda and not torch.cuda.is_available():
             raise BadInput(f"render device {device} asked for, but torch sees no CUDA device")
-        self.unet_dtype = torch.float16 if cuda and settings.fp16 else torch.float32
-        self.vae_dtype = torch.float16 if cuda and settings.vae_fp16 else torch.float32
+        self.settings = settings
+        self.precision = Precision.of(settings, cuda)
+        self.unet_dtype, self.vae_dtype = self.precision.unet, self.precision.vae
         self.batch_size = max(1, int(settings.batch_size))
         self.rest_in_silence = settings.rest_in_silence
         memory = torch.channels_last if cuda else torch.contiguous_format
@@ -74,9 +54,10 @@ class MuseTalkRenderer:
         self.vae = _place(load_vae(self.layout), self.device, self.vae_dtype, memory)
         self.scaling = float(self.vae.config.scaling_factor)
         extractor, encoder = load_whisper(self.layout)
-        self.features = WhisperFeatures(extractor, encoder.to(self.device), self.device)
+        encoder = encoder.to(self.device, self.precision.whisper)
+        self.features = WhisperFeatures(extractor, encoder, self.device)
         tokens = ROWS_PER_FRAME * self.features.layers  # 10 rows × 5 hidden states = 50
-        self.pe = positional_encoding(tokens, self.features.dim).to(self.device)
+        self.pe = positional_encoding(tokens, self.features.dim).to(self.device, self.precision.pe)
         self.timestep = torch.zeros(1, device=self.device, dtype=torch.long)
         face_parse = self.layout.face_parse
         self.parser = FaceParser(face_parse, self.device) if face_parse is not None else None
@@ -84,24 +65,31 @@ class MuseTalkRenderer:
         self._decode = torch.compile(self.vae.decode) if settings.compile else self.vae.decode
         self._pin = cuda
         self._key: dict[str, str] | None = None
-        log.info("musetalk %s loaded on %s (unet %s, vae %s)", self.layout.version, self.device,
-                 self.unet_dtype, self.vae_dtype)
+        log.info("musetalk %s loaded on %s (%s)", self.layout.version, self.device, self.precision)
 
     # -- preparation -------------------------------------------------------------------------
 
     def cache_key(self) -> dict[str, str]:
+        """Every weight file and setting that shapes the cache (latents, masks, boxes and the
+        welcome clip, which the UNet, whisper and rest-in-silence render)."""
         if self._key is None:
+            store = Path(self.settings.cache_dir) / "hashes.json"
             self._key = {
                 "renderer": self.name,
                 "prepare_version": PREPARE_VERSION,
                 "musetalk_version": self.layout.version,
-                "vae_weights": sha256_file(self.layout.vae_weights),
-                "vae_config": sha256_file(self.layout.vae_config),
-                "vae_dtype": str(self.vae_dtype),
+                **weights_key(self.layout, store),
+                **self.precision.key(),
                 "latent_dtype": np.dtype(LATENT_DTYPE).name,
-                "face_parse": sha256_file(self.layout.face_parse) if self.parser else "none",
+                "rest_in_silence": str(self.rest_in_silence),
+                **faces_key(self.layout, self.settings, store),
             }
         return dict(self._key)
+
+    def faces(self, frames: np.ndarray, name: str,
+              progress: Callable[[int, int], None] | None = None) -> FaceTrack:
+        """Face boxes as the official preprocessing takes them (DWPose landmarks)."""
+        return face_track(self.layout, self.settings, self.device, frames, name, progress)
 
     @torch.inference_mode()
     def encode_crops(self, crops: np.ndarray) -> torch.Tensor:
@@ -125,7 +113,7 @@ class MuseTalkRenderer:
         out = np.empty((n, 8, CROP_SIZE // 8, CROP_SIZE // 8), dtype=LATENT_DTYPE)
         for start in range(0, n, self.batch_size):
             stop = min(n, start + self.batch_size)
-            crops = np.stack([face_crop(template.frames[i], template.face_boxes[i])
+            crops = np.stack([crop_face(template.frames[i], template.face_boxes[i])
                               for i in range(start, stop)])
             out[start:stop] = self.encode_crops(crops).cpu().numpy().astype(LATENT_DTYPE)
             if progress is not None:
@@ -166,8 +154,8 @@ class MuseTalkRenderer:
                           pin_memory=self._pin)
         if count == 0:
             return out.numpy()
-        tokens = (self.audio_tokens(job) + self.pe).to(self.unet_dtype)
-        frames = frame_indices(template, job.positions)
+        tokens = (self.audio_tokens(job).to(self.pe.dtype) + self.pe).to(self.unet_dtype)
+        frames = template.frame_indices(job.positions)
         for start in range(0, count, self.batch_size):
             stop = min(count, start + self.batch_size)
             batch = self._upload(latents[frames[start:stop]]).to(self.unet_dtype)
@@ -177,27 +165,23 @@ class MuseTalkRenderer:
         crops = out.numpy()
         return rest_in_silence(template, job, frames, crops) if self.rest_in_silence else crops
 
+    def render_batch(self, items: Sequence[tuple[PreparedTemplate, RenderJob]]) -> list[np.ndarray]:
+        """Several jobs (any sessions, any templates) in shared model calls; see `batch.py`."""
+        from streamer.render.musetalk.batch import render_batch
 
-SILENCE_RAMP = np.array([0.25, 0.5, 0.25], np.float32)
-"""Lips close and open over three frames at the edges of a pause."""
+        return render_batch(self, items)
 
 
 def rest_in_silence(
     template: PreparedTemplate, job: RenderJob, frames: np.ndarray, crops: np.ndarray
 ) -> np.ndarray:
-    """Blend silent frames back to the template's own face crop (in place; returns `crops`).
-
-    A frame counts as speaking when its audio opens `lite`'s noise gate, widened by a frame on
-    each side; the weight is computed with two frames of context, so windows of one utterance
-    agree where they meet.
-    """
-    voiced = openings(job.audio, job.first_unit - 2, job.frames + 4) > 0
-    widened = np.convolve(voiced.astype(np.float32), np.ones(3, np.float32), mode="same") > 0
-    weight = np.convolve(widened.astype(np.float32), SILENCE_RAMP, mode="same")[2:-2]
+    """Pauses show the template's own face crop (in place; returns `crops`); see `silence`."""
+    weight = rest_weights(job.audio, job.first_unit, job.frames, job.final)
     for i in np.flatnonzero(weight < 1.0):
         f = int(frames[i])
         still = crop_face(template.frames[f], template.face_boxes[f])
-        crops[i] = np.round(weight[i] * crops[i] + (1.0 - weight[i]) * still).astype(np.uint8)
+        mixed = weight[i] * crops[i].astype(np.float32) + (1.0 - weight[i]) * still
+        crops[i] = np.round(mixed).astype(np.uint8)
     return crops
 
 

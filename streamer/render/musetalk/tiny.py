@@ -2,9 +2,15 @@
 
 Same module structure as the real models (UNet in 8 / out 4 / cross-attention 384, SD VAE with
 4 latent channels and ×8 downsampling, whisper encoder with d_model 384 and 4 layers so it
-yields 5 hidden states), only fewer channels. Written the way the official files are: bare
-UNet keys in a torch file, the VAE with diffusers-0.4 attention names, the whisper checkpoint
-with `model.`-prefixed keys.
+yields 5 hidden states, DWPose's CSPNeXt + SimCC head), only fewer channels. Written the way the
+official files are: bare UNet keys in a torch file, the VAE with diffusers-0.4 attention names,
+the whisper checkpoint with `model.`-prefixed keys, DWPose as an mmpose checkpoint.
+
+Whisper's sinusoidal position embedding and its attention outputs are scaled down
+(`POSITION_SCALE`, `ATTENTION_SCALE`): with random weights the positions dominate every hidden
+state, and random attention averages the whole 30 s window into every frame, so features of two
+different sentences would look alike (cosine distance 0.003, less than a streamed window's
+distance to the same audio's). Scaled, the audio decides the features, as in the trained model.
 """
 
 from __future__ import annotations
@@ -72,6 +78,9 @@ WHISPER_CONFIG = dict(
     decoder_start_token_id=3,
 )
 FULL_WHISPER_CONFIG = {**WHISPER_CONFIG, "encoder_attention_heads": 6, "encoder_ffn_dim": 1536}
+POSITION_SCALE = 0.02
+ATTENTION_SCALE = 0.1
+TINY_DWPOSE = dict(widen=0.125, deepen=1 / 3, hidden=32, s=16)
 
 
 def _old_vae_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -85,11 +94,14 @@ def _old_vae_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def build_tiny_models(root: Path, seed: int = 0, full: bool = False, face_parse: bool = False) -> Path:
+def build_tiny_models(root: Path, seed: int = 0, full: bool = False, face_parse: bool = False,
+                      dwpose: bool = True) -> Path:
     """Write random weights in the official layout under `root`; returns `root`.
 
     `full` uses the real channel counts (for GPU benchmarks; about 4 GB of files).
     `face_parse` adds a random BiSeNet (always its real size, 50 MB).
+    `dwpose` adds a random DWPose (tiny, or the real size with `full`): its landmarks are
+    random, so tests that prepare templates set `musetalk_faces = "haar"` or inject landmarks.
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
@@ -114,6 +126,10 @@ def build_tiny_models(root: Path, seed: int = 0, full: bool = False, face_parse:
     config = WhisperConfig(**(FULL_WHISPER_CONFIG if full else WHISPER_CONFIG))
     whisper = WhisperForConditionalGeneration(config)
     config.save_pretrained(whisper_dir)
+    with torch.no_grad():
+        whisper.model.encoder.embed_positions.weight.mul_(POSITION_SCALE)
+        for layer in whisper.model.encoder.layers:
+            layer.self_attn.out_proj.weight.mul_(ATTENTION_SCALE)
     state = {k: v.contiguous() for k, v in whisper.state_dict().items()}
     torch.save(state, whisper_dir / "pytorch_model.bin")
     WhisperFeatureExtractor(feature_size=80).save_pretrained(whisper_dir)
@@ -123,7 +139,19 @@ def build_tiny_models(root: Path, seed: int = 0, full: bool = False, face_parse:
 
         (root / "face-parse-bisent").mkdir(exist_ok=True)
         torch.save(BiSeNet().state_dict(), root / "face-parse-bisent" / "79999_iter.pth")
+    if dwpose:
+        write_tiny_dwpose(root / "dwpose" / "dw-ll_ucoco_384.pth", full)
     return root
+
+
+def write_tiny_dwpose(path: Path, full: bool = False) -> Path:
+    """Random DWPose weights as an mmpose checkpoint (`state_dict` + `meta`)."""
+    from streamer.render.musetalk.dwpose import DWPose, DWPoseConfig
+
+    net = DWPose(DWPoseConfig() if full else DWPoseConfig(**TINY_DWPOSE))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"meta": {"note": "random test weights"}, "state_dict": net.state_dict()}, path)
+    return path
 
 
 def speech_like(seconds: float, seed: int = 0, rate: int = 16_000) -> np.ndarray:
@@ -166,7 +194,8 @@ def tiny_musetalk_settings(root: Path, **overrides):
     shutil.copy(ROOT / "templates" / "astronaut.png", templates / "astronaut.png")
     write_wav(templates / "hi.wav", speech_like(0.3, seed=9))
     (templates / "astronaut.json").write_text(json.dumps({"name": "A", "welcome_audio": "hi.wav"}))
+    options = {"musetalk_faces": "haar", **overrides}  # random DWPose weights: random boxes
     return Settings(
         templates_dir=templates, cache_dir=root / "cache", renderer="musetalk",
-        models=build_tiny_models(root / "models"), devices=("cpu",), **overrides,
+        models=build_tiny_models(root / "models"), devices=("cpu",), **options,
     )
