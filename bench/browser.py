@@ -23,8 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from tests.browser.live_server import serve  # noqa: E402
+from streamer.testing import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
 UPLOAD_S = 60
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import machine  # noqa: E402
 from streamer.client import Client  # noqa: E402
-from tests.integration.conftest import free_port  # noqa: E402
+from streamer.testing import free_port  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:

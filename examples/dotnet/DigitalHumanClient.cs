@@ -34,6 +34,10 @@ namespace DigitalHuman
         public int Width;
         public int Height;
         public double WelcomeSeconds;
+        public string WelcomeText;
+        /// <summary>What framed the face: "dwpose", "fan" or "haar"; Degraded: no landmarks.</summary>
+        public string Faces;
+        public bool Degraded;
         public bool Ready;
     }
 
@@ -83,6 +87,9 @@ namespace DigitalHuman
                     Width = (int)MiniJson.Num(t, "width"),
                     Height = (int)MiniJson.Num(t, "height"),
                     WelcomeSeconds = MiniJson.Num(t, "welcome_seconds"),
+                    WelcomeText = MiniJson.Str(t, "welcome_text"),
+                    Faces = MiniJson.Str(t, "faces"),
+                    Degraded = t.ContainsKey("degraded") && Equals(t["degraded"], true),
                     Ready = !t.ContainsKey("ready") || Equals(t["ready"], true),
                 });
             }

@@ -2,23 +2,48 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import sys
 
-from streamer.config import Settings
-from streamer.errors import BadInput
+from streamer.config import ROOT, Settings
+from streamer.errors import BadInput, ModelError
 from streamer.render.base import Renderer
 
 log = logging.getLogger(__name__)
+MUSETALK_MODULES = ("torch", "diffusers", "transformers", "safetensors", "face_alignment")
+"""What the `[musetalk]` extra installs; the base install (server + lite) has none of them."""
+
+
+def musetalk_install() -> str:
+    """The command that adds the MuseTalk extra to the Python running this."""
+    return f"{sys.executable} -m pip install -e '{ROOT}[musetalk]'"
+
+
+def musetalk_missing() -> list[str]:
+    return [name for name in MUSETALK_MODULES if not _importable(name)]
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def renderer_name(settings: Settings) -> str:
     """`musetalk` when asked for or when `auto` finds its weights, else the embedded `lite`."""
+    missing = musetalk_missing() if settings.renderer in ("auto", "musetalk") else []
+    if settings.renderer == "musetalk" and missing:
+        raise ModelError(f"the musetalk renderer needs {', '.join(missing)}: run {musetalk_install()}")
     if settings.renderer != "auto":
         return settings.renderer
     if settings.devices and all(d.startswith("sim") for d in settings.devices):
         return "sim"
-    if settings.models is not None:
+    if settings.models is not None and missing:
+        log.warning("MuseTalk is not installed (run %s); using the embedded lite renderer", musetalk_install())
+    elif settings.models is not None:
         from streamer.render.musetalk import has_weights
 
         if has_weights(settings.models):

@@ -24,7 +24,7 @@ from streamer.pool.base import RenderPool
 from streamer.pool.factory import create_pool
 from streamer.pool.report import PoolGauges, summary
 from streamer.render.prepare import renderer_cache
-from streamer.server import api, whep
+from streamer.server import api, openapi, whep
 from streamer.server.http import cors, errors, loopback_host
 from streamer.server.keys import DECODERS, METRICS, SESSIONS, SETTINGS, STARTUP
 from streamer.server.sessions import SessionManager
@@ -195,6 +195,7 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", openapi.serve)
     app.router.add_get("/{name}", web_file)
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, watch
-from tests.browser.live_server import serve, static_site
+from streamer.testing import CHROMIUM, CHROMIUM_ARGS, serve
+from tests.browser.harness import watch
+from tests.browser.live_server import static_site
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,9 @@
-"""What the browser tests (and bench/browser.py) share: Chromium's flags and in-page probes."""
+"""What the browser tests share: in-page probes (Chromium's path and flags: streamer.testing)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-]
 TEMPLATE = "astronaut"
 
 RECORDER_JS = """

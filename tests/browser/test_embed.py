@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.harness import TEMPLATE, Recorder, video_variation_js
-from tests.browser.live_server import serve
+from streamer.testing import serve
 
 pytestmark = pytest.mark.browser
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.browser.harness import TEMPLATE, Recorder, video_variation_js, watch
-from tests.browser.live_server import serve
+from streamer.testing import serve
 
 pytestmark = pytest.mark.browser
 

@@ -1,76 +1,37 @@
-"""One live server on loopback for the integration suite, run in a thread with its own loop."""
+"""One live server on loopback for the integration suite, every answer held to docs/openapi.yaml."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
+from streamer import testing
 from streamer.config import Settings
-from streamer.server.app import create_app
-from streamer.server.keys import STARTUP
+from streamer.testing import LiveServer
+from tests.contract.openapi import CONTRACT
 
-READY_TIMEOUT_S = 240.0
-
-
-@dataclass
-class LiveServer:
-    url: str
-    app: web.Application
-    loop: asyncio.AbstractEventLoop
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["LiveServer", "live_server"]
 
 
 @contextlib.contextmanager
 def live_server(settings: Settings) -> Iterator[LiveServer]:
-    """Serve `settings` on a free loopback port until the block ends; waits for /readyz."""
-    port = free_port()
-    settings = replace(settings, port=port)
-    loop = asyncio.new_event_loop()
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=run, name="live-server", daemon=True)
-    thread.start()
-    started.wait(30)
-    try:
-        task = asyncio.run_coroutine_threadsafe(_wait_ready(app), loop)
-        task.result(READY_TIMEOUT_S)
-        yield LiveServer(f"http://127.0.0.1:{port}", app, loop)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
+    """streamer.testing.live_server, with each answer checked against the contract."""
+    with testing.live_server(settings, on_app=CONTRACT.attach) as live:
+        yield live
 
 
-async def _wait_ready(app: web.Application) -> None:
-    startup = app[STARTUP]
-    await startup["task"]
-    if not startup["ready"]:
-        raise RuntimeError(f"server not ready: {startup['phase']} {startup['failed']}")
+@pytest.fixture(autouse=True)
+def _contract() -> Iterator[None]:
+    """Fails the test during which a server answered outside the contract."""
+    before = len(CONTRACT.violations)
+    yield
+    found = CONTRACT.violations[before:]
+    assert not found, "answers outside docs/openapi.yaml:\n" + "\n".join(found)
 
 
 @pytest.fixture(scope="session")
