@@ -141,6 +141,7 @@ def measure(server: str, template: str, wavs: list[bytes], seconds: float) -> di
             result = {
                 **figures(bench["first"], bench["last"]),
                 "stalls": session.get("stalls"),
+                "link": session.get("link"),  # the adaptive ladder's view of this viewer
                 "renderer": session.get("renderer"),
                 "chromium": browser.version,
             }

@@ -1,6 +1,6 @@
 """Video encode cost per 512×512 session on one CPU core, our encoder settings against aiortc's.
 
-    python bench/encoder.py [--frames 200] [--warmup 25] [--seconds 4]
+    python bench/encoder.py [--frames 200] [--warmup 25] [--seconds 4] [--no-sweep]
 
 Frames are realistic: the `astronaut` template with lite crops rendered from espeak-ng speech
 (the mouth moves), composited and converted to yuv420p as the media pump does. Per config
@@ -12,6 +12,13 @@ in real time, counting frames that finished after their 40 ms slot, and K - 1, K
 no frame misses (`sustained_sessions_no_stall`; `met` needs ≥ 4 of ours). The REMB check moves the
 target bitrate by ±8 % and ±30 % (and back) and counts encoder rebuilds (the codec context
 object changing): aiortc rebuilds past 10 %, ours must never.
+
+Every config, and each of the `SWEEP` (VP8 cpu-used / threads / static-thresh, x264 presets,
+NVENC when present), also reports at the same 1.5 Mbit/s target and 25 fps: encode ms per
+speaking frame and per idle frame (the still template repeated), the bitrate it actually sent,
+and the quality of what a viewer decodes (PSNR and SSIM of the luma against the source), so
+defaults are chosen at equal quality, never by sending less. Frames come from the I420
+compositor, as the media pump makes them.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import av  # noqa: E402
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from aiortc.codecs.base import Encoder  # noqa: E402
 from aiortc.codecs.h264 import H264Encoder  # noqa: E402
@@ -41,8 +49,9 @@ from aiortc.codecs.vpx import Vp8Encoder  # noqa: E402
 
 from bench.common import lite_template, machine, one_core, speech16k  # noqa: E402
 from streamer.avatar.prepared import PreparedTemplate  # noqa: E402
-from streamer.media.compositor import compose  # noqa: E402
-from streamer.media.encoding import ClampedVp8Encoder, EncoderSettings, TunedH264Encoder  # noqa: E402
+from streamer.media.compositor import compose_i420  # noqa: E402
+from streamer.media.encoding import EncoderSettings, TunedH264Encoder, TunedVp8Encoder, nvenc_available  # noqa: E402
+from streamer.media.yuv import planes  # noqa: E402
 from streamer.render.base import RenderJob  # noqa: E402
 from streamer.render.lite import LiteRenderer, openings  # noqa: E402
 from streamer.units import FPS, MODEL_SAMPLES_PER_UNIT  # noqa: E402
@@ -57,8 +66,21 @@ CONFIGS: dict[str, Callable[[], Encoder]] = {
     "h264_stock_medium": H264Encoder,
     "h264_ours_superfast": lambda: TunedH264Encoder(EncoderSettings(h264_codec="libx264", x264_preset="superfast")),
     "vp8_stock": Vp8Encoder,
-    "vp8_ours_clamped": lambda: ClampedVp8Encoder(EncoderSettings()),
+    "vp8_ours_clamped": lambda: TunedVp8Encoder(EncoderSettings()),
 }
+SWEEP: dict[str, Callable[[], Encoder]] = {
+    **{
+        f"vp8_cpu{cpu}_static{static}": (
+            lambda cpu=cpu, static=static: TunedVp8Encoder(EncoderSettings(vp8_cpu_used=cpu, vp8_static_thresh=static))
+        )
+        for cpu, static in ((-6, 1), (8, 100), (12, 1), (12, 100), (16, 100))
+    },
+    "h264_ours_ultrafast": lambda: TunedH264Encoder(EncoderSettings(h264_codec="libx264", x264_preset="ultrafast")),
+    "h264_ours_superfast_threads_auto": lambda: TunedH264Encoder(EncoderSettings(x264_preset="superfast", threads=0)),
+    "h264_ours_veryfast": lambda: TunedH264Encoder(EncoderSettings(h264_codec="libx264", x264_preset="veryfast")),
+}
+if nvenc_available():
+    SWEEP["h264_nvenc"] = lambda: TunedH264Encoder(EncoderSettings(h264_codec="h264_nvenc"))
 
 
 def _crops(template: PreparedTemplate, audio: np.ndarray) -> np.ndarray:
@@ -68,9 +90,8 @@ def _crops(template: PreparedTemplate, audio: np.ndarray) -> np.ndarray:
 
 
 def _video_frame(template: PreparedTemplate, crop: np.ndarray, n: int) -> av.VideoFrame:
-    """What the media pump hands aiortc: the composed frame as yuv420p with a 90 kHz pts."""
-    image = compose(template, n, crop)
-    frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
+    """What the media pump hands aiortc: the composed I420 frame with a 90 kHz pts."""
+    frame = av.VideoFrame.from_numpy_buffer(compose_i420(template, n, crop), format="yuv420p")
     frame.pts = n * (90_000 // FPS)
     frame.time_base = VIDEO_TIME_BASE
     return frame
@@ -139,6 +160,57 @@ def _sustained(
     return 0, checks
 
 
+def _ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of two luma planes (gaussian 11×11, σ 1.5, as Wang et al.)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)  # noqa: E731
+    ma, mb = blur(a), blur(b)
+    va, vb, cov = blur(a * a) - ma * ma, blur(b * b) - mb * mb, blur(a * b) - ma * mb
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    return float((((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))).mean())
+
+
+def _quality(make: Callable[[], Encoder], frames: list[av.VideoFrame]) -> dict[str, Any]:
+    """Bitrate sent and PSNR / SSIM (luma) of the decoded stream against its source frames."""
+    encoder = make()
+    encoder.encode(frames[0], True)  # opens the encoder's own codec context
+    context = encoder.codec
+    decoder = av.CodecContext.create("h264" if "264" in context.name else "libvpx" if context.name == "libvpx" else "vp8", "r")
+    sent, psnr, ssim, decoded = 0, [], [], []
+    for k, frame in enumerate(frames):
+        frame.pict_type = av.video.frame.PictureType.I if k == 0 else av.video.frame.PictureType.NONE
+        for packet in context.encode(frame):
+            sent += packet.size
+            decoded += decoder.decode(packet)
+    frame.pict_type = av.video.frame.PictureType.NONE
+    for packet in context.encode(None):
+        sent += packet.size
+        decoded += decoder.decode(packet)
+    for source, out in zip(frames, decoded):
+        a, b = planes(source.to_ndarray())[0], planes(out.to_ndarray())[0]
+        mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+        psnr.append(99.0 if mse == 0 else 10 * np.log10(255**2 / mse))
+        ssim.append(_ssim(a, b))
+    return {
+        "sent_kbit_s": round(sent * 8 * FPS / len(frames) / 1000, 1),
+        "psnr_y_db": round(float(np.mean(psnr)), 2) if psnr else None,
+        "ssim_y": round(float(np.mean(ssim)), 4) if ssim else None,
+        "frames_decoded": len(decoded),
+    }
+
+
+def _costs(make: Callable[[], Encoder], frames: list[av.VideoFrame], idle: list[av.VideoFrame], warmup: int) -> dict[str, Any]:
+    """Encode ms per speaking and per idle frame (CPU time, wall beside it) and the quality."""
+    speak_wall, speak_cpu = _encode_ms(make, frames, warmup)
+    _, idle_cpu = _encode_ms(make, idle, warmup)
+    return {
+        "encode_ms_per_frame": round(speak_cpu, 2),
+        "encode_wall_ms_per_frame": round(speak_wall, 2),
+        "idle_encode_ms_per_frame": round(idle_cpu, 2),
+        **_quality(make, frames[warmup:]),
+    }
+
+
 def _remb(make: Callable[[], Encoder], frame_source: Callable[[int], av.VideoFrame]) -> dict[str, Any]:
     """Encoder rebuilds when the target bitrate moves by each step of REMB_STEPS and back."""
     encoder = make()
@@ -170,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--frames", type=int, default=200, help="timed frames per config")
     parser.add_argument("--warmup", type=int, default=25)
     parser.add_argument("--seconds", type=float, default=3.0, help="real-time check per config")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the settings sweep")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-encoder-") as tmp:
@@ -181,16 +254,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         compose_wall, compose_cpu = _timed(
             lambda n: _video_frame(template, crops[n % len(crops)], n), max(args.frames, 20)
         )
+        _, idle_cpu = _timed(lambda n: _video_frame(template, None, n), max(args.frames, 20))
         frames = [_video_frame(template, crops[n % len(crops)], n) for n in range(args.warmup + args.frames)]
+        idle = [_video_frame(template, None, n) for n in range(args.warmup + args.frames)]
         configs: dict[str, Any] = {}
         for name, make in CONFIGS.items():
-            encode_wall, encode_cpu = _encode_ms(make, frames, args.warmup)
+            costs = _costs(make, frames, idle, args.warmup)
+            encode_cpu, encode_wall = costs["encode_ms_per_frame"], costs["encode_wall_ms_per_frame"]
             per_core = int(SLOT_MS // (encode_cpu + compose_cpu))
             sustained, checks = _sustained(make, template, crops, per_core, args.seconds)
             remb = _remb(make, lambda n: _video_frame(template, crops[n % len(crops)], n))
             configs[name] = {
-                "encode_ms_per_frame": round(encode_cpu, 2),
-                "encode_wall_ms_per_frame": round(encode_wall, 2),
+                **costs,
                 "total_ms_per_frame": round(encode_cpu + compose_cpu, 2),
                 "sessions_per_core": per_core,
                 "sessions_per_core_wall": int(SLOT_MS // (encode_wall + compose_wall)),
@@ -199,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "real_time_checks": [{"sessions": c["sessions"], "missed_slots": c["missed_slots"]} for c in checks],
                 "remb": remb,
             }
+        sweep = {} if args.no_sweep else {name: _costs(make, frames, idle, args.warmup) for name, make in SWEEP.items()}
     ours = configs["h264_ours_superfast"]
     size = frames[0].width, frames[0].height
     return {
@@ -211,7 +287,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "moving_mouth_frames": f"{int(np.count_nonzero(openings(speech, 0, len(crops))))} of {len(crops)}",
         "compose_convert_ms_per_frame": round(compose_cpu, 2),
         "compose_convert_wall_ms_per_frame": round(compose_wall, 2),
+        "idle_frame_ms": round(idle_cpu, 3),
         "configs": configs,
+        "sweep": sweep,
         "speedup_h264_ours_vs_stock": round(
             configs["h264_stock_medium"]["encode_ms_per_frame"] / ours["encode_ms_per_frame"], 2
         ),

@@ -54,9 +54,10 @@ class Settings:
 
     video_codec: str = "auto"
     """`auto` (browser's choice), `h264` or `vp8`."""
-    x264_preset: str = "superfast"
+    x264_preset: str = "ultrafast"
     video_bitrate: int = 1_500_000
-    """Target bitrate; REMB may move it only within ±5 % (aiortc rebuilds an encoder past 10 %)."""
+    """Target bitrate of the ladder's top step; within a step REMB does not move it (aiortc
+    rebuilds an encoder past 10 %)."""
     h264_encoder: str = "auto"
     """`auto` (NVENC when ffmpeg has it, else libx264), `libx264` or `h264_nvenc`."""
 
@@ -130,6 +131,16 @@ class Settings:
     """Uploads (speak, say) one session may have decoding at once."""
     drain_s: float = 30.0
     """On SIGTERM, how long utterances already playing may take to finish."""
+
+    # Media plane
+    prefer_cheaper_codec: bool = True
+    """With `video_codec = auto`, offer H.264 (cheaper to encode, bench/encoder.py) first when the
+    viewer takes both; false keeps the browser's order."""
+    vp8_cpu_used: int = 12
+    """libvpx realtime speed, higher is faster (aiortc's own: -6)."""
+    adaptive_bitrate: bool = True
+    """Move each session along a small bitrate/resolution ladder as its viewer's link allows
+    (media/ladder.py); false holds `video_bitrate` and the full size whatever the link."""
 
     def public_binding(self) -> bool:
         return not is_loopback_host(self.host)

@@ -7,6 +7,16 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter as PromCounter, Gauge, Histogram
 
+LINK_GAUGES = (
+    ("loss", "loss_ratio", "Fraction of video packets the viewer reported lost"),
+    ("rtt_ms", "rtt_seconds", "Round-trip time from the viewer's receiver reports"),
+    ("nacks", "nacks", "Video packets the viewer asked again (NACK)"),
+    ("plis", "keyframe_requests", "Keyframes the viewer asked for (PLI/FIR)"),
+    ("bitrate_kbps", "sent_bits_per_second", "Video bitrate actually sent"),
+    ("remb_kbps", "remb_bits_per_second", "The viewer's estimate of its bandwidth (REMB)"),
+    ("step", "ladder_step", "Adaptive ladder step (0 = full bitrate and size)"),
+)
+LINK_SCALE = {"rtt_ms": 0.001, "bitrate_kbps": 1000, "remb_kbps": 1000}
 LATENCY_BUCKETS = (0.04, 0.08, 0.12, 0.16, 0.24, 0.32, 0.5, 0.75, 1.0, 2.0, 5.0)
 
 
@@ -59,10 +69,28 @@ class Metrics:
         self.task_failures = PromCounter(
             "streamer_task_failures", "Background tasks (pump, dispatcher) that died", ["task"], registry=r
         )
+        self.link = {
+            key: Gauge(f"streamer_link_{name}", help_, ["session"], registry=r)
+            for key, name, help_ in LINK_GAUGES
+        }
 
     def worker_states(self, devices: list[dict]) -> None:
         for d in devices:
             self.workers_alive.labels(str(d["index"]), d["device"]).set(1 if d["alive"] else 0)
+
+    def link_quality(self, session_id: str, quality: dict[str, float | int | None]) -> None:
+        """One session's RTCP link quality (see media/link.py) as gauges labelled by session."""
+        for key, gauge in self.link.items():
+            value = quality.get(key)
+            if value is not None:
+                gauge.labels(session_id).set(float(value) * LINK_SCALE.get(key, 1))
+
+    def link_closed(self, session_id: str) -> None:
+        for gauge in self.link.values():
+            try:
+                gauge.remove(session_id)
+            except KeyError:
+                pass
 
     def request(self) -> None:
         self.total_requests += 1

@@ -12,11 +12,11 @@ import logging
 import re
 import secrets
 import time
+from dataclasses import asdict
 from typing import Any, Callable
 
 import numpy as np
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from streamer import ice
 from streamer.avatar.prepared import PreparedTemplate
@@ -24,8 +24,11 @@ from streamer.config import Settings
 from streamer.conversation import Conversation
 from streamer.errors import BadInput
 from streamer.events import Closing, Event, Failed, to_json
+from streamer.media import encoding
 from streamer.media.clock import Clock
-from streamer.media.compositor import compose
+from streamer.media.compositor import compose_i420
+from streamer.media.ladder import Ladder
+from streamer.media.link import LinkMonitor, LinkQuality
 from streamer.media.playout import Unit
 from streamer.media.tracks import MediaPump
 from streamer.metrics import Metrics
@@ -62,9 +65,13 @@ class Session:
         self.conversation = Conversation(
             self.id, template, pool, settings, clock, metrics, self.emit, on_failure=self._task_failed
         )
+        self.ladder = Ladder(settings.video_bitrate, adaptive=settings.adaptive_bitrate)
         self.pump = MediaPump(
-            self.conversation.tick, self._compose, clock, on_failure=lambda exc: self._task_failed("media-pump", exc)
+            self.conversation.tick, self._compose, clock, ladder=self.ladder,
+            on_failure=lambda exc: self._task_failed("media-pump", exc),
         )
+        self.link: LinkMonitor | None = None
+        self._link_task: asyncio.Task[None] | None = None
         self.pc = RTCPeerConnection(rtc_configuration(settings, self.id))
         self.channel: Any = None
         self.listeners: set[Listener] = set()
@@ -79,8 +86,9 @@ class Session:
             raise BadInput("malformed SDP offer: it must have a video section to receive the stream")
         # Transceivers made before the offer is applied take it up, with our codec preference.
         video = self.pc.addTransceiver(self.pump.video, direction="sendonly")
-        if self.settings.video_codec != "auto":
-            video.setCodecPreferences(self._codecs(self.settings.video_codec))
+        codecs = encoding.codec_preferences(self.settings.video_codec, self.settings.prefer_cheaper_codec)
+        if codecs:
+            video.setCodecPreferences(codecs)
         if "audio" in offered:
             self.pc.addTransceiver(self.pump.audio, direction="sendonly")
         try:
@@ -101,19 +109,16 @@ class Session:
 
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
+        self.link = LinkMonitor(video.sender, self.ladder, self._on_link)
+        self._link_task = asyncio.get_running_loop().create_task(self.link.run(), name="link-monitor")
         self.conversation.start()
         return str(self.pc.localDescription.sdp)
 
-    @staticmethod
-    def _codecs(name: str) -> list[RTCRtpCodecCapability]:
-        """The codec `name` first, with its retransmission (RTX) format."""
-        return [
-            c for c in RTCRtpSender.getCapabilities("video").codecs
-            if c.mimeType.lower() in (f"video/{name}", "video/rtx")
-        ]
+    def _on_link(self, quality: LinkQuality) -> None:
+        self._metrics.link_quality(self.id, asdict(quality))
 
     def _compose(self, unit: Unit) -> np.ndarray:
-        return compose(self.template, unit.position, unit.crop)
+        return compose_i420(self.template, unit.position, unit.crop)
 
     def emit(self, event: Event) -> None:
         message = to_json(event, self.id)
@@ -137,14 +142,19 @@ class Session:
             **self.conversation.describe(),
             "connection": self.pc.connectionState,
             "dropped_frames": self.pump.video.dropped,
+            "link": self.link.describe() if self.link is not None else None,
             "created": self.created,
         }
 
     async def close(self) -> None:
         try:
+            if self._link_task is not None:
+                self._link_task.cancel()
+                await asyncio.gather(self._link_task, return_exceptions=True)
             await self.conversation.close()
             await self.pump.stop()
             await self.pc.close()
         finally:
+            self._metrics.link_closed(self.id)
             self.listeners.clear()
             self.closed.set()

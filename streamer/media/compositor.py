@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from streamer.avatar.prepared import PreparedTemplate
+from streamer.media.yuv import YuvTemplate
 
 
 def compose(template: PreparedTemplate, position: int, crop: np.ndarray | None) -> np.ndarray:
@@ -33,3 +34,9 @@ def compose(template: PreparedTemplate, position: int, crop: np.ndarray | None) 
     old = frame[y1:y2, x1:x2].astype(np.uint16)
     out[y1:y2, x1:x2] = ((new * a + old * (255 - a) + 127) // 255).astype(np.uint8)
     return out
+
+
+def compose_i420(template: PreparedTemplate, position: int, crop: np.ndarray | None) -> np.ndarray:
+    """`compose` in I420 ([H * 3 / 2, W] uint8, what the encoders take), within 2/255 of `compose`
+    converted by libswscale; the template's planes are converted once per process."""
+    return YuvTemplate.of(template).compose(position, crop)

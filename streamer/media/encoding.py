@@ -1,9 +1,11 @@
-"""Video encoder settings for aiortc: a fast x264 preset (or NVENC), and a clamped bitrate.
+"""Video encoder settings for aiortc: a fast x264 preset (or NVENC), a right-sized VP8, and a
+clamped bitrate.
 
-aiortc builds x264 with its default preset `medium` (~33 ms per 720p frame on one core) and
-rebuilds the encoder (a keyframe and a visible stall) whenever REMB moves the bitrate by more
-than 10 %. aiortc has no setting for either, so `install` replaces the encoder factory its RTP
-sender calls with one that returns the encoders below.
+aiortc builds x264 with its default preset `medium` (~33 ms per 720p frame on one core), VP8
+with `cpu-used -6`, and rebuilds the encoder (a keyframe and a visible stall) whenever REMB
+moves the bitrate by more than 10 %. aiortc has no setting for any of it, so `install` replaces
+the encoder factory its RTP sender calls with one that returns the encoders below. They lean on
+private parts of aiortc (`HOOKS`), which is why pyproject pins aiortc to one minor version.
 """
 
 from __future__ import annotations
@@ -14,25 +16,45 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import av
-from aiortc import rtcrtpsender
+from aiortc import rtcrtpsender, rtp
 from aiortc.codecs import get_encoder as aiortc_get_encoder
+from aiortc.codecs.base import Encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.rtcrtpsender import RTCRtpSender
 
-from streamer.units import FPS
+from streamer.media.opus import LeanOpusEncoder, audio_level_dbov
+from streamer.media.rate import BAND, ClampedBitrate
+from streamer.units import FPS, VIDEO_CLOCK
 
 log = logging.getLogger(__name__)
 
-BAND = 0.05
-"""REMB may move the bitrate only this far from the target: below aiortc's 10 % rebuild step."""
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
+CHEAPER_CODEC = "h264"
+"""Offered first when the viewer takes both (bench/encoder.py: x264 costs less than VP8 at the
+same PSNR on a talking head)."""
+HOOKS = {
+    "aiortc.rtcrtpsender": ("get_encoder", "rtp"),
+    "aiortc.rtp": ("compute_audio_level_dbov",),
+    "aiortc.codecs.h264:H264Encoder": ("_encode_frame", "_split_bitstream", "buffer_data", "buffer_pts", "codec"),
+    "aiortc.codecs.vpx:Vp8Encoder": ("_packetize", "picture_id", "codec"),
+}
+"""The private names of aiortc this module overrides or uses (tests/unit/test_encoding.py)."""
 
 
 @dataclass(frozen=True)
 class EncoderSettings:
     bitrate: int = 1_500_000
-    x264_preset: str = "superfast"
+    x264_preset: str = "ultrafast"
     h264_codec: str = "libx264"
     """`libx264` or `h264_nvenc`."""
+    vp8_cpu_used: int = 12
+    """libvpx `cpu-used` in realtime mode: higher is faster (aiortc: -6, adaptive)."""
+    threads: int = 1
+    """Encoder threads per session: one is the least CPU per frame, and a server runs many."""
+    vp8_static_thresh: int = 100
+    """Blocks that changed less than this are skipped: a still background costs nothing."""
 
     def clamp(self, bitrate: int) -> int:
         low, high = int(self.bitrate * (1 - BAND)), int(self.bitrate * (1 + BAND))
@@ -49,21 +71,6 @@ def nvenc_available() -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure means "not here"
         return False
-
-
-class ClampedBitrate:
-    """`target_bitrate` as aiortc's encoders expose it, held within BAND of the target."""
-
-    _settings: EncoderSettings
-    _bitrate: int
-
-    @property
-    def target_bitrate(self) -> int:
-        return self._bitrate
-
-    @target_bitrate.setter
-    def target_bitrate(self, bitrate: int) -> None:
-        self._bitrate = self._settings.clamp(bitrate)
 
 
 class TunedH264Encoder(ClampedBitrate, H264Encoder):
@@ -98,51 +105,139 @@ class TunedH264Encoder(ClampedBitrate, H264Encoder):
                 "preset": self._settings.x264_preset,
                 "tune": "zerolatency",
                 "level": "31",
+                "maxrate": str(self._bitrate),  # a 1 s VBV: a fresh encoder (a ladder step)
+                "bufsize": str(self._bitrate),  # cannot overshoot its step's bitrate
             }
         codec.profile = "Baseline" if name == "libx264" else "baseline"
+        codec.thread_count = self._settings.threads
         return codec
 
     def _encode_frame(self, frame: av.VideoFrame, force_keyframe: bool) -> Iterator[bytes]:
-        if self.codec and (frame.width != self.codec.width or frame.height != self.codec.height):
+        frame = self._follow(frame)
+        if self._stale(self.codec, frame):
             self.buffer_data, self.buffer_pts, self.codec = b"", None, None
         frame.pict_type = (
-            av.video.frame.PictureType.I if force_keyframe else av.video.frame.PictureType.NONE
+            av.video.frame.PictureType.I
+            if self._keyframe(force_keyframe)
+            else av.video.frame.PictureType.NONE
         )
         if self.codec is None:
             self.codec = self._open(frame)
+            self._opened()
         data = b"".join(bytes(packet) for packet in self.codec.encode(frame))
+        self._sent(len(data))
         if data:
             yield from self._split_bitstream(data)
 
 
-class ClampedVp8Encoder(ClampedBitrate, Vp8Encoder):
-    """aiortc's VP8 encoder at a fixed bitrate band, so REMB never rebuilds it."""
+class TunedVp8Encoder(ClampedBitrate, Vp8Encoder):
+    """aiortc's VP8 packetizer with our own libvpx context: speed, threads, static threshold,
+    CBR with a one-second buffer, at a fixed bitrate band so REMB never rebuilds it."""
 
     def __init__(self, settings: EncoderSettings) -> None:
+        super().__init__()
         self._settings = settings
         self._bitrate = settings.bitrate
-        super().__init__()
-        # aiortc sizes VP8's rate-control buffer from its own private copy of the bitrate
-        # (500 kbit/s): give it ours, or the buffer holds a third of a second, not one.
-        self._Vp8Encoder__target_bitrate = settings.bitrate
+
+    def _context(self, frame: av.VideoFrame) -> av.CodecContext:
+        codec = av.CodecContext.create("libvpx", "w")
+        codec.width, codec.height = frame.width, frame.height
+        codec.bit_rate = self._bitrate
+        codec.pix_fmt = "yuv420p"
+        codec.gop_size = 3000  # keyframes only when the receiver asks (PLI) or the step changes
+        codec.qmin, codec.qmax = 2, 56
+        codec.thread_count = self._settings.threads
+        rate = str(self._bitrate)
+        codec.options = {
+            "deadline": "realtime",
+            "cpu-used": str(self._settings.vp8_cpu_used),
+            "lag-in-frames": "0",
+            "static-thresh": str(self._settings.vp8_static_thresh),
+            "bufsize": rate,  # one second of rate-control buffer
+            "minrate": rate,
+            "maxrate": rate,  # minrate = maxrate = bit_rate: CBR
+            "undershoot-pct": "100",
+            "overshoot-pct": "15",
+            "noise-sensitivity": "0",
+            "partitions": "0",
+        }
+        return codec
+
+    def encode(self, frame: av.VideoFrame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        frame = self._follow(frame)
+        if self._stale(self.codec, frame):
+            self.codec = None
+        frame.pict_type = (
+            av.video.frame.PictureType.I
+            if self._keyframe(force_keyframe)
+            else av.video.frame.PictureType.NONE
+        )
+        if self.codec is None:
+            self.codec = self._context(frame)
+            self._opened()
+        data = b"".join(bytes(packet) for packet in self.codec.encode(frame))
+        self._sent(len(data))
+        payloads = self._packetize(data, self.picture_id)
+        self.picture_id = (self.picture_id + 1) % (1 << 15)
+        return payloads, int(frame.pts * frame.time_base / VIDEO_TIME_BASE)
 
 
-def make_encoder(codec, settings: EncoderSettings):
+def make_encoder(codec: RTCRtpCodecParameters, settings: EncoderSettings) -> Encoder:
     mime = codec.mimeType.lower()
     if mime == "video/h264":
         return TunedH264Encoder(settings)
     if mime == "video/vp8":
-        return ClampedVp8Encoder(settings)
+        return TunedVp8Encoder(settings)
+    if mime == "audio/opus":
+        return LeanOpusEncoder()
     return aiortc_get_encoder(codec)
 
 
+def codec_preferences(video_codec: str, prefer_cheaper: bool) -> list[RTCRtpCodecCapability]:
+    """The video codecs to offer in order, with their RTX formats; [] keeps the browser's order.
+
+    `video_codec` `h264`/`vp8` offers only that codec; `auto` offers `CHEAPER_CODEC` first when
+    `prefer_cheaper`, then the others, so a viewer without it still connects.
+    """
+    if video_codec == "auto" and not prefer_cheaper:
+        return []
+    first = CHEAPER_CODEC if video_codec == "auto" else video_codec
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    rtx = [c for c in codecs if c.mimeType.lower() == "video/rtx"]
+    ours = [c for c in codecs if c.mimeType.lower() == f"video/{first}"]
+    if video_codec != "auto":
+        return ours + rtx
+    others = [c for c in codecs if c not in ours and c not in rtx]
+    return ours + others + rtx
+
+
+_installed: EncoderSettings | None = None
+_aiortc_audio_level = rtp.compute_audio_level_dbov
+
+
+def _factory(codec: RTCRtpCodecParameters) -> Encoder:
+    assert _installed is not None
+    return make_encoder(codec, _installed)
+
+
 def install(settings: EncoderSettings) -> None:
-    """Make every aiortc RTP sender in this process use `make_encoder` with `settings`."""
-    rtcrtpsender.get_encoder = lambda codec: make_encoder(codec, settings)
+    """Make every aiortc RTP sender in this process use `make_encoder` with `settings` (and
+    compute audio levels in numpy, not in a Python loop on the event loop).
+
+    The factory is swapped once per process; a later call with other settings (another app in
+    the same process) only changes the settings new encoders get.
+    """
+    global _installed
+    if settings == _installed and rtcrtpsender.get_encoder is _factory:
+        return
+    _installed = settings
+    rtcrtpsender.get_encoder = _factory
+    rtp.compute_audio_level_dbov = audio_level_dbov
     log.info(
-        "video encoders: H.264 %s%s, VP8 libvpx, %d kbit/s ±%d %%",
+        "video encoders: H.264 %s%s, VP8 libvpx cpu-used %d, %d kbit/s ±%d %%",
         settings.h264_codec,
         f" preset {settings.x264_preset}" if settings.h264_codec == "libx264" else "",
+        settings.vp8_cpu_used,
         settings.bitrate // 1000,
         int(BAND * 100),
     )
@@ -150,4 +245,7 @@ def install(settings: EncoderSettings) -> None:
 
 def uninstall() -> None:
     """Back to aiortc's stock encoders (the benchmark compares both in one run)."""
+    global _installed
+    _installed = None
     rtcrtpsender.get_encoder = aiortc_get_encoder
+    rtp.compute_audio_level_dbov = _aiortc_audio_level

@@ -1,7 +1,9 @@
 """The pump: one clock per session drives playout and feeds both aiortc tracks.
 
-Each tick the pump takes one unit from playout, composes its video frame and hands the frame
-and its two 20 ms audio packets to the tracks. Both tracks stamp pts from the same unit counter
+Each tick the pump takes one unit from playout, composes its video frame (I420, as the encoders
+take it) and hands the frame and its two 20 ms audio packets to the tracks. A unit without a
+crop shows a cached template frame: it is wrapped without a copy on the loop itself; a unit with
+a crop is composed in an executor thread. Both tracks stamp pts from the same unit counter
 (video n × 3600 at 90 kHz, audio n × 1920 at 48 kHz), so the sender never drifts.
 """
 
@@ -19,6 +21,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from streamer.media.clock import Clock
+from streamer.media.ladder import Ladder, LadderRef
 from streamer.media.playout import Unit
 from streamer.units import FPS, OUT_RATE, OUT_SAMPLES_PER_PACKET, OUT_SAMPLES_PER_UNIT, VIDEO_CLOCK
 
@@ -32,6 +35,8 @@ CATCH_UP_S = 0.5
 """If the pump falls this far behind the clock (a paused loop), it resets its schedule."""
 
 Compose = Callable[[Unit], np.ndarray]
+"""A unit's video frame as I420 ([H * 3 / 2, W] uint8), a cached read-only array when the unit has
+no crop."""
 NextUnit = Callable[[], Unit]
 
 
@@ -63,10 +68,13 @@ class MediaPump:
     def __init__(
         self, next_unit: NextUnit, compose: Compose, clock: Clock,
         on_failure: Callable[[BaseException], None] | None = None,
+        ladder: Ladder | None = None,
     ) -> None:
         """`next_unit` gives the unit of each tick (the conversation's `tick`); `on_failure`
-        hears of a pump that died (the stream would freeze)."""
+        hears of a pump that died (the stream would freeze); `ladder` is the session's adaptive
+        ladder, which its frames carry to the encoder (`frame.opaque`)."""
         self._next_unit = next_unit
+        self.ladder = ladder
         self._compose = compose
         self._clock = clock
         self._on_failure = on_failure
@@ -109,18 +117,21 @@ class MediaPump:
                 start = self._clock.now() - n / FPS
             unit = self._next_unit()
             try:
-                frame = await loop.run_in_executor(None, self._video_frame, unit, n)
+                if unit.crop is None:
+                    frame = self._video_frame(unit, n)
+                else:
+                    frame = await loop.run_in_executor(None, self._video_frame, unit, n)
             except Exception:  # noqa: BLE001 - one bad frame must not stop the stream
                 log.exception("composing unit %d failed; showing the template frame", n)
-                frame = await loop.run_in_executor(None, self._video_frame, replace(unit, crop=None), n)
+                frame = self._video_frame(replace(unit, crop=None), n)
             self.video.put(frame)
             for packet in self._audio_frames(unit, n):
                 self.audio.put(packet)
             n += 1
 
     def _video_frame(self, unit: Unit, n: int) -> av.VideoFrame:
-        image = self._compose(unit)
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
+        frame = av.VideoFrame.from_numpy_buffer(self._compose(unit), format="yuv420p")
+        frame.opaque = LadderRef(self.ladder) if self.ladder is not None else None
         frame.pts = n * (VIDEO_CLOCK // FPS)
         frame.time_base = VIDEO_TIME_BASE
         return frame

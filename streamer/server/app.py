@@ -140,6 +140,7 @@ def create_app(
             bitrate=settings.video_bitrate,
             x264_preset=settings.x264_preset,
             h264_codec=_h264_codec(settings),
+            vp8_cpu_used=settings.vp8_cpu_used,
         )
     )
     app = web.Application(

@@ -1,15 +1,21 @@
-"""Encoder settings: a fast x264 preset, and a bitrate REMB cannot move far enough to rebuild."""
+"""Encoder settings: a fast x264 preset, a right-sized VP8, a bitrate REMB cannot move far
+enough to rebuild, the codec order offered, and the aiortc internals all of it leans on."""
 
 import fractions
+import importlib
+import inspect
+from importlib import metadata
+from pathlib import Path
 
 import av
 import numpy as np
-from aiortc import RTCRtpCodecParameters, rtcrtpsender
+from aiortc import RTCRtpCodecParameters, rtcrtpsender, rtp
 from aiortc.codecs import get_encoder as aiortc_get_encoder
 from aiortc.codecs.h264 import H264Encoder
 
 from streamer.media import encoding
-from streamer.media.encoding import ClampedVp8Encoder, EncoderSettings, TunedH264Encoder
+from streamer.media.opus import LeanOpusEncoder, audio_level_dbov
+from streamer.media.encoding import TunedVp8Encoder, EncoderSettings, TunedH264Encoder
 
 
 def frames(count: int, size: int = 256):
@@ -45,7 +51,7 @@ def test_rtp_payloads_carry_the_frames_timestamps():
 
 def test_remb_moves_do_not_rebuild_our_encoders_but_rebuild_stock_ones():
     settings = EncoderSettings(bitrate=1_500_000)
-    for ours in (TunedH264Encoder(settings), ClampedVp8Encoder(settings)):
+    for ours in (TunedH264Encoder(settings), TunedVp8Encoder(settings)):
         stream = frames(6)
         ours.encode(next(stream), True)
         codec = ours.codec
@@ -70,10 +76,13 @@ def test_install_swaps_the_senders_encoder_factory_and_uninstall_restores_it():
     try:
         encoding.install(EncoderSettings())
         assert isinstance(rtcrtpsender.get_encoder(h264), TunedH264Encoder)
-        assert type(rtcrtpsender.get_encoder(opus)).__name__ == "OpusEncoder"
+        assert isinstance(rtcrtpsender.get_encoder(opus), LeanOpusEncoder)
+        assert rtp.compute_audio_level_dbov is audio_level_dbov
     finally:
         encoding.uninstall()
     assert rtcrtpsender.get_encoder is aiortc_get_encoder
+    assert type(rtcrtpsender.get_encoder(opus)).__name__ == "OpusEncoder"
+    assert rtp.compute_audio_level_dbov is not audio_level_dbov
 
 
 def test_nvenc_that_cannot_open_falls_back_to_x264():
@@ -83,3 +92,66 @@ def test_nvenc_that_cannot_open_falls_back_to_x264():
     assert payloads  # encoded all the same
     if not encoding.nvenc_available():
         assert encoder.codec.name == "libx264"
+
+
+def test_vp8_context_is_realtime_with_our_speed_and_a_one_second_cbr_buffer_and_decodes():
+    settings = EncoderSettings(bitrate=1_200_000, vp8_cpu_used=12, vp8_static_thresh=100)
+    encoder = TunedVp8Encoder(settings)
+    stream = list(frames(6))
+    options = encoder._context(stream[0]).options
+    payloads, timestamp = encoder.encode(stream[0], force_keyframe=True)
+    assert options["cpu-used"] == "12" and options["deadline"] == "realtime"
+    assert options["static-thresh"] == "100" and options["bufsize"] == options["maxrate"] == "1200000"
+    assert encoder.codec.bit_rate == 1_200_000 and payloads and timestamp == 0
+    decoder = av.CodecContext.create("libvpx", "r")
+    decoded = []
+    stream[1].pict_type = av.video.frame.PictureType.I  # the decoder starts here
+    for frame in stream[1:]:
+        for packet in encoder.codec.encode(frame):
+            decoded += decoder.decode(packet)
+    assert len(decoded) == 5 and decoded[0].width == 256  # lag-in-frames 0: nothing held back
+
+
+def test_codec_order_offers_the_cheaper_codec_first_or_keeps_the_browsers_choice():
+    names = lambda prefs: [c.mimeType.lower() for c in prefs]  # noqa: E731
+    auto = names(encoding.codec_preferences("auto", prefer_cheaper=True))
+    assert auto[0] == f"video/{encoding.CHEAPER_CODEC}"
+    assert {"video/vp8", "video/h264", "video/rtx"} <= set(auto)  # a viewer without it still connects
+    assert encoding.codec_preferences("auto", prefer_cheaper=False) == []  # the browser's order
+    assert set(names(encoding.codec_preferences("vp8", prefer_cheaper=True))) == {"video/vp8", "video/rtx"}
+
+
+def test_install_runs_once_per_process_and_later_settings_reach_new_encoders():
+    h264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
+    try:
+        encoding.install(EncoderSettings(bitrate=1_000_000))
+        factory = rtcrtpsender.get_encoder
+        encoding.install(EncoderSettings(bitrate=1_000_000))
+        assert rtcrtpsender.get_encoder is factory
+        encoding.install(EncoderSettings(bitrate=800_000))
+        assert rtcrtpsender.get_encoder is factory
+        assert rtcrtpsender.get_encoder(h264).target_bitrate == 800_000
+    finally:
+        encoding.uninstall()
+
+
+def test_aiortc_is_the_pinned_minor_and_still_has_every_hook_we_override():
+    """If this fails, aiortc moved the private parts media/encoding.py replaces: re-read aiortc's
+    rtcrtpsender.py and codecs/{h264,vpx}.py before moving the pin in pyproject.toml."""
+    version = metadata.version("aiortc")
+    assert version.startswith("1.16."), f"aiortc {version}: encoding.py was written against 1.16"
+    pin = next(line for line in Path("pyproject.toml").read_text().splitlines() if '"aiortc' in line)
+    assert ">=1.16" in pin and "<1.17" in pin, pin
+    for owner, names in encoding.HOOKS.items():
+        module_name, _, class_name = owner.partition(":")
+        target = importlib.import_module(module_name)
+        if class_name:
+            target = getattr(target, class_name)()  # instance attributes count too
+        for name in names:
+            assert hasattr(target, name), f"{owner}.{name} is gone"
+    sender = inspect.getsource(rtcrtpsender.RTCRtpSender)
+    assert "get_encoder(codec)" in sender  # the factory is looked up at call time, by module name
+    assert "target_bitrate = bitrate" in sender  # REMB still reaches the encoder's setter
+    assert "run_in_executor" in sender  # encoding still runs off the event loop
+    h264 = inspect.signature(H264Encoder._encode_frame)
+    assert list(h264.parameters) == ["self", "frame", "force_keyframe"]

@@ -10,8 +10,8 @@ from streamer.media.tracks import MediaPump
 
 
 def compose(unit):
-    frame = np.zeros((64, 64, 3), np.uint8)
-    frame[:, :, 0] = unit.tick % 256
+    frame = np.zeros((96, 64), np.uint8)  # I420 of 64×64
+    frame[:64] = unit.tick % 256
     return frame
 
 

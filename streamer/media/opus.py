@@ -1,0 +1,88 @@
+"""Opus for aiortc at a fraction of its cost: mono in, mono out, silence from a cache.
+
+aiortc's own Opus encoder resamples every 20 ms frame to stereo and encodes both channels; its
+RTP sender then computes each frame's audio level (RFC 6465) in a pure-Python loop on the event
+loop. Our audio is 48 kHz mono in 20 ms frames already, and idle sessions send digital silence,
+whose Opus packet is the same few bytes frame after frame: `LeanOpusEncoder` encodes mono with
+no resampler and, once the encoder has settled on silence, sends that packet without encoding.
+Packets keep flowing every 20 ms (no DTX gaps), so receivers never conceal.
+"""
+
+from __future__ import annotations
+
+import fractions
+import math
+
+import av
+import numpy as np
+from aiortc.codecs.base import Encoder
+
+from streamer.units import OUT_RATE, OUT_SAMPLES_PER_PACKET
+
+BITRATE = 96_000
+"""aiortc's own Opus bitrate."""
+SETTLE_FRAMES = 5
+"""Silent frames encoded for real before the silence packet is reused."""
+MIN_LEVEL = -127
+
+
+class LeanOpusEncoder(Encoder):
+    def __init__(self) -> None:
+        self.codec = av.CodecContext.create("libopus", "w")
+        self.codec.bit_rate = BITRATE
+        self.codec.format = "s16"
+        self.codec.layout = "mono"
+        self.codec.sample_rate = OUT_RATE
+        self.codec.time_base = fractions.Fraction(1, OUT_RATE)
+        self.codec.options = {"application": "voip"}
+        self._silent_run = 0
+        self._silence: bytes | None = None
+        self.encoded = 0
+        self.reused = 0
+
+    def encode(
+        self, frame: av.AudioFrame, force_keyframe: bool = False
+    ) -> tuple[list[bytes], int]:
+        if not _mono_20ms(frame):
+            raise ValueError(
+                f"LeanOpusEncoder takes 20 ms of 48 kHz mono s16, got {frame}"
+            )
+        timestamp = int(frame.pts * frame.time_base * OUT_RATE)
+        samples = np.frombuffer(frame.planes[0], np.int16, frame.samples)
+        silent = not samples.any()
+        self._silent_run = self._silent_run + 1 if silent else 0
+        if silent and self._silence is not None and self._silent_run > SETTLE_FRAMES:
+            self.reused += 1
+            return [self._silence], timestamp
+        frame.pts = None  # the codec numbers its own packets; the RTP timestamp is ours
+        payloads = [bytes(packet) for packet in self.codec.encode(frame)]
+        self.encoded += 1
+        if silent and self._silent_run == SETTLE_FRAMES and len(payloads) == 1:
+            self._silence = payloads[0]
+        return payloads, timestamp
+
+    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
+        return [bytes(packet)], int(packet.pts * packet.time_base * OUT_RATE)
+
+
+def _mono_20ms(frame: av.AudioFrame) -> bool:
+    return (
+        frame.format.name == "s16"
+        and frame.layout.name == "mono"
+        and frame.sample_rate == OUT_RATE
+        and frame.samples == OUT_SAMPLES_PER_PACKET
+    )
+
+
+def audio_level_dbov(frame: av.AudioFrame) -> int:
+    """RFC 6465's audio level of a frame, as aiortc's `compute_audio_level_dbov`, in numpy."""
+    samples = np.frombuffer(
+        frame.planes[0], np.int16, frame.samples * len(frame.layout.channels)
+    )
+    if not samples.any():
+        return MIN_LEVEL
+    rms = math.sqrt(
+        float(np.dot(samples.astype(np.float64), samples))
+        / (frame.samples * 32767 * 32767)
+    )
+    return round(max(MIN_LEVEL, min(0.0, 20 * math.log10(rms))))
