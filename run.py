@@ -73,8 +73,9 @@ def prepare(args: argparse.Namespace) -> None:
             raise StreamerError(f"unknown template {template_id!r} (have: {', '.join(sorted(sources))})")
     renderer = create_renderer(settings, devices(settings)[0])
     for template_id in wanted:
-        t = load_or_prepare(sources[template_id], renderer, settings.cache_dir, force=args.force,
-                            models=settings.models)
+        t = load_or_prepare(
+            sources[template_id], renderer, settings.cache_dir, force=args.force, models=settings.models
+        )
         label = " DEGRADED: face boxes without landmarks" if t.degraded else ""
         print(f"{t.id}: {t.frame_count} frames, {renderer.name}, faces {t.faces}{label}")
 
@@ -92,8 +93,12 @@ def client(args: argparse.Namespace) -> None:
 
     figures = asyncio.run(
         run_client(
-            args.server, args.template, speak=args.speak, record=args.record,
-            seconds=args.seconds, key=args.key,
+            args.server,
+            args.template,
+            speak=args.speak,
+            record=args.record,
+            seconds=args.seconds,
+            key=args.key,
         )
     )
     if args.json:

@@ -81,10 +81,7 @@ def cpu_split(pid: int) -> dict[str, float]:
 def per_session_second(
     before: dict[str, float], after: dict[str, float], sessions: int, seconds: float
 ) -> dict[str, float]:
-    out = {
-        k: round((after[k] - before[k]) * 1000 / (sessions * seconds), 1)
-        for k in before
-    }
+    out = {k: round((after[k] - before[k]) * 1000 / (sessions * seconds), 1) for k in before}
     out["server"] = round(out["loop"] + out["threads"], 1)
     return out
 
@@ -159,11 +156,7 @@ def run_once(
 ) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = (
-        start_ours(port, work)
-        if impl == "ours"
-        else start_stock(port, work, state, wav)
-    )
+    server = start_ours(port, work) if impl == "ours" else start_stock(port, work, state, wav)
     try:
         wait_ready(url, server)
         viewer_args = [
@@ -200,13 +193,9 @@ def run_once(
                 result = json.loads(line[4:])
         viewers.wait(60)
         if before is None or after is None:
-            raise RuntimeError(
-                f"viewers exited with {viewers.returncode} before the measurement ended"
-            )
+            raise RuntimeError(f"viewers exited with {viewers.returncode} before the measurement ended")
         return {
-            "cpu_ms_per_session_s": per_session_second(
-                before, after, sessions, elapsed
-            ),
+            "cpu_ms_per_session_s": per_session_second(before, after, sessions, elapsed),
             **result,
         }
     finally:
@@ -233,9 +222,7 @@ class CountingDecoder:
         return []
 
 
-async def open_viewer(
-    http: Any, url: str, api: str, codec: str, speak: bytes | None
-) -> Any:
+async def open_viewer(http: Any, url: str, api: str, codec: str, speak: bytes | None) -> Any:
     from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamError
 
@@ -243,9 +230,7 @@ async def open_viewer(
     video = pc.addTransceiver("video", direction="recvonly")
     if codec != "any":
         caps = RTCRtpReceiver.getCapabilities("video").codecs
-        video.setCodecPreferences(
-            [c for c in caps if c.mimeType.lower() in (f"video/{codec}", "video/rtx")]
-        )
+        video.setCodecPreferences([c for c in caps if c.mimeType.lower() in (f"video/{codec}", "video/rtx")])
     pc.addTransceiver("audio", direction="recvonly")
 
     @pc.on("track")
@@ -261,9 +246,7 @@ async def open_viewer(
 
     await pc.setLocalDescription(await pc.createOffer())
     body = {"template": "astronaut", "sdp": pc.localDescription.sdp, "type": "offer"}
-    async with http.post(
-        url + ("/api/sessions" if api == "ours" else "/offer"), json=body
-    ) as r:
+    async with http.post(url + ("/api/sessions" if api == "ours" else "/offer"), json=body) as r:
         reply = await r.json()
     await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], reply["type"]))
     if speak is not None:
@@ -288,27 +271,19 @@ async def viewers_main(args: argparse.Namespace) -> None:
     made = iter(range(1_000_000))
 
     def counting(codec: Any) -> Any:
-        return CountingDecoder(
-            next(made) if codec.mimeType.lower().startswith("video/") else -1
-        )
+        return CountingDecoder(next(made) if codec.mimeType.lower().startswith("video/") else -1)
 
     rtcrtpreceiver.get_decoder = counting
     speak = Path(args.speak).read_bytes() if args.speak else None
     async with aiohttp.ClientSession() as http:
-        pcs = [
-            await open_viewer(http, args.viewers, args.api, args.codec, speak)
-            for _ in range(args.sessions)
-        ]
+        pcs = [await open_viewer(http, args.viewers, args.api, args.codec, speak) for _ in range(args.sessions)]
         await asyncio.sleep(args.warmup)
         first = dict(CountingDecoder.counts)
         print("START", flush=True)
         started = time.monotonic()
         await asyncio.sleep(args.seconds)
         elapsed = time.monotonic() - started
-        fps = sorted(
-            (CountingDecoder.counts.get(k, 0) - first.get(k, 0)) / elapsed
-            for k in range(len(pcs))
-        )
+        fps = sorted((CountingDecoder.counts.get(k, 0) - first.get(k, 0)) / elapsed for k in range(len(pcs)))
         result = {
             "sessions": len(pcs),
             "seconds": round(elapsed, 2),
@@ -379,19 +354,13 @@ def stock_main(args: argparse.Namespace) -> None:
         async def recv(self) -> Any:
             if self._start is None:
                 self._start = time.monotonic()
-            await asyncio.sleep(
-                max(0.0, self._start + self._n / self._rate - time.monotonic())
-            )
+            await asyncio.sleep(max(0.0, self._start + self._n / self._rate - time.monotonic()))
             n, self._n = self._n, self._n + 1
             if self.kind == "video":
-                frame = av.VideoFrame.from_ndarray(
-                    frames[n % len(frames)], format="bgr24"
-                )
+                frame = av.VideoFrame.from_ndarray(frames[n % len(frames)], format="bgr24")
             else:
                 at = (n * packet) % max(len(audio) - packet, 1)
-                frame = av.AudioFrame.from_ndarray(
-                    audio[at : at + packet].reshape(1, -1), format="s16", layout="mono"
-                )
+                frame = av.AudioFrame.from_ndarray(audio[at : at + packet].reshape(1, -1), format="s16", layout="mono")
                 frame.sample_rate = 48000
             frame.pts, frame.time_base = (
                 n * (self._clock // self._rate),
@@ -409,9 +378,7 @@ def stock_main(args: argparse.Namespace) -> None:
         pc.addTrack(Paced("video", 25, 90_000))
         pc.addTrack(Paced("audio", 50, 48_000))
         await pc.setLocalDescription(await pc.createAnswer())
-        return web.json_response(
-            {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
-        )
+        return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
 
     async def ready(request: web.Request) -> web.Response:
         return web.json_response({"ready": True})
@@ -419,9 +386,7 @@ def stock_main(args: argparse.Namespace) -> None:
     app = web.Application()
     app.router.add_post("/offer", offer)
     app.router.add_get("/readyz", ready)
-    web.run_app(
-        app, host="127.0.0.1", port=int(args.stock_server), print=None, access_log=None
-    )
+    web.run_app(app, host="127.0.0.1", port=int(args.stock_server), print=None, access_log=None)
 
 
 # --- the bench ----------------------------------------------------------------------------
@@ -430,10 +395,7 @@ def stock_main(args: argparse.Namespace) -> None:
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = runs[0]["cpu_ms_per_session_s"].keys()
     return {
-        "cpu_ms_per_session_s": {
-            k: statistics.median(r["cpu_ms_per_session_s"][k] for r in runs)
-            for k in keys
-        },
+        "cpu_ms_per_session_s": {k: statistics.median(r["cpu_ms_per_session_s"][k] for r in runs) for k in keys},
         "fps_min": min(r["fps_min"] for r in runs),
         "fps_median": statistics.median(r["fps_median"] for r in runs),
         "runs": [r["cpu_ms_per_session_s"]["server"] for r in runs],
@@ -499,14 +461,10 @@ def ramp(args: argparse.Namespace, work: Path, wav: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"steps": steps}
     for impl in ("ours", "stock"):
         mine = [s for s in steps if s["impl"] == impl]
-        out[f"{impl}_full_rate_sessions"] = max(
-            (s["sessions"] for s in mine if s["full_rate"]), default=0
-        )
+        out[f"{impl}_full_rate_sessions"] = max((s["sessions"] for s in mine if s["full_rate"]), default=0)
         loop = [s["loop_busy"] / s["sessions"] for s in mine if s["sessions"]]
         out[f"{impl}_loop_saturates_near_sessions"] = (
-            int(1 / statistics.median(loop))
-            if loop and statistics.median(loop) > 0
-            else None
+            int(1 / statistics.median(loop)) if loop and statistics.median(loop) > 0 else None
         )
     return out
 

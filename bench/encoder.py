@@ -28,14 +28,15 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import fractions  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+import argparse
+import fractions
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -117,7 +118,9 @@ def _encode_ms(make: Callable[[], Encoder], frames: list[av.VideoFrame], warmup:
     return _timed(lambda n: encoder.encode(timed[n]), len(timed))
 
 
-def _real_time(make: Callable[[], Encoder], template: PreparedTemplate, crops: np.ndarray, sessions: int, seconds: float) -> dict[str, Any]:
+def _real_time(
+    make: Callable[[], Encoder], template: PreparedTemplate, crops: np.ndarray, sessions: int, seconds: float
+) -> dict[str, Any]:
     """`sessions` encoders fed round-robin, one frame each per 40 ms tick; frames past their slot."""
     encoders = [make() for _ in range(sessions)]
     for k, encoder in enumerate(encoders):  # open each codec (and its keyframe) before the clock starts
@@ -175,7 +178,9 @@ def _quality(make: Callable[[], Encoder], frames: list[av.VideoFrame]) -> dict[s
     encoder = make()
     encoder.encode(frames[0], True)  # opens the encoder's own codec context
     context = encoder.codec
-    decoder = av.CodecContext.create("h264" if "264" in context.name else "libvpx" if context.name == "libvpx" else "vp8", "r")
+    decoder = av.CodecContext.create(
+        "h264" if "264" in context.name else "libvpx" if context.name == "libvpx" else "vp8", "r"
+    )
     sent, psnr, ssim, decoded = 0, [], [], []
     for k, frame in enumerate(frames):
         frame.pict_type = av.video.frame.PictureType.I if k == 0 else av.video.frame.PictureType.NONE
@@ -199,7 +204,9 @@ def _quality(make: Callable[[], Encoder], frames: list[av.VideoFrame]) -> dict[s
     }
 
 
-def _costs(make: Callable[[], Encoder], frames: list[av.VideoFrame], idle: list[av.VideoFrame], warmup: int) -> dict[str, Any]:
+def _costs(
+    make: Callable[[], Encoder], frames: list[av.VideoFrame], idle: list[av.VideoFrame], warmup: int
+) -> dict[str, Any]:
     """Encode ms per speaking and per idle frame (CPU time, wall beside it) and the quality."""
     speak_wall, speak_cpu = _encode_ms(make, frames, warmup)
     _, idle_cpu = _encode_ms(make, idle, warmup)

@@ -79,6 +79,7 @@ class Tally:
 
 # --- corpora --------------------------------------------------------------------------------
 
+
 def _tone(seconds: float = 0.3, rate: int = 16000) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
@@ -194,28 +195,60 @@ def mutated_sdp(draw: st.DrawFn, offer: str) -> str:
 
 def _auth(target: Target) -> st.SearchStrategy[dict[str, str]]:
     good = {"Authorization": f"Bearer {target.token}"}
-    return st.sampled_from((
-        {}, good, good, good, {"Authorization": "Bearer wrong"},
-        {"Authorization": "Basic Zm9vOmJhcg=="}, {"Authorization": "Bearer "}, {"Authorization": "Bearer \xe9\xff"},
-    ))
+    return st.sampled_from(
+        (
+            {},
+            good,
+            good,
+            good,
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "Basic Zm9vOmJhcg=="},
+            {"Authorization": "Bearer "},
+            {"Authorization": "Bearer \xe9\xff"},
+        )
+    )
 
 
 def _routes(target: Target) -> st.SearchStrategy[tuple[str, str]]:
     """(method, path): mostly a route's own method, so most requests reach its handler."""
-    sid = st.sampled_from((target.session_id,) * 4 + ("0123456789abcdef", "ZZZ", "..%2f..%2fetc", "a" * 300)) | JUNK.map(
-        lambda s: urllib.parse.quote(s, safe="")
+    sid = st.sampled_from(
+        (target.session_id,) * 4 + ("0123456789abcdef", "ZZZ", "..%2f..%2fetc", "a" * 300)
+    ) | JUNK.map(lambda s: urllib.parse.quote(s, safe=""))
+    fixed = st.sampled_from(
+        (
+            ("GET", "/"),
+            ("GET", "/embed.js"),
+            ("GET", "/app.js"),
+            ("GET", "/api/templates"),
+            ("GET", "/api/stats"),
+            ("GET", "/api/musetalk/stats"),
+            ("GET", "/metrics"),
+            ("GET", "/healthz"),
+            ("GET", "/readyz"),
+            ("POST", "/api/sessions"),
+            ("POST", "/api/grants"),
+            ("GET", "/api/ice-servers"),
+            ("POST", f"/whep/{TEMPLATE}"),
+            ("OPTIONS", f"/whep/{TEMPLATE}"),
+            ("GET", f"/api/templates/{TEMPLATE}/preview.jpg"),
+        )
     )
-    fixed = st.sampled_from((
-        ("GET", "/"), ("GET", "/embed.js"), ("GET", "/app.js"), ("GET", "/api/templates"), ("GET", "/api/stats"),
-        ("GET", "/api/musetalk/stats"), ("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/readyz"),
-        ("POST", "/api/sessions"), ("POST", "/api/grants"), ("GET", "/api/ice-servers"),
-        ("POST", f"/whep/{TEMPLATE}"), ("OPTIONS", f"/whep/{TEMPLATE}"), ("GET", f"/api/templates/{TEMPLATE}/preview.jpg"),
-    ))
-    per_session = sid.flatmap(lambda s: st.sampled_from((
-        ("GET", f"/api/sessions/{s}"), ("DELETE", f"/api/sessions/{s}"), ("POST", f"/api/sessions/{s}/speak"),
-        ("POST", f"/api/sessions/{s}/speak"), ("POST", f"/api/sessions/{s}/say"), ("POST", f"/api/sessions/{s}/interrupt"),
-        ("DELETE", f"/whep/{s}"), ("PATCH", f"/whep/{s}"), ("GET", f"/api/templates/{s}/preview.jpg"), ("GET", f"/{s}"),
-    )))
+    per_session = sid.flatmap(
+        lambda s: st.sampled_from(
+            (
+                ("GET", f"/api/sessions/{s}"),
+                ("DELETE", f"/api/sessions/{s}"),
+                ("POST", f"/api/sessions/{s}/speak"),
+                ("POST", f"/api/sessions/{s}/speak"),
+                ("POST", f"/api/sessions/{s}/say"),
+                ("POST", f"/api/sessions/{s}/interrupt"),
+                ("DELETE", f"/whep/{s}"),
+                ("PATCH", f"/whep/{s}"),
+                ("GET", f"/api/templates/{s}/preview.jpg"),
+                ("GET", f"/{s}"),
+            )
+        )
+    )
     any_method = st.sampled_from(("GET", "POST", "DELETE", "PATCH", "OPTIONS", "PUT", "HEAD"))
     route = st.one_of(fixed, per_session)
     own = st.sampled_from((True,) * 9 + (False,))  # hypothesis favours the first: its own method
@@ -242,9 +275,10 @@ def requests(draw: st.DrawFn, target: Target, real: Corpus) -> Request:
     """One generated HTTP request against `target`."""
     offer, corpus = real.offer, real.audio
     method, path = draw(_routes(target))
-    query = draw(st.sampled_from(("", "?token=" + target.token, "?session=" + target.session_id)) | JUNK.map(
-        lambda s: "?" + urllib.parse.quote(s, safe="=&")
-    ))
+    query = draw(
+        st.sampled_from(("", "?token=" + target.token, "?session=" + target.session_id))
+        | JUNK.map(lambda s: "?" + urllib.parse.quote(s, safe="=&"))
+    )
     headers = dict(draw(_auth(target)))
     kind = draw(st.sampled_from(("none", "json", "sdp-json", "sdp", "audio", "audio", "audio", "bytes")))
     body = b""
@@ -253,8 +287,11 @@ def requests(draw: st.DrawFn, target: Target, real: Corpus) -> Request:
         body = json.dumps(draw(JSON_VALUES)).encode()
     elif kind == "sdp-json":
         headers["Content-Type"] = "application/json"
-        fields = {"template": draw(st.sampled_from((TEMPLATE, "nope", 7, None))), "sdp": draw(mutated_sdp(offer)),
-                  "type": draw(st.sampled_from(("offer", "answer", 1)))}
+        fields = {
+            "template": draw(st.sampled_from((TEMPLATE, "nope", 7, None))),
+            "sdp": draw(mutated_sdp(offer)),
+            "type": draw(st.sampled_from(("offer", "answer", 1))),
+        }
         body = json.dumps(fields).encode()
     elif kind == "sdp":
         headers["Content-Type"] = "application/sdp"
@@ -278,16 +315,26 @@ def requests(draw: st.DrawFn, target: Target, real: Corpus) -> Request:
 @st.composite
 def ws_messages(draw: st.DrawFn) -> list[str | bytes]:
     """A sequence for the audio WebSocket: commands (good and bad) and PCM chunks (odd sizes too)."""
-    text = st.sampled_from((
-        '{"type":"start","sample_rate":16000}', '{"type":"start","sample_rate":7}', '{"type":"start"}',
-        '{"type":"start","sample_rate":true}', '{"type":"end"}', '{"type":"interrupt"}', '{"type":"x"}',
-        "[]", "not json", '{"type":"start","sample_rate":1e309}',
-    )) | JSON_VALUES.map(json.dumps)
+    text = st.sampled_from(
+        (
+            '{"type":"start","sample_rate":16000}',
+            '{"type":"start","sample_rate":7}',
+            '{"type":"start"}',
+            '{"type":"start","sample_rate":true}',
+            '{"type":"end"}',
+            '{"type":"interrupt"}',
+            '{"type":"x"}',
+            "[]",
+            "not json",
+            '{"type":"start","sample_rate":1e309}',
+        )
+    ) | JSON_VALUES.map(json.dumps)
     chunk = st.binary(max_size=4000)
     return draw(st.lists(st.one_of(text, chunk), min_size=1, max_size=12))
 
 
 # --- checks ---------------------------------------------------------------------------------
+
 
 def send(target: Target, request: Request, tally: Tally) -> None:
     """Send one request; record a 5xx, a hang, or an answer that is not a JSON sentence."""
@@ -331,6 +378,7 @@ async def send_ws(target: Target, messages: list[str | bytes], tally: Tally) -> 
 
 
 # --- the long run ---------------------------------------------------------------------------
+
 
 def _failures(tally: Tally) -> int:
     return len(tally.server_errors) + len(tally.hangs) + len(tally.bad_answers)
@@ -379,12 +427,19 @@ def ws_batch(target: Target, tally: Tally, examples: int, seed: int, strict: boo
 
 
 def _serve(port: int, cache: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "STREAMER_CACHE_DIR": str(cache), "STREAMER_LOG_LEVEL": "WARNING",
-           "STREAMER_IDLE_TIMEOUT_S": "0"}
+    env = {
+        **os.environ,
+        "STREAMER_CACHE_DIR": str(cache),
+        "STREAMER_LOG_LEVEL": "WARNING",
+        "STREAMER_IDLE_TIMEOUT_S": "0",
+    }
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "run.py", "serve", "--port", str(port), "--renderer", "lite"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -431,7 +486,7 @@ async def _fuzz(url: str, minutes: float, seed: int, tally: Tally, server: subpr
         before = len(viewer.received.video_times)
         try:
             await viewer.wait_frames(before + 5, timeout=30)  # the open session still streams
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             streaming = False
             break
     await viewer.close()

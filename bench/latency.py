@@ -36,8 +36,8 @@ from streamer.audio import decode_file  # noqa: E402
 from streamer.client import Client, figures  # noqa: E402
 from streamer.config import Settings  # noqa: E402
 from streamer.render.lite import openings  # noqa: E402
-from streamer.units import MODEL_RATE, MODEL_SAMPLES_PER_UNIT  # noqa: E402
 from streamer.testing import live_server  # noqa: E402
+from streamer.units import MODEL_RATE, MODEL_SAMPLES_PER_UNIT  # noqa: E402
 
 TARGET_FIRST_FRAME_MS = 120
 CHUNK_S = 0.1

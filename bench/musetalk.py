@@ -45,8 +45,7 @@ LOOKAHEAD = 2
 SAMPLES_PER_UNIT = 640
 
 
-PRECISIONS = {"fp16": {"fp16": True}, "fp16-everything": {"fp16": True, "realtime_fp16": True},
-              "fp32": {"fp16": False}}
+PRECISIONS = {"fp16": {"fp16": True}, "fp16-everything": {"fp16": True, "realtime_fp16": True}, "fp32": {"fp16": False}}
 
 
 def _renderer(models: Path, device: str, batch: int, precision: str) -> MuseTalkRenderer:
@@ -59,9 +58,16 @@ def _template(renderer: MuseTalkRenderer, frames: int = 8) -> PreparedTemplate:
     images = rng.integers(0, 256, (frames, 320, 320, 3), dtype=np.uint8)
     boxes = np.array([[40, 40, 280, 300]] * frames, dtype=np.int32)
     bare = PreparedTemplate(
-        id="bench", name="bench", kind="video", frames=images, face_boxes=boxes,
-        mouth=np.zeros((frames, 2), np.float32), blend_boxes=boxes,
-        blend_masks=np.zeros((frames, 256, 256), np.uint8), renderer="musetalk", welcome=None,
+        id="bench",
+        name="bench",
+        kind="video",
+        frames=images,
+        face_boxes=boxes,
+        mouth=np.zeros((frames, 2), np.float32),
+        blend_boxes=boxes,
+        blend_masks=np.zeros((frames, 256, 256), np.uint8),
+        renderer="musetalk",
+        welcome=None,
     )
     return dataclasses.replace(bare, extras=renderer.prepare(bare))
 
@@ -71,8 +77,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def _throughput(renderer: MuseTalkRenderer, template: PreparedTemplate, device: str,
-                audio: np.ndarray, frames: int) -> float:
+def _throughput(
+    renderer: MuseTalkRenderer, template: PreparedTemplate, device: str, audio: np.ndarray, frames: int
+) -> float:
     """Frames/s of UNet + VAE (the features of `audio` are cached by a warm-up render: a full
     batch on CUDA, so kernels for that shape are chosen; 2 frames on the CPU)."""
     job = RenderJob("bench", np.arange(frames, dtype=np.int64), audio, 0, True)
@@ -89,7 +96,7 @@ def _first_frame(renderer: MuseTalkRenderer, template: PreparedTemplate, device:
     """Seconds to render the first 5-unit window of a streaming utterance, features included."""
     audio = speech_like((FIRST_WINDOW + LOOKAHEAD) * SAMPLES_PER_UNIT / 16_000, seed=7)
     job = RenderJob("bench", np.arange(FIRST_WINDOW, dtype=np.int64), audio, 0, False)
-    renderer.features._cache.clear()  # noqa: SLF001 - a cold utterance
+    renderer.features._cache.clear()
     _sync(device)
     start = time.perf_counter()
     renderer.render(template, job)
@@ -109,12 +116,15 @@ def _feature_fidelity(renderer: MuseTalkRenderer, audio: np.ndarray, other: np.n
         start, size = stop, 25
     cosine = torch.nn.functional.cosine_similarity(torch.cat(parts).flatten(1), whole.flatten(1), dim=1)
     different = torch.nn.functional.cosine_similarity(
-        renderer.features.windows(other, 0, frames).flatten(1), whole.flatten(1), dim=1)
+        renderer.features.windows(other, 0, frames).flatten(1), whole.flatten(1), dim=1
+    )
     same, apart = (1 - cosine).mean().item(), (1 - different).mean().item()
-    return {"streamed_cosine": round(cosine.mean().item(), 6),
-            "streamed_vs_whole_same_audio_distance": round(same, 6),
-            "whole_vs_whole_different_audio_distance": round(apart, 6),
-            "ratio": round(apart / max(same, 1e-12), 1)}
+    return {
+        "streamed_cosine": round(cosine.mean().item(), 6),
+        "streamed_vs_whole_same_audio_distance": round(same, 6),
+        "whole_vs_whole_different_audio_distance": round(apart, 6),
+        "ratio": round(apart / max(same, 1e-12), 1),
+    }
 
 
 def _precision_difference(models: Path, device: str, audio: np.ndarray, frames: int) -> dict:
@@ -152,9 +162,10 @@ def _scaling(models: Path, devices: list[str], batch: int, precision: str, frame
     out = {}
     for used in sorted({1, len(devices)}):
         barrier, queue = ctx.Barrier(used), ctx.Queue()
-        procs = [ctx.Process(target=_scaling_worker,
-                             args=(str(models), d, batch, precision, frames, barrier, queue))
-                 for d in devices[:used]]
+        procs = [
+            ctx.Process(target=_scaling_worker, args=(str(models), d, batch, precision, frames, barrier, queue))
+            for d in devices[:used]
+        ]
         for p in procs:
             p.start()
         spans = [queue.get() for _ in procs]
@@ -196,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         fidelity = None
         for device in devices:
             cuda = device.startswith("cuda")
-            for dtype in (list(PRECISIONS) if cuda else ["fp32"]):
+            for dtype in list(PRECISIONS) if cuda else ["fp32"]:
                 renderer = _renderer(models, device, batches[0], dtype)
                 template = _template(renderer)
                 for batch in batches:
@@ -205,15 +216,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         torch.cuda.reset_peak_memory_stats(device)
                     frames = args.frames or (2 * batch if cuda else batch)
                     fps = _throughput(renderer, template, device, audio, frames)
-                    results.append({"device": device, "dtype": dtype, "batch": batch,
-                                    "frames": frames, "fps": round(fps, 2)})
+                    results.append(
+                        {"device": device, "dtype": dtype, "batch": batch, "frames": frames, "fps": round(fps, 2)}
+                    )
                     if cuda:
-                        memory[f"{device} {dtype} b{batch}"] = round(
-                            torch.cuda.max_memory_allocated(device) / 2**20, 1)
+                        memory[f"{device} {dtype} b{batch}"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
                 renderer.batch_size = FIRST_WINDOW
                 _first_frame(renderer, template, device)  # warm-up
                 first_frame[f"{device} {dtype}"] = round(
-                    min(_first_frame(renderer, template, device) for _ in range(2)), 4)
+                    min(_first_frame(renderer, template, device) for _ in range(2)), 4
+                )
                 if fidelity is None:
                     fidelity = _feature_fidelity(renderer, speech, other)
                 del renderer

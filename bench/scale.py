@@ -95,7 +95,9 @@ class Stream:
         """Units played by `now`: the clock's position, held at the first window not ready."""
         if self.play_start is None:
             return 0
-        held = self.windows[self.played_windows].first_unit if self.played_windows < len(self.windows) else self.cut_units
+        held = (
+            self.windows[self.played_windows].first_unit if self.played_windows < len(self.windows) else self.cut_units
+        )
         return min(int((now - self.play_start - self.shift_s) * FPS), held)
 
     def arrived(self) -> None:
@@ -121,8 +123,12 @@ async def run_stream(pool: LocalPool, stream: Stream, t0: float, args: argparse.
         chunk = stream.audio[tick * MODEL_SAMPLES_PER_UNIT : (tick + 1) * MODEL_SAMPLES_PER_UNIT]
         cut = stream.cutter.push(chunk)
         waiting = stream.cutter.total_units - stream.cutter.lookahead_units - stream.cut_units
-        if (not cut and stream.play_start is not None and waiting >= args.min_window
-                and stream.cut_units - stream.played(now) < low_water):
+        if (
+            not cut
+            and stream.play_start is not None
+            and waiting >= args.min_window
+            and stream.cut_units - stream.played(now) < low_water
+        ):
             cut = stream.cutter.cut_available()
         for w in cut:
             window = Window(w.first_unit, w.units, now)
@@ -136,8 +142,15 @@ async def render(pool: LocalPool, stream: Stream, window: Window, tick: int, now
     known = (tick + 1) * MODEL_SAMPLES_PER_UNIT
     due = 0.0 if first == 0 else stream.scheduled(first, now) - now
     audio, offset = job_audio(stream.audio[:known], first, window.units, False, pool.audio_context_units)
-    job = RenderJob(TEMPLATE, np.arange(first, first + window.units, dtype=np.int64), audio, offset,
-                    final=False, session_id=f"s{stream.index}", due_in_s=due)
+    job = RenderJob(
+        TEMPLATE,
+        np.arange(first, first + window.units, dtype=np.int64),
+        audio,
+        offset,
+        final=False,
+        session_id=f"s{stream.index}",
+        due_in_s=due,
+    )
     try:
         await pool.render(job)
     except StreamerError:
@@ -166,12 +179,16 @@ async def level(pool: LocalPool, sessions: int, args: argparse.Namespace) -> dic
     calls = sum(a["calls"] - b["calls"] for a, b in zip(after, before))
     frames = sum(a["frames"] - b["frames"] for a, b in zip(after, before))
     return {
-        "sessions": sessions, "missed_deadlines": sum(w.missed for w in steady),
+        "sessions": sessions,
+        "missed_deadlines": sum(w.missed for w in steady),
         "startup_missed": sum(w.missed for w in windows) - sum(w.missed for w in steady),
-        "windows": len(windows), "stall_s": round(sum(s.shift_s for s in streams), 2),
+        "windows": len(windows),
+        "stall_s": round(sum(s.shift_s for s in streams), 2),
         "p95_window_ms": round(float(np.percentile(latencies, 95)), 1) if latencies else 0.0,
-        "frames_per_s": frames / elapsed, "mean_batch_frames": round(frames / calls, 2) if calls else 0.0,
-        "host_cpu_pct": cpu, "bench_cpu_pct": round(own, 1),
+        "frames_per_s": frames / elapsed,
+        "mean_batch_frames": round(frames / calls, 2) if calls else 0.0,
+        "host_cpu_pct": cpu,
+        "bench_cpu_pct": round(own, 1),
     }
 
 
@@ -189,8 +206,13 @@ def _own_cpu_s() -> float:
 
 async def scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     settings = replace(
-        Settings(), renderer="sim", templates_dir=template_dir(work / "templates"), cache_dir=work / "cache",
-        sim_fixed_ms=args.fixed_ms, sim_per_frame_ms=args.per_frame_ms, batch_size=args.max_batch,
+        Settings(),
+        renderer="sim",
+        templates_dir=template_dir(work / "templates"),
+        cache_dir=work / "cache",
+        sim_fixed_ms=args.fixed_ms,
+        sim_per_frame_ms=args.per_frame_ms,
+        batch_size=args.max_batch,
         batch_across_jobs=not args.no_batching,
     )
     pool = LocalPool(settings, [f"sim:{i}" for i in range(args.devices)])
@@ -220,15 +242,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seconds", type=float, default=8.0, help="streaming time per level")
     parser.add_argument("--start", type=int, default=1, help="sessions of the first level")
     parser.add_argument("--max-sessions", type=int, default=64)
-    parser.add_argument("--warmup-s", type=float, default=2.0,
-                        help="stream time whose stalls are start-up (reported apart, not misses)")
-    parser.add_argument("--low-water", type=int, default=0,
-                        help="units ahead of playout below which all known audio is cut (default: two "
-                             "full-batch calls of the cost model, at least the server's 4)")
-    parser.add_argument("--min-window", type=int, default=3,
-                        help="units a low-water cut waits for (fewer, larger jobs than one a tick)")
-    parser.add_argument("--lead", type=int, default=0,
-                        help="playout lead in units (default: two full-batch calls of the cost model)")
+    parser.add_argument(
+        "--warmup-s", type=float, default=2.0, help="stream time whose stalls are start-up (reported apart, not misses)"
+    )
+    parser.add_argument(
+        "--low-water",
+        type=int,
+        default=0,
+        help="units ahead of playout below which all known audio is cut (default: two "
+        "full-batch calls of the cost model, at least the server's 4)",
+    )
+    parser.add_argument(
+        "--min-window", type=int, default=3, help="units a low-water cut waits for (fewer, larger jobs than one a tick)"
+    )
+    parser.add_argument(
+        "--lead", type=int, default=0, help="playout lead in units (default: two full-batch calls of the cost model)"
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args(argv)
     if not args.lead:
@@ -244,9 +273,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model_fps = 1 / ((args.fixed_ms + args.per_frame_ms) / 1000)  # one-frame jobs at best
     sessions = best["sessions"] if best else 0
     result = {
-        "devices": args.devices, "fixed_ms": args.fixed_ms, "per_frame_ms": args.per_frame_ms,
-        "max_batch": args.max_batch, "batching": not args.no_batching, "seconds_per_level": args.seconds,
-        "warmup_s": args.warmup_s, "low_water_units": args.low_water, "lead_units": args.lead, "min_window_units": args.min_window,
+        "devices": args.devices,
+        "fixed_ms": args.fixed_ms,
+        "per_frame_ms": args.per_frame_ms,
+        "max_batch": args.max_batch,
+        "batching": not args.no_batching,
+        "seconds_per_level": args.seconds,
+        "warmup_s": args.warmup_s,
+        "low_water_units": args.low_water,
+        "lead_units": args.lead,
+        "min_window_units": args.min_window,
         "sessions_total": sessions,
         "sessions_per_device": round(sessions / args.devices, 2),
         "model_sessions_per_device": round(model_fps / FPS, 2),

@@ -52,8 +52,13 @@ def process_figures(pid: int, url: str) -> dict[str, Any]:
 
     def one(p: psutil.Process) -> dict[str, float]:
         mem = p.memory_full_info()
-        return {"uss_mib": _mib(mem.uss), "pss_mib": _mib(mem.pss), "rss_mib": _mib(mem.rss),
-                "fds": p.num_fds(), "threads": p.num_threads()}
+        return {
+            "uss_mib": _mib(mem.uss),
+            "pss_mib": _mib(mem.pss),
+            "rss_mib": _mib(mem.rss),
+            "fds": p.num_fds(),
+            "threads": p.num_threads(),
+        }
 
     with urllib.request.urlopen(url + "/api/stats", timeout=10) as r:
         stats = json.load(r)
@@ -246,11 +251,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "s.wav"
         subprocess.run(["espeak-ng", "-w", str(wav), "Testing memory, one two three."], check=True)
-        env = {**os.environ, "STREAMER_CACHE_DIR": str(Path(tmp) / "cache"), "STREAMER_LOG_LEVEL": "WARNING",
-               "STREAMER_IDLE_TIMEOUT_S": "0"}
+        env = {
+            **os.environ,
+            "STREAMER_CACHE_DIR": str(Path(tmp) / "cache"),
+            "STREAMER_LOG_LEVEL": "WARNING",
+            "STREAMER_IDLE_TIMEOUT_S": "0",
+        }
         server = subprocess.Popen(
-            [sys.executable, "run.py", "serve", "--port", str(port), "--renderer", "lite"], cwd=ROOT, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "run.py", "serve", "--port", str(port), "--renderer", "lite"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_ready(url, server)
@@ -258,8 +270,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         finally:
             server.terminate()
             server.wait(60)
-    return {"bench": "soak", "machine": machine(), "minutes": args.minutes,
-            "warmup_minutes": args.warmup_minutes, **figures}
+    return {
+        "bench": "soak",
+        "machine": machine(),
+        "minutes": args.minutes,
+        "warmup_minutes": args.warmup_minutes,
+        **figures,
+    }
 
 
 if __name__ == "__main__":

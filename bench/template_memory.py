@@ -41,8 +41,11 @@ def _anon_mib() -> float:
 
 def _figures() -> dict[str, float]:
     info = psutil.Process().memory_full_info()
-    return {"uss_mib": round(info.uss / 2**20, 1), "anon_mib": round(_anon_mib(), 1),
-            "rss_mib": round(info.rss / 2**20, 1)}
+    return {
+        "uss_mib": round(info.uss / 2**20, 1),
+        "anon_mib": round(_anon_mib(), 1),
+        "rss_mib": round(info.rss / 2**20, 1),
+    }
 
 
 def _compose_all(folder: str, ready, done, out) -> None:
@@ -86,17 +89,29 @@ def main() -> dict:
             frames[i] = i % 251
         box = np.array([[w // 2 - 200, h // 2 - 200, w // 2 + 200, h // 2 + 220]] * n, np.int32)
         template = PreparedTemplate(
-            id="big", name="big", kind="video", frames=frames, face_boxes=box,
-            mouth=np.zeros((n, 2), np.float32), blend_boxes=box,
-            blend_masks=np.full((n, 256, 256), 200, np.uint8), renderer="bench", welcome=None,
+            id="big",
+            name="big",
+            kind="video",
+            frames=frames,
+            face_boxes=box,
+            mouth=np.zeros((n, 2), np.float32),
+            blend_boxes=box,
+            blend_masks=np.full((n, 256, 256), 200, np.uint8),
+            renderer="bench",
+            welcome=None,
         )
         cache.save(template, Path(tmp) / "cache", "0" * 64, KEY)
         del template, frames
         alone = _run(Path(tmp) / "cache", 1)
         shared = _run(Path(tmp) / "cache", 2)
-    return {"machine": machine(), "frames": n, "size": f"{w}x{h}",
-            "frames_mib": round(n * h * w * 3 / 2**20, 1), "one_process": alone,
-            "beside_a_second_process": shared}
+    return {
+        "machine": machine(),
+        "frames": n,
+        "size": f"{w}x{h}",
+        "frames_mib": round(n * h * w * 3 / 2**20, 1),
+        "one_process": alone,
+        "beside_a_second_process": shared,
+    }
 
 
 if __name__ == "__main__":

@@ -20,9 +20,7 @@ ACCEPTED_TYPES = (
     "audio/wav, audio/mpeg, audio/ogg, audio/webm, audio/flac, audio/mp4, "
     "audio/L16;rate=N, audio/pcm;rate=N or application/octet-stream"
 )
-_CONTAINER_TYPES = {
-    "application/octet-stream", "application/ogg", "video/webm", "video/ogg", "video/mp4"
-}
+_CONTAINER_TYPES = {"application/octet-stream", "application/ogg", "video/webm", "video/ogg", "video/mp4"}
 """Non-`audio/` types that still name a container holding audio (MediaRecorder says video/webm)."""
 _AV_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError, RuntimeError)
 

@@ -35,6 +35,7 @@ from streamer.measure import (
 
 log = logging.getLogger(__name__)
 
+
 class Recorder:
     """Writes the received stream to an mp4 (H.264 + AAC), timed by arrival."""
 
@@ -188,7 +189,10 @@ class Client:
         """Send audio; returns the reply and the time it was sent."""
         sent = time.monotonic()
         reply = await self.call(
-            "POST", f"/api/sessions/{self.session_id}/speak", expect=202, data=data,
+            "POST",
+            f"/api/sessions/{self.session_id}/speak",
+            expect=202,
+            data=data,
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": content_type},
         )
         return reply, sent

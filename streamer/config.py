@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from streamer.errors import BadInput
 from streamer.ice import parse_ice_servers
@@ -145,7 +146,7 @@ class Settings:
     def public_binding(self) -> bool:
         return not is_loopback_host(self.host)
 
-    def validate(self) -> "Settings":
+    def validate(self) -> Settings:
         if self.public_binding() and not self.key:
             raise BadInput(
                 f"binding {self.host} exposes the service: set a server key "

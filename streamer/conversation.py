@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -190,7 +191,10 @@ class Conversation:
     def _job(self, utterance: Utterance, window: Window) -> RenderJob:
         assert utterance.base_position is not None
         clip, first = job_audio(
-            utterance.model_audio.view, window.first_unit, window.units, utterance.ended,
+            utterance.model_audio.view,
+            window.first_unit,
+            window.units,
+            utterance.ended,
             self._pool.audio_context_units,
         )
         first_position = utterance.base_position + window.first_unit
@@ -233,8 +237,12 @@ class Conversation:
         """The unit to play now (the media pump calls this once per frame)."""
         stream = self.stream
         if stream is not None and self.clock.now() - stream.last_audio_at > self.settings.stream_idle_s:
-            log.info("session %s: stream %s sent no audio for %.0f s; ending it", self.id,
-                     stream.utterance_id, self.settings.stream_idle_s)
+            log.info(
+                "session %s: stream %s sent no audio for %.0f s; ending it",
+                self.id,
+                stream.utterance_id,
+                self.settings.stream_idle_s,
+            )
             stream.end()
         unit = self.playout.tick()
         self._metrics.units.labels(unit.kind).inc()

@@ -19,7 +19,7 @@ LOW_WATER_UNITS = 4
 class LiveStream:
     """Cuts windows as audio arrives, and early ones when the stream's playout runs low."""
 
-    def __init__(self, conversation: "Conversation", utterance: Utterance, sample_rate: int) -> None:
+    def __init__(self, conversation: Conversation, utterance: Utterance, sample_rate: int) -> None:
         self._conversation = conversation
         self.utterance = utterance
         self.sample_rate = sample_rate

@@ -66,7 +66,7 @@ def av_offset_ms(received: Received, start: float, end: float, reference: np.nda
     a = np.interp(grid, at, envelope)
     v, a = (v - v.mean()) / v.std(), (a - a.mean()) / a.std()
     lags = range(-30, 31)
-    scores = [np.mean(v[max(0, k):len(v) + min(0, k)] * a[max(0, -k):len(a) + min(0, -k)]) for k in lags]
+    scores = [np.mean(v[max(0, k) : len(v) + min(0, k)] * a[max(0, -k) : len(a) + min(0, -k)]) for k in lags]
     return float(list(lags)[int(np.argmax(scores))] * 10)
 
 

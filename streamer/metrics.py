@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter as PromCounter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import Counter as PromCounter
 
 LINK_GAUGES = (
     ("loss", "loss_ratio", "Fraction of video packets the viewer reported lost"),
@@ -48,7 +49,8 @@ class Metrics:
         self.sessions = Gauge("streamer_sessions", "Open sessions", registry=r)
         self.units = PromCounter("streamer_units", "Units played", ["kind"], registry=r)
         self.render_failures = PromCounter(
-            "streamer_render_failures", "Windows whose render failed (their audio played over the still face)",
+            "streamer_render_failures",
+            "Windows whose render failed (their audio played over the still face)",
             registry=r,
         )
         self.first_frame = Histogram(
@@ -57,12 +59,8 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.render_seconds = Histogram(
-            "streamer_render_window_seconds", "Render time of one window", registry=r
-        )
-        self.workers_alive = Gauge(
-            "streamer_worker_alive", "Render worker is running", ["index", "device"], registry=r
-        )
+        self.render_seconds = Histogram("streamer_render_window_seconds", "Render time of one window", registry=r)
+        self.workers_alive = Gauge("streamer_worker_alive", "Render worker is running", ["index", "device"], registry=r)
         self.http_errors = PromCounter(
             "streamer_http_errors", "HTTP answers with an error status (500: a fault, logged)", ["status"], registry=r
         )
@@ -70,8 +68,7 @@ class Metrics:
             "streamer_task_failures", "Background tasks (pump, dispatcher) that died", ["task"], registry=r
         )
         self.link = {
-            key: Gauge(f"streamer_link_{name}", help_, ["session"], registry=r)
-            for key, name, help_ in LINK_GAUGES
+            key: Gauge(f"streamer_link_{name}", help_, ["session"], registry=r) for key, name, help_ in LINK_GAUGES
         }
 
     def worker_states(self, devices: list[dict]) -> None:

@@ -79,8 +79,13 @@ def _decode(audio: Path) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def _render_all(
-    renderer: Renderer, template: PreparedTemplate, model_audio: np.ndarray, pcm: np.ndarray,
-    writer: _Mp4Writer, batch: int, features: list[np.ndarray] | None,
+    renderer: Renderer,
+    template: PreparedTemplate,
+    model_audio: np.ndarray,
+    pcm: np.ndarray,
+    writer: _Mp4Writer,
+    batch: int,
+    features: list[np.ndarray] | None,
 ) -> float:
     """Render and write every frame, `batch` at a time; returns the seconds spent rendering."""
     units = len(pcm) // OUT_SAMPLES_PER_UNIT
@@ -120,8 +125,9 @@ def render_file(
     renderer = create_renderer(settings, device)
     if save_features is not None and not hasattr(renderer, "audio_tokens"):
         raise BadInput(f"--save-features needs the musetalk renderer, not {renderer.name}")
-    template = load_or_prepare(sources[template_id], renderer, settings.cache_dir,
-                               progress=progress, models=settings.models)
+    template = load_or_prepare(
+        sources[template_id], renderer, settings.cache_dir, progress=progress, models=settings.models
+    )
     ready = time.monotonic()
     model_audio, pcm, units = _decode(audio)
     features: list[np.ndarray] | None = [] if save_features is not None else None
@@ -146,6 +152,5 @@ def render_file(
         "out": str(out),
         "features": str(save_features) if save_features is not None else None,
     }
-    log.info("rendered %s: %d frames with %s on %s in %.1f s", out, units, renderer.name, device,
-             figures["total_s"])
+    log.info("rendered %s: %d frames with %s on %s in %.1f s", out, units, renderer.name, device, figures["total_s"])
     return figures

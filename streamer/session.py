@@ -12,8 +12,9 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
@@ -67,7 +68,10 @@ class Session:
         )
         self.ladder = Ladder(settings.video_bitrate, adaptive=settings.adaptive_bitrate)
         self.pump = MediaPump(
-            self.conversation.tick, self._compose, clock, ladder=self.ladder,
+            self.conversation.tick,
+            self._compose,
+            clock,
+            ladder=self.ladder,
             on_failure=lambda exc: self._task_failed("media-pump", exc),
         )
         self.link: LinkMonitor | None = None

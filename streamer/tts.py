@@ -60,9 +60,7 @@ def synthesize(text: str, settings: Settings) -> bytes:
 
 def _run(command: list[str], text: str) -> None:
     try:
-        done = subprocess.run(
-            command, input=text.encode(), capture_output=True, timeout=TIMEOUT_S, check=False
-        )
+        done = subprocess.run(command, input=text.encode(), capture_output=True, timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise StreamerError(f"{command[0]} took longer than {TIMEOUT_S:g} s") from None
     except OSError as exc:

@@ -8,8 +8,9 @@ loop position it was rendered for, so a test can read which frame played where.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -85,8 +86,14 @@ def tiny_template(frames: int = 1, welcome_units: int = 0) -> PreparedTemplate:
         )
     box = np.tile(np.array([0, 0, 64, 64], np.int32), (frames, 1))
     return PreparedTemplate(
-        id="tiny", name="Tiny", kind="photo" if frames == 1 else "video",
-        frames=np.full((frames, 64, 64, 3), 128, np.uint8), face_boxes=box,
-        mouth=np.tile(np.array([128, 180], np.float32), (frames, 1)), blend_boxes=box,
-        blend_masks=np.full((frames, 256, 256), 255, np.uint8), renderer="fake", welcome=welcome,
+        id="tiny",
+        name="Tiny",
+        kind="photo" if frames == 1 else "video",
+        frames=np.full((frames, 64, 64, 3), 128, np.uint8),
+        face_boxes=box,
+        mouth=np.tile(np.array([128, 180], np.float32), (frames, 1)),
+        blend_boxes=box,
+        blend_masks=np.full((frames, 256, 256), 255, np.uint8),
+        renderer="fake",
+        welcome=welcome,
     )

@@ -34,8 +34,11 @@ _WELCOME = ("positions", "crops", "audio")
 
 def _arrays(t: PreparedTemplate) -> dict[str, np.ndarray]:
     out = {
-        "frames": t.frames, "face_boxes": t.face_boxes, "mouth": t.mouth,
-        "blend_boxes": t.blend_boxes, "blend_masks": t.blend_masks,
+        "frames": t.frames,
+        "face_boxes": t.face_boxes,
+        "mouth": t.mouth,
+        "blend_boxes": t.blend_boxes,
+        "blend_masks": t.blend_masks,
     }
     if t.welcome is not None:
         out |= {f"welcome.{k}": getattr(t.welcome, k) for k in _WELCOME}
@@ -72,10 +75,16 @@ def save(template: PreparedTemplate, cache_dir: Path, source_sha256: str, key: d
         "source_sha256": source_sha256,
         "key": key,
         "template": {
-            "id": template.id, "name": template.name, "kind": template.kind,
-            "renderer": template.renderer, "welcome_text": template.welcome_text,
-            "frames": template.frame_count, "width": template.width, "height": template.height,
-            "faces": template.faces, "degraded": template.degraded,
+            "id": template.id,
+            "name": template.name,
+            "kind": template.kind,
+            "renderer": template.renderer,
+            "welcome_text": template.welcome_text,
+            "frames": template.frame_count,
+            "width": template.width,
+            "height": template.height,
+            "faces": template.faces,
+            "degraded": template.degraded,
         },
         "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
     }
@@ -154,10 +163,18 @@ def _build(manifest: dict[str, Any], folder: Path, frames: np.ndarray | None) ->
     if "welcome.positions" in arrays:
         welcome = WelcomeClip(*(arrays[f"welcome.{k}"] for k in _WELCOME))
     return PreparedTemplate(
-        id=meta["id"], name=meta["name"], kind=meta["kind"], frames=frames,
-        face_boxes=arrays["face_boxes"], mouth=arrays["mouth"],
-        blend_boxes=arrays["blend_boxes"], blend_masks=arrays["blend_masks"],
-        renderer=meta["renderer"], welcome=welcome, welcome_text=meta["welcome_text"],
-        extras={k[len(_EXTRA):]: v for k, v in arrays.items() if k.startswith(_EXTRA)},
-        faces=str(meta.get("faces", "haar")), degraded=bool(meta.get("degraded", False)),
+        id=meta["id"],
+        name=meta["name"],
+        kind=meta["kind"],
+        frames=frames,
+        face_boxes=arrays["face_boxes"],
+        mouth=arrays["mouth"],
+        blend_boxes=arrays["blend_boxes"],
+        blend_masks=arrays["blend_masks"],
+        renderer=meta["renderer"],
+        welcome=welcome,
+        welcome_text=meta["welcome_text"],
+        extras={k[len(_EXTRA) :]: v for k, v in arrays.items() if k.startswith(_EXTRA)},
+        faces=str(meta.get("faces", "haar")),
+        degraded=bool(meta.get("degraded", False)),
     )

@@ -10,9 +10,9 @@ fixed ratios: good enough for `lite`, a degraded crop for MuseTalk.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -89,10 +89,7 @@ def _drop_outliers(boxes: list[np.ndarray | None]) -> list[np.ndarray | None]:
         return boxes
     centre = np.median((known[:, :2] + known[:, 2:]) / 2, axis=0)
     size = np.median(known[:, 2] - known[:, 0])
-    return [
-        b if b is not None and np.hypot(*((b[:2] + b[2:]) / 2 - centre)) < 0.35 * size else None
-        for b in boxes
-    ]
+    return [b if b is not None and np.hypot(*((b[:2] + b[2:]) / 2 - centre)) < 0.35 * size else None for b in boxes]
 
 
 def landmark_box(points: np.ndarray) -> np.ndarray | None:
@@ -124,8 +121,11 @@ def fan_landmarker(models: Path) -> Landmarker:
     torch.hub.set_dir(str(root))  # FAN weights are looked up as <hub>/checkpoints/<file>
     try:
         fan = face_alignment.FaceAlignment(
-            face_alignment.LandmarksType.TWO_D, device="cpu", compile=False,
-            face_detector="sfd", face_detector_kwargs={"path_to_detector": str(root / SFD_FILE)},
+            face_alignment.LandmarksType.TWO_D,
+            device="cpu",
+            compile=False,
+            face_detector="sfd",
+            face_detector_kwargs={"path_to_detector": str(root / SFD_FILE)},
         )
     finally:
         torch.hub.set_dir(previous)
@@ -162,8 +162,9 @@ def _fill_missing(values: list[np.ndarray | None], name: str) -> np.ndarray:
     return np.stack(out).astype(np.float64)
 
 
-def _find(frames: np.ndarray, landmarker: Landmarker | None, progress: Progress | None
-          ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+def _find(
+    frames: np.ndarray, landmarker: Landmarker | None, progress: Progress | None
+) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
     """Raw box (before margin) and mouth centre of each frame; None where there is no face."""
     cascade = _haar() if landmarker is None else None
     raw: list[np.ndarray | None] = []
@@ -184,8 +185,12 @@ def _find(frames: np.ndarray, landmarker: Landmarker | None, progress: Progress 
 
 
 def detect_faces(
-    frames: np.ndarray, name: str, landmarker: Landmarker | None = None,
-    progress: Progress | None = None, source: str = "haar", degraded: bool = False,
+    frames: np.ndarray,
+    name: str,
+    landmarker: Landmarker | None = None,
+    progress: Progress | None = None,
+    source: str = "haar",
+    degraded: bool = False,
 ) -> FaceTrack:
     """Face box and mouth centre of every frame of `frames` [N, H, W, 3] BGR.
 

@@ -36,11 +36,13 @@ def padded_crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
     out = np.zeros((y2 - y1, x2 - x1) + frame.shape[2:], frame.dtype)
     sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
     if sx2 > sx1 and sy2 > sy1:
-        out[sy1 - y1:sy2 - y1, sx1 - x1:sx2 - x1] = frame[sy1:sy2, sx1:sx2]
+        out[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = frame[sy1:sy2, sx1:sx2]
     return out
 
 
-def jaw_mask(face_box: np.ndarray, blend_box: np.ndarray, upper_boundary_ratio: float = UPPER_BOUNDARY_RATIO) -> np.ndarray:
+def jaw_mask(
+    face_box: np.ndarray, blend_box: np.ndarray, upper_boundary_ratio: float = UPPER_BOUNDARY_RATIO
+) -> np.ndarray:
     """[256, 256] uint8 weight of the rendered crop over `blend_box`, in that box's coordinates."""
     bx1, by1, bx2, by2 = (float(v) for v in blend_box)
     sx, sy = CROP_SIZE / (bx2 - bx1), CROP_SIZE / (by2 - by1)

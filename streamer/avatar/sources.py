@@ -117,4 +117,3 @@ def load_frames(source: TemplateSource, max_frames: int = 250) -> np.ndarray:
     if not frames:
         raise UnsupportedMedia(f"video {source.path.name} has no frames")
     return np.stack(frames)
-

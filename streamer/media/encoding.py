@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import fractions
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import av
 from aiortc import rtcrtpsender, rtp
@@ -117,9 +117,7 @@ class TunedH264Encoder(ClampedBitrate, H264Encoder):
         if self._stale(self.codec, frame):
             self.buffer_data, self.buffer_pts, self.codec = b"", None, None
         frame.pict_type = (
-            av.video.frame.PictureType.I
-            if self._keyframe(force_keyframe)
-            else av.video.frame.PictureType.NONE
+            av.video.frame.PictureType.I if self._keyframe(force_keyframe) else av.video.frame.PictureType.NONE
         )
         if self.codec is None:
             self.codec = self._open(frame)
@@ -168,9 +166,7 @@ class TunedVp8Encoder(ClampedBitrate, Vp8Encoder):
         if self._stale(self.codec, frame):
             self.codec = None
         frame.pict_type = (
-            av.video.frame.PictureType.I
-            if self._keyframe(force_keyframe)
-            else av.video.frame.PictureType.NONE
+            av.video.frame.PictureType.I if self._keyframe(force_keyframe) else av.video.frame.PictureType.NONE
         )
         if self.codec is None:
             self.codec = self._context(frame)

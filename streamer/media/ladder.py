@@ -46,9 +46,7 @@ class Step:
         """The step's frame size for a `width`×`height` source (even, as the encoders need)."""
         if self.scale >= 1.0:
             return width, height
-        return max(2, int(width * self.scale) // 2 * 2), max(
-            2, int(height * self.scale) // 2 * 2
-        )
+        return max(2, int(width * self.scale) // 2 * 2), max(2, int(height * self.scale) // 2 * 2)
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,35 +122,21 @@ class Ladder:
         remb = self.remb if self._remb_armed else None
         congested = self.loss > DOWN_LOSS or (remb is not None and remb < DOWN_RATIO * rate)
         severe = self.loss > SEVERE_LOSS or (remb is not None and remb < SEVERE_RATIO * rate)
-        clean = self.loss < UP_LOSS and (
-            self.remb is None or self.remb >= min(sent, self.step.bitrate)
-        )
-        self._bad_since = (
-            (now if self._bad_since is None else self._bad_since) if congested else None
-        )
-        self._good_since = (
-            (now if self._good_since is None else self._good_since) if clean else None
-        )
+        clean = self.loss < UP_LOSS and (self.remb is None or self.remb >= min(sent, self.step.bitrate))
+        self._bad_since = (now if self._bad_since is None else self._bad_since) if congested else None
+        self._good_since = (now if self._good_since is None else self._good_since) if clean else None
         if self._lossy and clean:
             self.keyframes += 1
         self._lossy = self.loss > DOWN_LOSS or (self._lossy and not clean)
         if now - self._changed_at < DWELL_S:
             return
-        held = self._bad_since is not None and (
-            severe or now - self._bad_since >= DOWN_HOLD_S
-        )
+        held = self._bad_since is not None and (severe or now - self._bad_since >= DOWN_HOLD_S)
         if held and self.index < len(self.steps) - 1:
             failed_probe = now - self._went_up_at < PROBE_S
-            self.up_hold_s = (
-                min(self.up_hold_s * 2, MAX_UP_HOLD_S) if failed_probe else UP_HOLD_S
-            )
+            self.up_hold_s = min(self.up_hold_s * 2, MAX_UP_HOLD_S) if failed_probe else UP_HOLD_S
             self._went_up_at = -math.inf
             self._move(self._fitting(), now)
-        elif (
-            self._good_since is not None
-            and now - self._good_since >= self.up_hold_s
-            and self.index > 0
-        ):
+        elif self._good_since is not None and now - self._good_since >= self.up_hold_s and self.index > 0:
             self._went_up_at = now
             self._move(self.index - 1, now)
 

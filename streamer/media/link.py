@@ -94,19 +94,12 @@ class LinkMonitor:
             if stats.type == "remote-inbound-rtp":
                 q.loss = stats.fractionLost / 256  # RTCP's 8-bit fixed point
                 q.packets_lost = int(stats.packetsLost)
-                q.rtt_ms = (
-                    round(stats.roundTripTime * 1000, 1)
-                    if stats.roundTripTime is not None
-                    else None
-                )
+                q.rtt_ms = round(stats.roundTripTime * 1000, 1) if stats.roundTripTime is not None else None
             elif stats.type == "outbound-rtp":
                 now = stats.timestamp.timestamp()
                 if self._last is not None and now > self._last[0]:
                     q.bitrate_kbps = round(
-                        (stats.bytesSent - self._last[1])
-                        * 8
-                        / (now - self._last[0])
-                        / 1000,
+                        (stats.bytesSent - self._last[1]) * 8 / (now - self._last[0]) / 1000,
                         1,
                     )
                 self._last = (now, stats.bytesSent)

@@ -40,13 +40,9 @@ class LeanOpusEncoder(Encoder):
         self.encoded = 0
         self.reused = 0
 
-    def encode(
-        self, frame: av.AudioFrame, force_keyframe: bool = False
-    ) -> tuple[list[bytes], int]:
+    def encode(self, frame: av.AudioFrame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         if not _mono_20ms(frame):
-            raise ValueError(
-                f"LeanOpusEncoder takes 20 ms of 48 kHz mono s16, got {frame}"
-            )
+            raise ValueError(f"LeanOpusEncoder takes 20 ms of 48 kHz mono s16, got {frame}")
         timestamp = int(frame.pts * frame.time_base * OUT_RATE)
         samples = np.frombuffer(frame.planes[0], np.int16, frame.samples)
         silent = not samples.any()
@@ -76,13 +72,8 @@ def _mono_20ms(frame: av.AudioFrame) -> bool:
 
 def audio_level_dbov(frame: av.AudioFrame) -> int:
     """RFC 6465's audio level of a frame, as aiortc's `compute_audio_level_dbov`, in numpy."""
-    samples = np.frombuffer(
-        frame.planes[0], np.int16, frame.samples * len(frame.layout.channels)
-    )
+    samples = np.frombuffer(frame.planes[0], np.int16, frame.samples * len(frame.layout.channels))
     if not samples.any():
         return MIN_LEVEL
-    rms = math.sqrt(
-        float(np.dot(samples.astype(np.float64), samples))
-        / (frame.samples * 32767 * 32767)
-    )
+    rms = math.sqrt(float(np.dot(samples.astype(np.float64), samples)) / (frame.samples * 32767 * 32767))
     return round(max(MIN_LEVEL, min(0.0, 20 * math.log10(rms))))

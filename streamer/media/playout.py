@@ -8,8 +8,8 @@ still and plays silence (a stall) and the utterance resumes in sync on a later t
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

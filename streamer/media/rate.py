@@ -49,9 +49,7 @@ class ClampedBitrate:
         """Whether this frame is a keyframe: asked for (PLI, or the ladder after lossy
         congestion) and not within KEYFRAME_GAP_S of the last one; asks inside the gap wait."""
         now = time.monotonic()
-        self._keyframe_pending = (
-            self._keyframe_pending or requested or self._keyframe_asked
-        )
+        self._keyframe_pending = self._keyframe_pending or requested or self._keyframe_asked
         if self._keyframe_pending and now - self._keyframe_at >= KEYFRAME_GAP_S:
             self._keyframe_at, self._keyframe_pending = now, False
             return True
@@ -87,14 +85,8 @@ class ClampedBitrate:
 
     def _stale(self, codec: av.CodecContext | None, frame: av.VideoFrame) -> bool:
         """The open context no longer fits: another size, or another ladder step's bitrate."""
-        moved = (
-            self._ladder is not None
-            and codec is not None
-            and codec.bit_rate != self._bitrate
-        )
-        return codec is not None and (
-            frame.width != codec.width or frame.height != codec.height or moved
-        )
+        moved = self._ladder is not None and codec is not None and codec.bit_rate != self._bitrate
+        return codec is not None and (frame.width != codec.width or frame.height != codec.height or moved)
 
     def _sent(self, nbytes: int) -> None:
         if self._ladder is not None:

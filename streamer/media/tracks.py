@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 import av
 import numpy as np
@@ -43,7 +43,7 @@ NextUnit = Callable[[], Unit]
 class PumpedTrack(MediaStreamTrack):
     """A track whose frames come from the pump; `recv` starts the pump on first use."""
 
-    def __init__(self, kind: str, pump: "MediaPump") -> None:
+    def __init__(self, kind: str, pump: MediaPump) -> None:
         super().__init__()
         self.kind = kind
         self._pump = pump
@@ -66,7 +66,10 @@ class PumpedTrack(MediaStreamTrack):
 
 class MediaPump:
     def __init__(
-        self, next_unit: NextUnit, compose: Compose, clock: Clock,
+        self,
+        next_unit: NextUnit,
+        compose: Compose,
+        clock: Clock,
         on_failure: Callable[[BaseException], None] | None = None,
         ladder: Ladder | None = None,
     ) -> None:
@@ -121,7 +124,7 @@ class MediaPump:
                     frame = self._video_frame(unit, n)
                 else:
                     frame = await loop.run_in_executor(None, self._video_frame, unit, n)
-            except Exception:  # noqa: BLE001 - one bad frame must not stop the stream
+            except Exception:
                 log.exception("composing unit %d failed; showing the template frame", n)
                 frame = self._video_frame(replace(unit, crop=None), n)
             self.video.put(frame)

@@ -91,16 +91,10 @@ def _box(template: PreparedTemplate, i: int) -> Box:
         return Box(0, 0, 0, 0, (fx1, fy1, fx2, fy2), zero, zero)
     ex1, ey1 = x1 - x1 % 2, y1 - y1 % 2
     ex2, ey2 = min(x2 + x2 % 2, template.width), min(y2 + y2 % 2, template.height)
-    mask = cv2.resize(
-        template.blend_masks[i], (bx2 - bx1, by2 - by1), interpolation=cv2.INTER_LINEAR
-    )
+    mask = cv2.resize(template.blend_masks[i], (bx2 - bx1, by2 - by1), interpolation=cv2.INTER_LINEAR)
     alpha = np.zeros((ey2 - ey1, ex2 - ex1), np.float32)
-    alpha[y1 - ey1 : y2 - ey1, x1 - ex1 : x2 - ex1] = mask[
-        y1 - by1 : y2 - by1, x1 - bx1 : x2 - bx1
-    ]
-    half = cv2.resize(
-        alpha, ((ex2 - ex1) // 2, (ey2 - ey1) // 2), interpolation=cv2.INTER_AREA
-    )
+    alpha[y1 - ey1 : y2 - ey1, x1 - ex1 : x2 - ex1] = mask[y1 - by1 : y2 - by1, x1 - bx1 : x2 - bx1]
+    half = cv2.resize(alpha, ((ex2 - ex1) // 2, (ey2 - ey1) // 2), interpolation=cv2.INTER_AREA)
     return Box(
         ex1,
         ey1,
@@ -186,18 +180,14 @@ class YuvTemplate:
         v[box.y1 // 2 : box.y2 // 2, box.x1 // 2 : box.x2 // 2] = pv
         return out
 
-    def _patch(
-        self, i: int, box: Box, frame: np.ndarray, crop: np.ndarray
-    ) -> np.ndarray:
+    def _patch(self, i: int, box: Box, frame: np.ndarray, crop: np.ndarray) -> np.ndarray:
         """The blended I420 planes of `box` alone, packed as an I420 array of the box's size."""
         fx1, fy1, fx2, fy2 = box.face
         bgr = self.template.frames[i][box.y1 : box.y2, box.x1 : box.x2].copy()
         face = cv2.resize(crop, (fx2 - fx1, fy2 - fy1), interpolation=cv2.INTER_LINEAR)
         x1, y1 = max(fx1, box.x1), max(fy1, box.y1)
         x2, y2 = min(fx2, box.x2), min(fy2, box.y2)
-        bgr[y1 - box.y1 : y2 - box.y1, x1 - box.x1 : x2 - box.x1] = face[
-            y1 - fy1 : y2 - fy1, x1 - fx1 : x2 - fx1
-        ]
+        bgr[y1 - box.y1 : y2 - box.y1, x1 - box.x1 : x2 - box.x1] = face[y1 - fy1 : y2 - fy1, x1 - fx1 : x2 - fx1]
         new = planes(to_i420(bgr))
         fy, fu, fv = planes(frame)
         cy, cx = slice(box.y1 // 2, box.y2 // 2), slice(box.x1 // 2, box.x2 // 2)
@@ -214,8 +204,7 @@ class YuvTemplate:
         if clip is None or not np.shares_memory(crop, clip.crops):
             return None
         k, rest = divmod(
-            crop.__array_interface__["data"][0]
-            - clip.crops.__array_interface__["data"][0],
+            crop.__array_interface__["data"][0] - clip.crops.__array_interface__["data"][0],
             crop.nbytes,
         )
         if rest or crop.shape != clip.crops.shape[1:] or not 0 <= k < clip.units:

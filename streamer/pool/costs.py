@@ -39,11 +39,11 @@ class CostCurve:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "CostCurve":
+    def from_json(cls, data: dict[str, Any]) -> CostCurve:
         return cls(float(data["fixed_s"]), float(data["per_frame_s"]), int(data["batch_size"]))
 
     @classmethod
-    def fit(cls, points: dict[int, float], batch_size: int) -> "CostCurve":
+    def fit(cls, points: dict[int, float], batch_size: int) -> CostCurve:
         """The line through the timed calls (frames → seconds), least squares, never negative."""
         n = np.array(sorted(points), np.float64)
         t = np.array([points[k] for k in sorted(points)], np.float64)
@@ -59,9 +59,16 @@ def probe_template() -> PreparedTemplate:
     frame = np.full((1, CROP_SIZE, CROP_SIZE, 3), 128, np.uint8)
     box = np.array([[0, 0, CROP_SIZE, CROP_SIZE]], np.int32)
     return PreparedTemplate(
-        id="__probe__", name="probe", kind="photo", frames=frame, face_boxes=box,
-        mouth=np.array([[CROP_SIZE / 2, CROP_SIZE * 0.7]], np.float32), blend_boxes=box,
-        blend_masks=np.full((1, CROP_SIZE, CROP_SIZE), 255, np.uint8), renderer="", welcome=None,
+        id="__probe__",
+        name="probe",
+        kind="photo",
+        frames=frame,
+        face_boxes=box,
+        mouth=np.array([[CROP_SIZE / 2, CROP_SIZE * 0.7]], np.float32),
+        blend_boxes=box,
+        blend_masks=np.full((1, CROP_SIZE, CROP_SIZE), 255, np.uint8),
+        renderer="",
+        welcome=None,
     )
 
 

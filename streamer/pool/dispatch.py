@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,6 @@ from streamer.errors import WorkerDied
 from streamer.pool.base import Capacity
 from streamer.pool.handle import Handle
 from streamer.render.base import RenderJob
-
 
 TIE = 0.1
 TIE_S = 0.005
@@ -88,8 +88,12 @@ class Dispatcher:
 
     def capacity(self) -> Capacity:
         per = tuple(w.stats.frames_per_s if w.alive else 0.0 for w in self.workers)
-        return Capacity(frames_per_s=round(sum(per), 1), devices=sum(1 for w in self.workers if w.alive), per_device=per)
+        return Capacity(
+            frames_per_s=round(sum(per), 1), devices=sum(1 for w in self.workers if w.alive), per_device=per
+        )
 
     def stats(self) -> list[dict[str, Any]]:
-        return [{**vars(w.stats), "batch_jobs": dict(w.stats.batch_jobs), "batch_frames": dict(w.stats.batch_frames)}
-                for w in self.workers]
+        return [
+            {**vars(w.stats), "batch_jobs": dict(w.stats.batch_jobs), "batch_frames": dict(w.stats.batch_frames)}
+            for w in self.workers
+        ]

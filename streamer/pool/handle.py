@@ -171,7 +171,9 @@ class Handle:
     def _timed_out(self, job_id: int) -> None:
         self.stats.timeouts += 1
         log.error("worker %d: a job computed for over %.0f s; failing it", self.stats.index, self.render_timeout_s)
-        self._finish(job_id, RenderTimeout(f"render took over {self.render_timeout_s:.0f} s on worker {self.stats.index}"))
+        self._finish(
+            job_id, RenderTimeout(f"render took over {self.render_timeout_s:.0f} s on worker {self.stats.index}")
+        )
         self._hung()
 
     def _died(self) -> None:

@@ -6,9 +6,10 @@ import asyncio
 import logging
 import multiprocessing as mp
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ class ProcessWorker(Handle):
         super().__init__(index, device, settings.render_timeout_s)
         self._settings = settings
         self._progress = progress
-        self.on_death: Callable[["ProcessWorker"], None] | None = None
+        self.on_death: Callable[[ProcessWorker], None] | None = None
         # One thread for pipe writes: a send blocks while the pipe is full, and must not hold
         # a thread of the default pool that video encoding needs. One thread also means
         # messages never interleave on the pipe.
@@ -52,15 +53,20 @@ class ProcessWorker(Handle):
         self._conn = parent
         try:
             ready = await asyncio.wait_for(loop.run_in_executor(self._io, self._read_hello, parent), START_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             ready = {"type": "failed", "error": f"not ready in {START_TIMEOUT_S:.0f} s"}
         if ready.get("type") != "ready":
             self._discard_process()
             raise NotReady(f"worker {self.stats.index} on {self.stats.device} failed: {ready.get('error')}")
         self.ready(ready)
         threading.Thread(target=self._read_loop, args=(loop, parent), daemon=True).start()
-        log.info("worker %d on %s ready (%s, %.0f frames/s)", self.stats.index, self.stats.device,
-                 self.renderer, self.stats.frames_per_s)
+        log.info(
+            "worker %d on %s ready (%s, %.0f frames/s)",
+            self.stats.index,
+            self.stats.device,
+            self.renderer,
+            self.stats.frames_per_s,
+        )
 
     @property
     def pid(self) -> int | None:

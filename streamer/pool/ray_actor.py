@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 
 class RenderActor:
     def __init__(self, index: int, device: str, settings_json: dict[str, Any]) -> None:
-        logging.basicConfig(level=os.environ.get("STREAMER_LOG_LEVEL", "INFO"),
-                            format=f"%(asctime)s %(levelname)s actor{index}[{device}] %(name)s: %(message)s")
+        logging.basicConfig(
+            level=os.environ.get("STREAMER_LOG_LEVEL", "INFO"),
+            format=f"%(asctime)s %(levelname)s actor{index}[{device}] %(name)s: %(message)s",
+        )
         if device == "cpu":
             os.environ.setdefault("OMP_NUM_THREADS", "1")
         self.server = Server(settings_from_json(settings_json), device)

@@ -49,7 +49,9 @@ class ActorWorker(Handle):
         from streamer.pool.ray_actor import RenderActor
 
         gpu = self.stats.device.startswith("cuda")
-        options = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 0 if self.stats.device.startswith("sim") else 1}
+        options = (
+            {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 0 if self.stats.device.startswith("sim") else 1}
+        )
         cls = ray.remote(max_restarts=-1, max_task_retries=0, **options)(RenderActor)
         device = "cuda:0" if gpu else self.stats.device  # Ray shows each actor its one GPU
         self.actor = cls.remote(self.stats.index, device, settings_to_json(self._settings))
@@ -63,8 +65,13 @@ class ActorWorker(Handle):
             raise NotReady(f"render actor {self.stats.index} on {self.stats.device} failed: {exc}") from None
         self.pid = ready["pid"]
         self.ready(ready)
-        log.info("render actor %d on %s ready (pid %d, %.0f frames/s)", self.stats.index, self.stats.device,
-                 self.pid, self.stats.frames_per_s)
+        log.info(
+            "render actor %d on %s ready (pid %d, %.0f frames/s)",
+            self.stats.index,
+            self.stats.device,
+            self.pid,
+            self.stats.frames_per_s,
+        )
 
     async def _send(self, meta: dict[str, Any], arrays: dict[str, np.ndarray] | None) -> None:
         ref = self.actor.call.remote(encode(meta, arrays))

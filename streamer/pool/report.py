@@ -10,8 +10,9 @@ from streamer.pool.admission import Decision, Load
 from streamer.pool.base import Capacity
 
 
-def summary(capacity: Capacity, load: Load, decision: Decision, refusals: int,
-            devices: list[dict[str, Any]]) -> dict[str, Any]:
+def summary(
+    capacity: Capacity, load: Load, decision: Decision, refusals: int, devices: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The `render` block of `/api/stats`."""
     batch_jobs: dict[str, int] = {}
     for d in devices:
@@ -21,8 +22,12 @@ def summary(capacity: Capacity, load: Load, decision: Decision, refusals: int,
         "capacity_fps": capacity.frames_per_s,
         "devices_running": capacity.devices,
         "speaking_sessions_capacity": decision.sessions,
-        "load": {"open": load.open_sessions, "speaking": load.speaking, "planned_fps": decision.planned_fps,
-                 "budget_fps": decision.budget_fps},
+        "load": {
+            "open": load.open_sessions,
+            "speaking": load.speaking,
+            "planned_fps": decision.planned_fps,
+            "budget_fps": decision.budget_fps,
+        },
         "at_capacity": not decision.admit,
         "refused_sessions": refusals,
         "queued_jobs": sum(d.get("queued", 0) for d in devices),

@@ -14,8 +14,9 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from streamer.render.base import RenderJob
 from streamer.units import FPS
@@ -45,8 +46,13 @@ class Entry:
         assert self.job is not None and 0 < frames < self.job.frames
         job = self.job
         head = replace(self, job=replace(job, positions=job.positions[:frames]))
-        rest = replace(self, deadline=self.deadline + frames / FPS, seq=seq, offset=self.offset + frames,
-                       job=replace(job, positions=job.positions[frames:], first_unit=job.first_unit + frames))
+        rest = replace(
+            self,
+            deadline=self.deadline + frames / FPS,
+            seq=seq,
+            offset=self.offset + frames,
+            job=replace(job, positions=job.positions[frames:], first_unit=job.first_unit + frames),
+        )
         return head, rest
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +43,12 @@ class Server:
         self._progress = progress
 
     def hello(self) -> dict[str, Any]:
-        return {"type": "ready", "renderer": self.renderer.name, "curve": self.curve.to_json(),
-                "audio_context_units": self.renderer.audio_context_units}
+        return {
+            "type": "ready",
+            "renderer": self.renderer.name,
+            "curve": self.curve.to_json(),
+            "audio_context_units": self.renderer.audio_context_units,
+        }
 
     def submit(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Queue a message's work: a render job, or control work (prepare) ahead of renders."""
@@ -73,8 +78,10 @@ class Server:
                         continue  # more parts to come, or its job was cancelled
                     self._frames.pop(entry.id, None)
                     self._parts.pop(entry.id, None)
-                    send({"type": "done", "id": entry.id, **reply, "counters": asdict(self.counters)},
-                         {"crops": whole} if whole is not None else None)
+                    send(
+                        {"type": "done", "id": entry.id, **reply, "counters": asdict(self.counters)},
+                        {"crops": whole} if whole is not None else None,
+                    )
 
     def _assemble(self, entry: Entry, crops: np.ndarray) -> np.ndarray | None:
         """The job's crops once its last part is rendered; None before (or if it was cancelled)."""
@@ -96,7 +103,7 @@ class Server:
         try:
             crops = self.renderer.render_batch([(self._template(e.job.template_id), e.job) for e in batch])
             out = [(e, {"ok": True, "queue": self.queue.depth()}, c) for e, c in zip(batch, crops)]
-        except Exception as exc:  # noqa: BLE001 - reported to the callers, the worker carries on
+        except Exception as exc:
             if len(batch) > 1:
                 return [r for e in batch for r in self._render([e])]
             if not isinstance(exc, StreamerError):
@@ -116,7 +123,7 @@ class Server:
             self._template(template_id, force=bool(entry.op.get("force")))
             key = cache_key(self._source(template_id), self.renderer, self.settings.models)
             return {"type": "done", "id": entry.id, "ok": True, "key": key}
-        except Exception as exc:  # noqa: BLE001 - reported to the caller
+        except Exception as exc:
             if not isinstance(exc, StreamerError):
                 log.exception("preparing failed")
             return {"type": "done", "id": entry.id, **error_reply(exc)}
@@ -134,7 +141,11 @@ class Server:
 
         if force or template_id not in self.templates:
             self.templates[template_id] = load_or_prepare(
-                self._source(template_id), self.renderer, self.settings.cache_dir, force=force,
-                progress=self._progress, models=self.settings.models,
+                self._source(template_id),
+                self.renderer,
+                self.settings.cache_dir,
+                force=force,
+                progress=self._progress,
+                models=self.settings.models,
             )
         return self.templates[template_id]

@@ -78,8 +78,11 @@ def job_from_message(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Ren
 def error_reply(exc: BaseException) -> dict[str, Any]:
     """An exception as reply fields: its class survives the pipe when it is a `StreamerError`."""
     name = type(exc).__name__ if isinstance(exc, StreamerError) else "StreamerError"
-    return {"ok": False, "error": str(exc) if isinstance(exc, StreamerError) else f"{type(exc).__name__}: {exc}",
-            "error_class": name}
+    return {
+        "ok": False,
+        "error": str(exc) if isinstance(exc, StreamerError) else f"{type(exc).__name__}: {exc}",
+        "error_class": name,
+    }
 
 
 def reply_error(reply: dict[str, Any], context: str) -> StreamerError:

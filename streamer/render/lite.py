@@ -9,7 +9,7 @@ opening appears between the lips, with a hint of upper teeth.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -61,7 +61,8 @@ def openings(audio: np.ndarray, first_unit: int, count: int) -> np.ndarray:
     raw = np.array(
         [
             _raw_opening(audio[max(u, 0) * MODEL_SAMPLES_PER_UNIT : (u + 1) * MODEL_SAMPLES_PER_UNIT])
-            if u >= 0 else 0.0
+            if u >= 0
+            else 0.0
             for u in range(first_unit - 1, first_unit + count + 1)
         ],
         np.float32,

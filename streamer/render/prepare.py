@@ -6,9 +6,9 @@ import dataclasses
 import logging
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -66,9 +66,11 @@ def _bar(show: bool, desc: str) -> Iterator[Callable[[int, int], None]]:
         yield lambda done, total: None
         return
     with tqdm(desc=desc, file=sys.stderr, unit="frame", leave=True) as bar:
+
         def update(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
+
         yield update
 
 
@@ -100,7 +102,11 @@ def load_or_prepare(
     welcome = f"{template.welcome.seconds:.1f} s welcome" if template.welcome else "no welcome"
     log.info(
         "prepared template %s for %s: %d frames, %s, in %.1f s",
-        source.id, renderer.name, template.frame_count, welcome, time.monotonic() - started,
+        source.id,
+        renderer.name,
+        template.frame_count,
+        welcome,
+        time.monotonic() - started,
     )
     return template
 
@@ -114,10 +120,19 @@ def _build(
         log.warning("template %s: %s face boxes without landmarks (degraded)", source.id, renderer.name)
     blend = blend_boxes(faces.boxes)
     template = PreparedTemplate(
-        id=source.id, name=source.name, kind=source.kind, frames=frames,
-        face_boxes=faces.boxes, mouth=faces.mouth, blend_boxes=blend,
-        blend_masks=jaw_masks(faces.boxes, blend), renderer=renderer.name,
-        welcome=None, welcome_text=source.welcome_text, faces=faces.source, degraded=faces.degraded,
+        id=source.id,
+        name=source.name,
+        kind=source.kind,
+        frames=frames,
+        face_boxes=faces.boxes,
+        mouth=faces.mouth,
+        blend_boxes=blend,
+        blend_masks=jaw_masks(faces.boxes, blend),
+        renderer=renderer.name,
+        welcome=None,
+        welcome_text=source.welcome_text,
+        faces=faces.source,
+        degraded=faces.degraded,
     )
     with _bar(progress, f"{source.id}: {renderer.name} prepare") as update:
         extras = dict(renderer.prepare(template, update))
@@ -128,8 +143,9 @@ def _build(
     return dataclasses.replace(template, welcome=_welcome(source, template, renderer, progress))
 
 
-def _faces(frames: np.ndarray, name: str, renderer: Renderer, models: Path | None,
-           update: Callable[[int, int], None]) -> FaceTrack:
+def _faces(
+    frames: np.ndarray, name: str, renderer: Renderer, models: Path | None, update: Callable[[int, int], None]
+) -> FaceTrack:
     """The renderer's own face boxes when it has a `faces` method (MuseTalk: DWPose), else
     FAN landmarks when installed under `models`, else Haar boxes."""
     own = getattr(renderer, "faces", None)

@@ -11,7 +11,7 @@ streams look alive while the host CPU stays almost idle.
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

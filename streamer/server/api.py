@@ -15,10 +15,10 @@ from aiohttp import web
 from streamer import tts
 from streamer.errors import BadInput, NotFound, UnsupportedMedia
 from streamer.events import to_json
+from streamer.server import lifetime
 from streamer.server.guard import authorize_open, authorize_session
 from streamer.server.http import read_capped
 from streamer.server.keys import AUDIO_DECODERS, DECODERS, SESSIONS, SETTINGS, STARTUP
-from streamer.server import lifetime
 from streamer.server.live import LiveSocket
 from streamer.server.sessions import SessionManager
 from streamer.session import Session

@@ -6,8 +6,8 @@ import asyncio
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from aiohttp import web
 
@@ -30,11 +30,11 @@ from streamer.server.grants import Grants
 from streamer.server.http import cors, errors, forwarded, loopback_host
 from streamer.server.keys import (
     AUDIO_DECODERS,
-    POOL_GAUGES,
     DECODERS,
     GRANTS,
     HOLDERS,
     METRICS,
+    POOL_GAUGES,
     SESSIONS,
     SETTINGS,
     STARTUP,
@@ -81,10 +81,12 @@ async def _start(app: web.Application) -> None:
         state.phase = "ready" if state.ready else "no usable template"
         log.info(
             "ready: %d templates (%s), renderer %s on %s",
-            len(manager.templates), ", ".join(sorted(manager.templates)), manager.pool.renderer,
+            len(manager.templates),
+            ", ".join(sorted(manager.templates)),
+            manager.pool.renderer,
             ", ".join(w["device"] for w in manager.pool.stats()),
         )
-    except Exception as exc:  # noqa: BLE001 - reported by /readyz and the stats
+    except Exception as exc:
         log.exception("start-up failed")
         state.phase = "failed"
         state.error = str(exc)

@@ -44,6 +44,9 @@ async def drain(app: web.Application) -> None:
     if left:
         log.warning("drain: %d sessions still speaking after %.0f s; closing them", left, limit)
     await asyncio.gather(
-        *(close_with_reason(sessions, sid, "draining", "the server is shutting down") for sid in list(sessions.sessions))
+        *(
+            close_with_reason(sessions, sid, "draining", "the server is shutting down")
+            for sid in list(sessions.sessions)
+        )
     )
     log.info("drained")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -55,7 +55,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
         return _counted(request, error_response(exc.status, message))
-    except Exception:  # noqa: BLE001 - a bug must not take the server down
+    except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return _counted(request, error_response(500, "internal error (logged on the server)"))
 

@@ -17,9 +17,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streamer.errors import Unauthorized
+from streamer.pool.report import summary
 from streamer.server.auth import bearer_matches
 from streamer.server.guard import has_key
-from streamer.pool.report import summary
 from streamer.server.keys import METRICS, POOL_GAUGES, SESSIONS, SETTINGS, STARTUP
 
 
@@ -78,7 +78,9 @@ def stats_json(app: web.Application, full: bool = True) -> dict[str, Any]:
     }
     if full:
         body["devices"] = devices
-        body["render"] = summary(manager.pool.capacity(), manager.load(), manager.admission(), manager.refusals, devices)
+        body["render"] = summary(
+            manager.pool.capacity(), manager.load(), manager.admission(), manager.refusals, devices
+        )
         body["sessions"]["list"] = sessions
         body["startup"] = {"phase": state.phase, "error": state.error, "failed": dict(state.failed)}
         body["process"] = process_json()

@@ -5,19 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.avatar.sources import check_id
 from streamer.config import Settings
 from streamer.errors import BadInput, Busy, NotFound, NotReady, Unauthorized
+from streamer.events import Closing
 from streamer.media.clock import Clock, MonotonicClock
 from streamer.memory import release_free_memory
 from streamer.metrics import Metrics
 from streamer.pool.admission import Decision, Load, admit, decide
 from streamer.pool.base import RenderPool
-from streamer.events import Closing
 from streamer.server.auth import bearer_matches
 from streamer.server.limits import check_client, limit_reached
 from streamer.session import Session
@@ -134,8 +134,9 @@ class SessionManager:
 
     def admission(self) -> Decision:
         """Whether a session opened now would be admitted, and the figures behind it."""
-        return decide(self.pool.capacity(), self.load(), self.settings.admission_threshold,
-                      self.settings.speaking_share)
+        return decide(
+            self.pool.capacity(), self.load(), self.settings.admission_threshold, self.settings.speaking_share
+        )
 
     def get(self, session_id: object) -> Session:
         session = self.sessions.get(session_id) if isinstance(session_id, str) else None

@@ -15,7 +15,7 @@ def static_site(pages: dict[str, str]) -> Iterator[int]:
     """Serves `pages` (path -> HTML) from 127.0.0.1 on a free port; yields the port."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_GET(self) -> None:
             body = pages.get(self.path.split("?")[0])
             if body is None:
                 self.send_error(404)

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.browser.harness import TEMPLATE, Recorder, video_variation_js, watch
 from streamer.testing import serve
+from tests.browser.harness import TEMPLATE, Recorder, video_variation_js, watch
 
 pytestmark = pytest.mark.browser
 

@@ -72,7 +72,7 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, st
 
 def test_a_whep_player_receives_video_and_can_end_the_session(page, server: str, site) -> None:
     port, pages = site
-    pages["/whep.html"] = "<!doctype html><title>whep</title><link rel=\"icon\" href=\"data:,\">"
+    pages["/whep.html"] = '<!doctype html><title>whep</title><link rel="icon" href="data:,">'
     page.goto(f"http://127.0.0.1:{port}/whep.html")  # another origin, allowed by --cors
     result = page.evaluate(WHEP_CLIENT_JS, f"{server}/whep/{TEMPLATE}")
     assert result["status"] == 201, result
@@ -90,8 +90,9 @@ def test_a_whep_player_receives_video_and_can_end_the_session(page, server: str,
     assert figures["fps"] > 20 and figures["width"] > 0, figures
     assert figures["samples"] > 0, figures
 
-    status, _, body = http("GET", f"{server}/api/sessions/{session_id}",
-                           headers={"Authorization": f"Bearer {result['token']}"})
+    status, _, body = http(
+        "GET", f"{server}/api/sessions/{session_id}", headers={"Authorization": f"Bearer {result['token']}"}
+    )
     assert status == 200 and b'"template"' in body
 
     # A trickling player PATCHes its candidates: the preflight allows PATCH, the answer is 405.
@@ -99,15 +100,16 @@ def test_a_whep_player_receives_video_and_can_end_the_session(page, server: str,
     assert patched["status"] == 405 and "trickle" in patched["error"], patched
     assert http("DELETE", f"{server}/whep/{session_id}", headers={"Authorization": "Bearer wrong"})[0] == 401
     assert page.evaluate(DELETE_JS) == 200
-    status, _, _ = http("GET", f"{server}/api/sessions/{session_id}",
-                        headers={"Authorization": f"Bearer {result['token']}"})
+    status, _, _ = http(
+        "GET", f"{server}/api/sessions/{session_id}", headers={"Authorization": f"Bearer {result['token']}"}
+    )
     assert status == 404
     assert [p for p in page.problems if "405" not in p] == []  # Chromium logs the 405 itself; no CORS error
 
 
 def test_on_a_keyless_loopback_server_the_player_that_created_the_resource_deletes_it(page, server: str, site) -> None:
     port, pages = site
-    pages["/whep.html"] = "<!doctype html><title>whep</title><link rel=\"icon\" href=\"data:,\">"
+    pages["/whep.html"] = '<!doctype html><title>whep</title><link rel="icon" href="data:,">'
     page.goto(f"http://127.0.0.1:{port}/whep.html")
     result = page.evaluate(WHEP_CLIENT_JS, f"{server}/whep/{TEMPLATE}")
     assert result["status"] == 201, result
@@ -121,15 +123,25 @@ def test_options_advertises_sdp_and_cors(server: str, site) -> None:
     origin = f"http://127.0.0.1:{port}"
     status, headers, _ = http("OPTIONS", f"{server}/whep/{TEMPLATE}")
     assert status == 204 and headers["Accept-Post"] == "application/sdp"
-    status, headers, _ = http("OPTIONS", f"{server}/whep/{TEMPLATE}", headers={
-        "Origin": origin, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type",
-    })
+    status, headers, _ = http(
+        "OPTIONS",
+        f"{server}/whep/{TEMPLATE}",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert status in (200, 204) and headers["Access-Control-Allow-Origin"] == origin
     assert headers["Accept-Post"] == "application/sdp"
-    status, headers, _ = http("OPTIONS", f"{server}/whep/{TEMPLATE}", headers={
-        "Origin": "http://evil.example", "Access-Control-Request-Method": "POST",
-    })
+    status, headers, _ = http(
+        "OPTIONS",
+        f"{server}/whep/{TEMPLATE}",
+        headers={
+            "Origin": "http://evil.example",
+            "Access-Control-Request-Method": "POST",
+        },
+    )
     assert headers.get("Access-Control-Allow-Origin") is None
 
 

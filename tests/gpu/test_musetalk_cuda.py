@@ -36,9 +36,16 @@ def template(models: Path) -> PreparedTemplate:
     frames = rng.integers(0, 256, (4, 300, 300, 3), dtype=np.uint8)
     boxes = np.array([[40, 40, 260, 280]] * 4, dtype=np.int32)
     bare = PreparedTemplate(
-        id="t", name="t", kind="video", frames=frames, face_boxes=boxes,
-        mouth=np.zeros((4, 2), np.float32), blend_boxes=boxes,
-        blend_masks=np.zeros((4, 256, 256), np.uint8), renderer="musetalk", welcome=None,
+        id="t",
+        name="t",
+        kind="video",
+        frames=frames,
+        face_boxes=boxes,
+        mouth=np.zeros((4, 2), np.float32),
+        blend_boxes=boxes,
+        blend_masks=np.zeros((4, 256, 256), np.uint8),
+        renderer="musetalk",
+        welcome=None,
     )
     extras = _renderer(models, fp16=False).prepare(bare)
     return dataclasses.replace(bare, extras=extras)

@@ -44,14 +44,10 @@ class NarrowLink:
         self.delayed += 1
         delay = self._free_at - now
         late = arrival_time_ms + int(delay * 1000)
-        loop.call_later(
-            delay, lambda: asyncio.ensure_future(self._deliver(packet, late))
-        )
+        loop.call_later(delay, lambda: asyncio.ensure_future(self._deliver(packet, late)))
 
 
-async def wait_for_step(
-    client: Client, done: Any, timeout: float
-) -> list[dict[str, Any]]:
+async def wait_for_step(client: Client, done: Any, timeout: float) -> list[dict[str, Any]]:
     """The session's link quality, polled until `done(link)` or `timeout` seconds."""
     seen = []
     for _ in range(int(timeout / 0.5)):
@@ -68,11 +64,7 @@ async def test_a_narrowed_link_steps_down_and_back_up_without_a_long_freeze(cach
         try:
             await client.connect("astronaut")
             await client.wait_frames(25)
-            receiver = next(
-                r
-                for r in client.pc.getReceivers()
-                if r.track and r.track.kind == "video"
-            )
+            receiver = next(r for r in client.pc.getReceivers() if r.track and r.track.kind == "video")
             link = NarrowLink(receiver)
             settled = lambda q: q["remb_kbps"] is not None and q["remb_kbps"] >= q["bitrate_kbps"] > 0  # noqa: E731
             start = (await wait_for_step(client, settled, timeout=20))[-1]  # the viewer's estimate
@@ -90,13 +82,7 @@ async def test_a_narrowed_link_steps_down_and_back_up_without_a_long_freeze(cach
             assert link.delayed > 20  # the link really was too narrow: packets queued
             async with client._http.get(server.url + "/metrics") as reply:
                 text = await reply.text()
-            assert (
-                f'streamer_link_ladder_step{{session="{client.session_id}"}} 0.0'
-                in text
-            )
-            assert (
-                f'streamer_link_keyframe_requests{{session="{client.session_id}"}}'
-                in text
-            )
+            assert f'streamer_link_ladder_step{{session="{client.session_id}"}} 0.0' in text
+            assert f'streamer_link_keyframe_requests{{session="{client.session_id}"}}' in text
         finally:
             await client.close()

@@ -36,9 +36,24 @@ async def test_each_video_codec_streams_the_face(cache_dir, codec):
 def test_client_command_prints_its_figures(server, speech_wav, tmp_path):
     record = tmp_path / "got.mp4"
     out = subprocess.run(
-        [sys.executable, "run.py", "client", "--server", server.url, "--template", "astronaut",
-         "--speak", str(speech_wav), "--record", str(record), "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "run.py",
+            "client",
+            "--server",
+            server.url,
+            "--template",
+            "astronaut",
+            "--speak",
+            str(speech_wav),
+            "--record",
+            str(record),
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     figures = json.loads(out.stdout.strip().splitlines()[-1])

@@ -48,7 +48,9 @@ def build_program(out: Path) -> Path:
     """Compiles examples/dotnet with Mono's mcs into `out` (asserting a clean build)."""
     build = subprocess.run(
         ["mcs", "-r:System.Net.Http.dll", f"-out:{out}", *sorted(str(p) for p in EXAMPLE.glob("*.cs"))],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert build.returncode == 0, build.stdout + build.stderr
     assert "warning" not in build.stdout, build.stdout

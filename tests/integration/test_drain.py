@@ -42,7 +42,10 @@ class Served:
         self._log = log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "run.py", "serve", "--port", str(self.port), "--renderer", "lite"],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         self.log = log
 

@@ -38,7 +38,9 @@ async def test_generated_requests_get_json_4xx_and_the_session_keeps_streaming(s
         await viewer.wait_frames(5)
         target = fuzz.Target(server.url, viewer.session_id, viewer.token)
         real = fuzz.Corpus(await fuzz._real_offer(), fuzz.audio_corpus())
-        assert {"audio/wav", "audio/ogg", "audio/webm", "audio/pcm;rate=16000", "audio/L16;rate=16000"} <= set(real.audio)
+        assert {"audio/wav", "audio/ogg", "audio/webm", "audio/pcm;rate=16000", "audio/L16;rate=16000"} <= set(
+            real.audio
+        )
         tally = fuzz.Tally()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, fuzz.http_batch, target, real, tally, HTTP_EXAMPLES, SEED, True)
@@ -107,11 +109,11 @@ async def test_text_with_a_lone_surrogate_is_a_400(server):
     try:
         await viewer.connect("astronaut")
         body = b'{"text": "hello \\ud800 there"}'  # valid JSON, not valid Unicode
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
-                f"{server.url}/api/sessions/{viewer.session_id}/say", data=body,
-                headers={"Authorization": f"Bearer {viewer.token}", "Content-Type": "application/json"},
-            ) as r:
-                assert r.status == 400 and "Unicode" in (await r.json())["error"]
+        async with aiohttp.ClientSession() as http, http.post(
+            f"{server.url}/api/sessions/{viewer.session_id}/say",
+            data=body,
+            headers={"Authorization": f"Bearer {viewer.token}", "Content-Type": "application/json"},
+        ) as r:
+            assert r.status == 400 and "Unicode" in (await r.json())["error"]
     finally:
         await viewer.close()

@@ -48,8 +48,13 @@ class Keyed:
 @pytest.fixture(scope="module")
 def keyed(cache_dir: Path) -> Iterator[Keyed]:
     settings = Settings(
-        cache_dir=cache_dir, key=KEY, metrics_token=METRICS_TOKEN, max_sessions=6, max_sessions_per_client=2,
-        trusted_proxies=("127.0.0.1",), cors_origins=("https://player.example",),
+        cache_dir=cache_dir,
+        key=KEY,
+        metrics_token=METRICS_TOKEN,
+        max_sessions=6,
+        max_sessions_per_client=2,
+        trusted_proxies=("127.0.0.1",),
+        cors_origins=("https://player.example",),
     )
     with live_server(settings) as live:
         yield Keyed(live)
@@ -120,7 +125,8 @@ async def test_whep_takes_the_grant_and_the_same_bearer_deletes_the_resource(key
 
 async def test_cors_preflight_allows_patch_for_a_whep_player(keyed):
     status, _, headers = await keyed.request(
-        "OPTIONS", f"/whep/{TEMPLATE}",
+        "OPTIONS",
+        f"/whep/{TEMPLATE}",
         headers={"Origin": "https://player.example", "Access-Control-Request-Method": "PATCH"},
     )
     assert status == 204 and "PATCH" in headers["Access-Control-Allow-Methods"]
@@ -206,7 +212,10 @@ async def test_sessions_per_client_count_the_address_the_trusted_proxy_forwards(
             pc, sdp = await _offer()
             pcs.append(pc)
             status, body, _ = await keyed.request(
-                "POST", "/api/sessions", KEY, json={"template": TEMPLATE, "sdp": sdp, "type": "offer"},
+                "POST",
+                "/api/sessions",
+                KEY,
+                json={"template": TEMPLATE, "sdp": sdp, "type": "offer"},
                 headers={"X-Forwarded-For": client},
             )
             assert status == expect, body

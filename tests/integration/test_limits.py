@@ -24,9 +24,8 @@ async def test_a_dead_media_pump_closes_its_session_with_an_error_event(server):
         error = await client.wait_event("error", timeout=15)
         closing = await client.wait_event("closing", timeout=15)
         assert "media-pump" in error["error"] and closing["reason"] == "error"
-        async with aiohttp.ClientSession() as http:
-            async with http.get(server.url + "/metrics") as r:
-                text = await r.text()
+        async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as r:
+            text = await r.text()
         assert 'streamer_task_failures_total{task="media-pump"} 1.0' in text
     finally:
         await client.close()
@@ -58,12 +57,11 @@ async def test_the_websocket_closes_when_its_session_closes(server):
     try:
         await client.connect(TEMPLATE)
         url = f"{server.url}/api/sessions/{client.session_id}/audio?token={client.token}"
-        async with aiohttp.ClientSession() as http:
-            async with http.ws_connect(url) as ws:
-                await client.call("DELETE", f"/api/sessions/{client.session_id}")
-                message = await ws.receive(timeout=15)
-                assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
-                assert ws.closed or message.data == 1001
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            await client.call("DELETE", f"/api/sessions/{client.session_id}")
+            message = await ws.receive(timeout=15)
+            assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+            assert ws.closed or message.data == 1001
         assert client.session_id not in server.app[SESSIONS].sessions
     finally:
         client.session_id = ""

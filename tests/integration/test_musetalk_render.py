@@ -50,7 +50,8 @@ def test_render_file_refuses_unknown_templates_and_lite_features(settings: Setti
     audio = write_wav(tmp_path / "a.wav", speech_like(0.2))
     with pytest.raises(NotFound):
         render_file(settings, "nobody", audio, tmp_path / "x.mp4", progress=False)
-    lite = Settings(templates_dir=settings.templates_dir, cache_dir=settings.cache_dir,
-                    renderer="lite", devices=("cpu",))
+    lite = Settings(
+        templates_dir=settings.templates_dir, cache_dir=settings.cache_dir, renderer="lite", devices=("cpu",)
+    )
     with pytest.raises(BadInput, match="musetalk"):
         render_file(lite, "astronaut", audio, tmp_path / "x.mp4", tmp_path / "f.npy", progress=False)

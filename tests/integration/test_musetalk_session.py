@@ -9,17 +9,15 @@ import numpy as np
 import pytest
 
 from streamer.client import Client
-from streamer.measure import mouth_motion
 from streamer.config import Settings
-from tests.integration.conftest import live_server
+from streamer.measure import mouth_motion
 from streamer.render.musetalk.tiny import speech_like, tiny_musetalk_settings, write_wav
+from tests.integration.conftest import live_server
 
 
 @pytest.fixture(scope="module")
 def musetalk_settings(tmp_path_factory) -> Settings:
-    return tiny_musetalk_settings(
-        tmp_path_factory.mktemp("musetalk-session"), batch_size=8, render_timeout_s=120.0
-    )
+    return tiny_musetalk_settings(tmp_path_factory.mktemp("musetalk-session"), batch_size=8, render_timeout_s=120.0)
 
 
 async def test_a_musetalk_session_speaks_over_webrtc(musetalk_settings, tmp_path):

@@ -31,14 +31,22 @@ def cluster():
 def job(units: int, session: str = "s", first: int = 0, due: float = float("inf")) -> RenderJob:
     t = np.arange((first + units) * 640) / 16000
     audio = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-    return RenderJob("astronaut", np.arange(first, first + units), audio, first, False, session_id=session,
-                     due_in_s=due)
+    return RenderJob(
+        "astronaut", np.arange(first, first + units), audio, first, False, session_id=session, due_in_s=due
+    )
 
 
 @pytest.fixture
 async def pool(cluster, tmp_path):
-    settings = replace(Settings(), renderer="sim", cache_dir=tmp_path, sim_fixed_ms=50.0, sim_per_frame_ms=2.0,
-                       pool="ray", batch_size=16)
+    settings = replace(
+        Settings(),
+        renderer="sim",
+        cache_dir=tmp_path,
+        sim_fixed_ms=50.0,
+        sim_per_frame_ms=2.0,
+        pool="ray",
+        batch_size=16,
+    )
     pool = RayPool(settings, ["sim:0", "sim:1"])
     await pool.start()
     await pool.prepare("astronaut")

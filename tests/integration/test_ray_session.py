@@ -27,8 +27,15 @@ TEMPLATE = "astronaut"
 def ray_server(cache_dir):
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    settings = Settings(cache_dir=cache_dir, renderer="sim", devices=("sim:0", "sim:1"), pool="ray",
-                        sim_fixed_ms=40.0, sim_per_frame_ms=2.0, max_sessions=2)
+    settings = Settings(
+        cache_dir=cache_dir,
+        renderer="sim",
+        devices=("sim:0", "sim:1"),
+        pool="ray",
+        sim_fixed_ms=40.0,
+        sim_per_frame_ms=2.0,
+        max_sessions=2,
+    )
     try:
         with live_server(settings) as live:
             yield live

@@ -17,8 +17,15 @@ TEMPLATE = "astronaut"
 def small_server(cache_dir):
     # 32 frames in 40 + 32 × 8 ms: 108 frames/s; at a 20 % threshold, room for one speaking
     # session (the window ramp of an upload needs a device several times faster than real time).
-    settings = Settings(cache_dir=cache_dir, renderer="sim", devices=("sim:0",), sim_fixed_ms=40.0,
-                        sim_per_frame_ms=8.0, admission_threshold=0.2, max_sessions=4)
+    settings = Settings(
+        cache_dir=cache_dir,
+        renderer="sim",
+        devices=("sim:0",),
+        sim_fixed_ms=40.0,
+        sim_per_frame_ms=8.0,
+        admission_threshold=0.2,
+        max_sessions=4,
+    )
     with live_server(settings) as live:
         yield live
 
@@ -30,14 +37,14 @@ async def offer(url: str) -> aiohttp.ClientResponse:
             return r
 
 
-async def test_the_session_past_capacity_is_refused_and_the_admitted_one_keeps_its_deadlines(small_server,
-                                                                                             speech_wav):
+async def test_the_session_past_capacity_is_refused_and_the_admitted_one_keeps_its_deadlines(small_server, speech_wav):
     client = Client(small_server.url)
     await client.connect(TEMPLATE)
     try:
         async with aiohttp.ClientSession() as http:
-            async with http.post(small_server.url + "/api/sessions",
-                                 json={"template": TEMPLATE, "sdp": "v=0", "type": "offer"}) as r:
+            async with http.post(
+                small_server.url + "/api/sessions", json={"template": TEMPLATE, "sdp": "v=0", "type": "offer"}
+            ) as r:
                 body = await r.json()
                 assert r.status == 429 and int(r.headers["Retry-After"]) > 0
                 assert "capacity" in body["error"] and "1 are open" in body["error"]
@@ -53,9 +60,8 @@ async def test_the_session_past_capacity_is_refused_and_the_admitted_one_keeps_i
         assert render["speaking_sessions_capacity"] == 1 and 90 < render["capacity_fps"] <= 108.2
         assert render["deadline_misses"] == 0 and stats["sessions"]["list"][0]["stalls"] == 0
         assert stats["devices"][0]["jobs"] >= 3 and stats["devices"][0]["timeouts"] == 0
-        async with aiohttp.ClientSession() as http:
-            async with http.get(small_server.url + "/metrics") as r:
-                text = await r.text()
+        async with aiohttp.ClientSession() as http, http.get(small_server.url + "/metrics") as r:
+            text = await r.text()
         assert "streamer_render_capacity_fps" in text and "streamer_sessions_refused 1.0" in text
     finally:
         await client.close()

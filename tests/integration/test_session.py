@@ -116,8 +116,11 @@ async def test_interrupt_returns_to_idle_and_reports_the_position(server, speech
         assert rms.max() < SPEECH_RMS  # speech stopped (0.2 s covers what was in flight)
         state = await client.state()
         assert state["state"] == "idle" and state["queued_seconds"] == 0
-        assert not any(e.get("type") == "speaking_ended" for _, e in client.received.events
-                       if e.get("utterance_id") == second["utterance_id"])
+        assert not any(
+            e.get("type") == "speaking_ended"
+            for _, e in client.received.events
+            if e.get("utterance_id") == second["utterance_id"]
+        )
     finally:
         await client.close()
 
@@ -167,13 +170,43 @@ async def test_bad_input_gets_a_clear_4xx_and_the_server_carries_on(server, spee
     client = await connected(server)
     sid, auth = client.session_id, {"Authorization": f"Bearer {client.token}"}
     cases = [
-        ("POST", f"/api/sessions/{sid}/speak", {"data": b"\x00garbage" * 100, "headers": {**auth, "Content-Type": "audio/wav"}}, 400),
+        (
+            "POST",
+            f"/api/sessions/{sid}/speak",
+            {"data": b"\x00garbage" * 100, "headers": {**auth, "Content-Type": "audio/wav"}},
+            400,
+        ),
         ("POST", f"/api/sessions/{sid}/speak", {"data": b"", "headers": {**auth, "Content-Type": "audio/wav"}}, 400),
-        ("POST", f"/api/sessions/{sid}/speak", {"data": b"hello", "headers": {**auth, "Content-Type": "text/plain"}}, 415),
-        ("POST", f"/api/sessions/{sid}/speak", {"data": b"\x00\x01\x02", "headers": {**auth, "Content-Type": "audio/L16;rate=16000"}}, 400),
-        ("POST", f"/api/sessions/{sid}/speak", {"data": bytes(2 * 8000 * 121), "headers": {**auth, "Content-Type": "audio/L16;rate=8000"}}, 413),
-        ("POST", f"/api/sessions/{sid}/speak", {"data": bytes(21 * 1024 * 1024), "headers": {**auth, "Content-Type": "audio/wav"}}, 413),
-        ("POST", f"/api/sessions/{sid}/speak", {"data": b"\x00" * 4, "headers": {"Authorization": "Bearer wrong", "Content-Type": "audio/wav"}}, 401),
+        (
+            "POST",
+            f"/api/sessions/{sid}/speak",
+            {"data": b"hello", "headers": {**auth, "Content-Type": "text/plain"}},
+            415,
+        ),
+        (
+            "POST",
+            f"/api/sessions/{sid}/speak",
+            {"data": b"\x00\x01\x02", "headers": {**auth, "Content-Type": "audio/L16;rate=16000"}},
+            400,
+        ),
+        (
+            "POST",
+            f"/api/sessions/{sid}/speak",
+            {"data": bytes(2 * 8000 * 121), "headers": {**auth, "Content-Type": "audio/L16;rate=8000"}},
+            413,
+        ),
+        (
+            "POST",
+            f"/api/sessions/{sid}/speak",
+            {"data": bytes(21 * 1024 * 1024), "headers": {**auth, "Content-Type": "audio/wav"}},
+            413,
+        ),
+        (
+            "POST",
+            f"/api/sessions/{sid}/speak",
+            {"data": b"\x00" * 4, "headers": {"Authorization": "Bearer wrong", "Content-Type": "audio/wav"}},
+            401,
+        ),
         ("POST", f"/api/sessions/{sid}/interrupt", {"headers": {}}, 401),
         ("POST", "/api/sessions", {"json": {"template": "nobody", "sdp": "v=0"}}, 404),
         ("POST", "/api/sessions", {"json": {"template": "../etc", "sdp": "v=0"}}, 400),
@@ -184,7 +217,12 @@ async def test_bad_input_gets_a_clear_4xx_and_the_server_carries_on(server, spee
         ("GET", "/api/templates/..%2F..%2Fetc/preview.jpg", {}, 400),
         ("GET", "/..%2Fpyproject.toml", {}, 404),
         ("POST", f"/api/sessions/{sid}/say", {"json": {"text": ""}, "headers": auth}, 400),
-        ("POST", "/api/sessions", {"json": {"template": TEMPLATE, "sdp": "v=0"}, "headers": {"Origin": "http://evil.example"}}, 403),
+        (
+            "POST",
+            "/api/sessions",
+            {"json": {"template": TEMPLATE, "sdp": "v=0"}, "headers": {"Origin": "http://evil.example"}},
+            403,
+        ),
         ("GET", "/api/templates", {"headers": {"Host": "rebound.example:8080"}}, 403),
         ("GET", f"/api/sessions/{sid}", {"headers": {"Authorization": "Bearer \u00e9t\u00e9"}}, 401),
     ]
@@ -198,9 +236,8 @@ async def test_bad_input_gets_a_clear_4xx_and_the_server_carries_on(server, spee
         # The session and the server carry on.
         reply, _, _, _ = await speak_and_wait(client, speech_wav)
         assert reply["duration_s"] > 1
-        async with aiohttp.ClientSession() as http:
-            async with http.get(server.url + "/healthz") as r:
-                assert r.status == 200
+        async with aiohttp.ClientSession() as http, http.get(server.url + "/healthz") as r:
+            assert r.status == 200
     finally:
         await client.close()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 
 import aiohttp
-import numpy as np
 import cv2
+import numpy as np
 
 from streamer.config import ROOT, Settings
 from tests.integration.conftest import live_server

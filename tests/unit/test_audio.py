@@ -34,8 +34,16 @@ def speech_dir(tmp_path_factory) -> Path:
     subprocess.run(["espeak-ng", "--stdin", "-w", wav], input=text, check=True)
     for name, (args, _) in FORMATS.items():
         subprocess.run(
-            ["ffmpeg", "-loglevel", "error", "-y", "-i", str(folder / "speech.wav"), *args,
-             str(folder / f"speech.{name}")],
+            [
+                "ffmpeg",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                str(folder / "speech.wav"),
+                *args,
+                str(folder / f"speech.{name}"),
+            ],
             check=True,
         )
     return folder
@@ -95,7 +103,7 @@ def test_l16_resamples_and_downmixes():
     tone = _tone(0.5, 8000)
     stereo = np.stack([to_int16(tone), np.zeros_like(to_int16(tone))], axis=1)
     body = stereo.astype(">i2").tobytes()
-    decoded = decode(body, 'audio/L16; rate=8000; channels=2', RATE, 10)
+    decoded = decode(body, "audio/L16; rate=8000; channels=2", RATE, 10)
     assert len(decoded) == 2 * len(tone)
     expected = 0.5 * resample(tone, 8000, RATE)
     np.testing.assert_allclose(decoded, expected, atol=2e-3)
@@ -188,9 +196,7 @@ def test_int16_conversions_clip():
     np.testing.assert_allclose(from_int16(ints), np.clip(samples, -1, 1), atol=1e-4)
 
 
-@pytest.mark.parametrize(
-    "from_rate, to_rate", [(16000, 48000), (48000, 16000), (22050, 16000), (24000, 48000)]
-)
+@pytest.mark.parametrize("from_rate, to_rate", [(16000, 48000), (48000, 16000), (22050, 16000), (24000, 48000)])
 def test_resample_length_and_content(from_rate, to_rate):
     tone = _tone(0.37, from_rate, freq=300.0)
     out = resample(tone, from_rate, to_rate)

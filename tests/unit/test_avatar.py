@@ -101,7 +101,7 @@ def test_faces_inside_frame_and_mouth_inside_box(tracks, tid):
     n, h, w = frames.shape[:3]
     assert track.boxes.shape == (n, 4) and track.boxes.dtype == np.int32
     x1, y1, x2, y2 = track.boxes.T
-    assert np.all((0 <= x1) & (x1 < x2) & (x2 <= w) & (0 <= y1) & (y1 < y2) & (y2 <= h))
+    assert np.all((x1 >= 0) & (x1 < x2) & (x2 <= w) & (y1 >= 0) & (y1 < y2) & (y2 <= h))
     # The astronaut's face: roughly 90 px wide around x ≈ 225, y ≈ 125.
     assert np.all(np.abs((x1 + x2) / 2 - 225) < 20) and np.all(np.abs((y1 + y2) / 2 - 128) < 20)
     assert np.all((x2 - x1 > 60) & (x2 - x1 < 130))
@@ -136,7 +136,7 @@ def test_blend_box_and_mask(tracks):
     fy1, fy2 = int((fb[1] - bb[1]) * s[1]), int((fb[3] - bb[1]) * s[1])
     middle = (fy1 + fy2) // 2
     assert mask[:middle].max() == 0
-    assert mask[: fy1 + 1].max() == 0 and mask[:, : fx1].max() == 0 and mask[:, fx2:].max() == 0
+    assert mask[: fy1 + 1].max() == 0 and mask[:, :fx1].max() == 0 and mask[:, fx2:].max() == 0
     assert mask[(middle + fy2) // 2, (fx1 + fx2) // 2] == 255
     assert 0 < mask[middle + 3, (fx1 + fx2) // 2] < 255  # soft edge
 
@@ -149,8 +149,10 @@ def test_blend_box_is_the_official_padded_square():
 
 
 EDGE_FACES = {  # a 100×110 face box touching each edge of a 320×240 frame
-    "left": [0, 60, 100, 170], "right": [220, 60, 320, 170],
-    "top": [110, 0, 210, 110], "bottom": [110, 130, 210, 240],
+    "left": [0, 60, 100, 170],
+    "right": [220, 60, 320, 170],
+    "top": [110, 0, 210, 110],
+    "bottom": [110, 130, 210, 240],
 }
 
 
@@ -158,17 +160,17 @@ EDGE_FACES = {  # a 100×110 face box touching each edge of a 320×240 frame
 def test_a_face_at_the_frame_edge_keeps_a_centred_padded_square(edge):
     frame = np.random.default_rng(1).integers(1, 256, (240, 320, 3), dtype=np.uint8)
     face = np.array([EDGE_FACES[edge]], np.int32)
-    (bx1, by1, bx2, by2), = blend_boxes(face)
+    ((bx1, by1, bx2, by2),) = blend_boxes(face)
     assert bx2 - bx1 == by2 - by1 == 2 * int(110 // 2 * 1.5)  # square, 1.5× the larger side
     assert (bx1 + bx2) // 2 == (face[0, 0] + face[0, 2]) // 2  # centred on the face
     assert bx1 < 0 or by1 < 0 or bx2 > 320 or by2 > 240  # reaches outside the frame
     crop = padded_crop(frame, np.array([bx1, by1, bx2, by2]))
     assert crop.shape == (by2 - by1, bx2 - bx1, 3)
     inside = np.zeros(crop.shape[:2], bool)
-    inside[max(0, -by1):240 - by1, max(0, -bx1):320 - bx1] = True
+    inside[max(0, -by1) : 240 - by1, max(0, -bx1) : 320 - bx1] = True
     assert np.all(crop[~inside] == 0) and np.all(crop[inside] > 0)  # black padding, as PIL
     # The geometric mask's upper boundary is the padded face box's middle, wherever the edge.
     mask = jaw_mask(face[0], np.array([bx1, by1, bx2, by2]))
     scale = 256 / (by2 - by1)
     middle = (face[0, 1] + 0.5 * (face[0, 3] - face[0, 1]) - by1) * scale
-    assert mask[: int(middle)].max() == 0 and mask[int(middle) + 12:].max() == 255
+    assert mask[: int(middle)].max() == 0 and mask[int(middle) + 12 :].max() == 255

@@ -103,8 +103,9 @@ def test_stale_when_renderer_key_changes(setup, caplog):
 
 def _in_memory(t):
     """A copy of `t` that does not map the cache files (which the corruption tests damage)."""
-    welcome = dataclasses.replace(t.welcome, **{k: np.array(getattr(t.welcome, k))
-                                                for k in ("positions", "crops", "audio")})
+    welcome = dataclasses.replace(
+        t.welcome, **{k: np.array(getattr(t.welcome, k)) for k in ("positions", "crops", "audio")}
+    )
     arrays = {k: np.array(getattr(t, k)) for k in ("frames", "face_boxes", "mouth", "blend_boxes", "blend_masks")}
     return dataclasses.replace(t, welcome=welcome, extras={k: np.array(v) for k, v in t.extras.items()}, **arrays)
 
@@ -133,7 +134,9 @@ def test_corrupt_cache_is_rebuilt(setup, caplog, damage):
     assert_same(good, rebuilt)
     assert is_fresh(source, r, cache_dir)
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert cache.load(cache_dir / "lite", "astronaut", good.frames, manifest["source_sha256"], manifest["key"]) is not None
+    assert (
+        cache.load(cache_dir / "lite", "astronaut", good.frames, manifest["source_sha256"], manifest["key"]) is not None
+    )
 
 
 def test_missing_cache_is_none(tmp_path):
@@ -146,8 +149,10 @@ def test_prepare_uses_renderer_blend_masks(setup):
 
     class MaskingLite(LiteRenderer):
         def prepare(self, template, progress=None):
-            return {"blend_masks": np.full((template.frame_count, 256, 256), 7, np.uint8),
-                    "bias": np.ones((template.frame_count, 2), np.float32)}
+            return {
+                "blend_masks": np.full((template.frame_count, 256, 256), 7, np.uint8),
+                "bias": np.ones((template.frame_count, 2), np.float32),
+            }
 
         def cache_key(self):
             return {"lite": "masking"}

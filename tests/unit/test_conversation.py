@@ -17,11 +17,11 @@ import pytest
 
 from streamer.config import Settings
 from streamer.conversation import Conversation
-from streamer.render.base import job_audio
 from streamer.errors import BadInput, Busy, NotFound
 from streamer.events import Interrupted, SpeakingEnded, SpeakingStarted, WelcomeEnded
 from streamer.media.clock import FakeClock
 from streamer.metrics import Metrics
+from streamer.render.base import job_audio
 from streamer.units import MODEL_SAMPLES_PER_UNIT, OUT_SAMPLES_PER_UNIT
 from tests.fakes import FakePool, tiny_template
 
@@ -43,8 +43,13 @@ class Harness:
         self.pool = FakePool(self.clock, **(pool_kw or {}))
         self.events: list = []
         self.core = Conversation(
-            "s1", tiny_template(welcome_units=welcome_units), self.pool, settings, self.clock,
-            Metrics(), self.events.append,
+            "s1",
+            tiny_template(welcome_units=welcome_units),
+            self.pool,
+            settings,
+            self.clock,
+            Metrics(),
+            self.events.append,
         )
         self.core.start()
 

@@ -14,8 +14,8 @@ from aiortc.codecs import get_encoder as aiortc_get_encoder
 from aiortc.codecs.h264 import H264Encoder
 
 from streamer.media import encoding
+from streamer.media.encoding import EncoderSettings, TunedH264Encoder, TunedVp8Encoder
 from streamer.media.opus import LeanOpusEncoder, audio_level_dbov
-from streamer.media.encoding import TunedVp8Encoder, EncoderSettings, TunedH264Encoder
 
 
 def frames(count: int, size: int = 256):

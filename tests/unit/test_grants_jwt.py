@@ -114,9 +114,15 @@ def test_grant_request_bodies():
     assert r.templates == ("astronaut",) and r.ttl_s == 60 and r.max_session_s is None
     assert grant_request({"templates": ["a"], "ttl_s": 3600, "max_session_s": 900}, 60, 3600).max_session_s == 900
     for bad in (
-        {}, {"templates": []}, {"templates": "astronaut"}, {"templates": [1]},
-        {"templates": ["a"], "ttl_s": 3601}, {"templates": ["a"], "ttl_s": 0}, {"templates": ["a"], "ttl_s": True},
-        {"templates": ["a"], "max_session_s": -1}, {"templates": ["a"], "max_session_s": "9"},
+        {},
+        {"templates": []},
+        {"templates": "astronaut"},
+        {"templates": [1]},
+        {"templates": ["a"], "ttl_s": 3601},
+        {"templates": ["a"], "ttl_s": 0},
+        {"templates": ["a"], "ttl_s": True},
+        {"templates": ["a"], "max_session_s": -1},
+        {"templates": ["a"], "max_session_s": "9"},
     ):
         with pytest.raises(BadInput):
             grant_request(bad, 60, 3600)

@@ -26,7 +26,8 @@ def test_urls_with_credentials_transport_and_default_ports():
 
 
 @pytest.mark.parametrize(
-    "bad", ["http://x", "stun:", "stun:host?transport=tcp", "stun:u:p@host", "turn:host:99999", "turn:host?transport=sctp"]
+    "bad",
+    ["http://x", "stun:", "stun:host?transport=tcp", "stun:u:p@host", "turn:host:99999", "turn:host?transport=sctp"],
 )
 def test_bad_urls_are_start_up_errors(bad):
     with pytest.raises(BadInput, match="ice server"):

@@ -52,25 +52,13 @@ def test_congestion_steps_down_one_at_a_time_then_a_clean_link_steps_back_up():
     feed(ladder, clock, 2, 1_200_000, 1_500_000)  # the receiver's estimate has settled
     down = feed(ladder, clock, 3, 1_200_000, 900_000)  # REMB below what we send: congested
     first = down.index(1) * 0.04
-    assert (
-        DOWN_HOLD_S <= first <= DOWN_HOLD_S + 1.2
-    )  # + the time the sent rate takes to show
-    assert (
-        ladder.index == 1 and ladder.changes == 1
-    )  # 750 kbit/s fits 85 % of 900: one step
+    assert DOWN_HOLD_S <= first <= DOWN_HOLD_S + 1.2  # + the time the sent rate takes to show
+    assert ladder.index == 1 and ladder.changes == 1  # 750 kbit/s fits 85 % of 900: one step
     feed(ladder, clock, 3, 600_000, 200_000)  # much worse: straight down, no hold
-    assert (
-        ladder.index == 2
-        and ladder.step.bitrate == 375_000
-        and ladder.step.size(512, 512) == (256, 256)
-    )
-    up = feed(
-        ladder, clock, 2 * UP_HOLD_S + 2 * DWELL_S + 1, 300_000, 2_000_000
-    )  # clean again
+    assert ladder.index == 2 and ladder.step.bitrate == 375_000 and ladder.step.size(512, 512) == (256, 256)
+    up = feed(ladder, clock, 2 * UP_HOLD_S + 2 * DWELL_S + 1, 300_000, 2_000_000)  # clean again
     assert ladder.index == 0 and up[-1] == 0
-    assert (
-        up.index(1) * 0.04 >= UP_HOLD_S and up.index(0) * 0.04 >= 2 * UP_HOLD_S
-    )  # one step at a time
+    assert up.index(1) * 0.04 >= UP_HOLD_S and up.index(0) * 0.04 >= 2 * UP_HOLD_S  # one step at a time
     assert ladder.changes == 4 and ladder.keyframes == 0  # no loss, nothing to repair
 
 
@@ -80,9 +68,7 @@ def test_loss_alone_steps_down_and_a_failed_probe_waits_longer_before_the_next()
     feed(ladder, clock, 3, 900_000, 2_000_000, loss=0.2)
     assert ladder.index == 1 and ladder.keyframes == 0
     feed(ladder, clock, UP_HOLD_S + 1, 500_000, 2_000_000)
-    assert (
-        ladder.index == 0 and ladder.keyframes == 1
-    )  # probed up; the loss's damage repaired
+    assert ladder.index == 0 and ladder.keyframes == 1  # probed up; the loss's damage repaired
     feed(ladder, clock, DWELL_S + 0.5, 900_000, 2_000_000, loss=0.2)
     assert ladder.index == 1 and ladder.up_hold_s == 2 * UP_HOLD_S  # the probe failed
     feed(ladder, clock, UP_HOLD_S + 1, 500_000, 2_000_000)
@@ -133,11 +119,7 @@ def test_encoders_take_the_steps_bitrate_and_size_rebuild_once_per_step_and_pass
         decoder = av.CodecContext.create(name, "r")
         decoded = []
         for frame in stream:
-            frame.pict_type = (
-                av.video.frame.PictureType.I
-                if not decoded
-                else av.video.frame.PictureType.NONE
-            )
+            frame.pict_type = av.video.frame.PictureType.I if not decoded else av.video.frame.PictureType.NONE
             for packet in low.encode(encoder._follow(frame)):
                 decoded += decoder.decode(packet)
         assert encoder.codec is low and decoded and decoded[0].width == 128

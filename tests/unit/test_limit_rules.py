@@ -44,7 +44,13 @@ def test_concurrent_uploads():
 def _core(settings: Settings, pool: FakePool | None = None, on_failure=None) -> tuple[Conversation, FakeClock]:
     clock = FakeClock()
     core = Conversation(
-        "s1", tiny_template(), pool or FakePool(clock), settings, clock, Metrics(), lambda e: None,
+        "s1",
+        tiny_template(),
+        pool or FakePool(clock),
+        settings,
+        clock,
+        Metrics(),
+        lambda e: None,
         on_failure=on_failure,
     )
     return core, clock

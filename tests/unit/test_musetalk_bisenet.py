@@ -15,17 +15,32 @@ from streamer.config import Settings
 from streamer.errors import ModelError
 from streamer.render.musetalk import MuseTalkRenderer
 from streamer.render.musetalk.bisenet import (
-    LOWER_LIP, NOSE, SKIN, UPPER_LIP, BiSeNet, blend_mask, jaw_region, load_bisenet,
+    LOWER_LIP,
+    NOSE,
+    SKIN,
+    UPPER_LIP,
+    BiSeNet,
+    blend_mask,
+    jaw_region,
+    load_bisenet,
 )
 from streamer.render.musetalk.tiny import build_tiny_models
 
 
 def test_the_network_has_the_official_checkpoint_layout(tmp_path: Path) -> None:
     state = BiSeNet().state_dict()
-    for key in ("cp.resnet.layer1.0.conv1.weight", "cp.resnet.layer2.0.downsample.1.running_var",
-                "cp.arm16.conv.conv.weight", "cp.arm32.bn_atten.bias", "cp.conv_avg.bn.weight",
-                "ffm.convblk.conv.weight", "ffm.conv2.weight", "conv_out.conv.conv.weight",
-                "conv_out.conv_out.weight", "conv_out16.conv_out.weight"):
+    for key in (
+        "cp.resnet.layer1.0.conv1.weight",
+        "cp.resnet.layer2.0.downsample.1.running_var",
+        "cp.arm16.conv.conv.weight",
+        "cp.arm32.bn_atten.bias",
+        "cp.conv_avg.bn.weight",
+        "ffm.convblk.conv.weight",
+        "ffm.conv2.weight",
+        "conv_out.conv.conv.weight",
+        "conv_out.conv_out.weight",
+        "conv_out16.conv_out.weight",
+    ):
         assert key in state
     assert state["conv_out.conv_out.weight"].shape == (19, 256, 1, 1)
     # Old checkpoints without BatchNorm step counters still load.
@@ -82,9 +97,16 @@ def test_the_renderer_makes_parsed_blend_masks(tmp_path: Path) -> None:
     boxes = np.array([[60, 50, 240, 250]] * 2, dtype=np.int32)
     blend = np.array([[15, 15, 285, 285]] * 2, dtype=np.int32)
     template = PreparedTemplate(
-        id="t", name="t", kind="video", frames=frames, face_boxes=boxes,
-        mouth=np.zeros((2, 2), np.float32), blend_boxes=blend,
-        blend_masks=np.zeros((2, 256, 256), np.uint8), renderer="musetalk", welcome=None,
+        id="t",
+        name="t",
+        kind="video",
+        frames=frames,
+        face_boxes=boxes,
+        mouth=np.zeros((2, 2), np.float32),
+        blend_boxes=blend,
+        blend_masks=np.zeros((2, 256, 256), np.uint8),
+        renderer="musetalk",
+        welcome=None,
     )
     extras = renderer.prepare(template)
     assert extras["latents"].shape == (2, 8, 32, 32)
@@ -105,8 +127,7 @@ def test_parsed_masks_at_each_frame_edge_use_the_padded_square(tmp_path: Path) -
     torch.save(BiSeNet().state_dict(), path)
     parser = FaceParser(path, torch.device("cpu"))
     frame = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    faces = np.array([[0, 60, 100, 170], [220, 60, 320, 170], [110, 0, 210, 110],
-                      [110, 130, 210, 240]], np.int32)
+    faces = np.array([[0, 60, 100, 170], [220, 60, 320, 170], [110, 0, 210, 110], [110, 130, 210, 240]], np.int32)
     blend = blend_boxes(faces)
     masks = parser.masks(np.stack([frame] * 4), faces, blend)
     for face, box, mask in zip(faces, blend, masks):

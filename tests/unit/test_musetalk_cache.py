@@ -37,8 +37,9 @@ def install(tmp_path_factory):
 
 def test_swapping_the_unet_re_renders_the_welcome(install) -> None:
     settings, source = install
-    first = load_or_prepare(source, MuseTalkRenderer(settings.models, "cpu", settings),
-                            settings.cache_dir, progress=False)
+    first = load_or_prepare(
+        source, MuseTalkRenderer(settings.models, "cpu", settings), settings.cache_dir, progress=False
+    )
     assert first.welcome is not None and first.degraded and first.faces == "haar"
     _perturb(settings.models / "musetalkV15" / "unet.pth")
     renderer = MuseTalkRenderer(settings.models, "cpu", settings)
@@ -50,11 +51,14 @@ def test_swapping_the_unet_re_renders_the_welcome(install) -> None:
     assert manifest["template"]["degraded"] is True and manifest["template"]["faces"] == "haar"
 
 
-@pytest.mark.parametrize("name, field", [
-    ("whisper/pytorch_model.bin", "whisper_weights"),
-    ("sd-vae/diffusion_pytorch_model.bin", "vae_weights"),
-    ("face-parse-bisent/79999_iter.pth", "face_parse"),
-])
+@pytest.mark.parametrize(
+    "name, field",
+    [
+        ("whisper/pytorch_model.bin", "whisper_weights"),
+        ("sd-vae/diffusion_pytorch_model.bin", "vae_weights"),
+        ("face-parse-bisent/79999_iter.pth", "face_parse"),
+    ],
+)
 def test_each_weight_file_is_in_the_key(install, name: str, field: str) -> None:
     settings, source = install
     before = MuseTalkRenderer(settings.models, "cpu", settings)

@@ -37,18 +37,16 @@ def official_features(models: Path, audio: np.ndarray) -> torch.Tensor:
     whisper = WhisperModel.from_pretrained(str(models / "whisper"), local_files_only=True).eval()
     states = []
     for start in range(0, len(audio), 30 * RATE):
-        mel = extractor(audio[start:start + 30 * RATE], return_tensors="pt",
-                        sampling_rate=RATE).input_features
+        mel = extractor(audio[start : start + 30 * RATE], return_tensors="pt", sampling_rate=RATE).input_features
         hidden = whisper.encoder(mel, output_hidden_states=True).hidden_states
         states.append(torch.stack(hidden, dim=2))  # [1, 1500, 5, 384]
     feature = torch.cat(states, dim=1)
     seconds = len(audio) / RATE
     feature = feature[:, : math.floor(seconds * 50)]
-    feature = torch.cat([torch.zeros_like(feature[:, :4]), feature,
-                         torch.zeros_like(feature[:, :12])], dim=1)
+    feature = torch.cat([torch.zeros_like(feature[:, :4]), feature, torch.zeros_like(feature[:, :12])], dim=1)
     prompts = []
     for frame in range(math.floor(seconds * 25)):
-        clip = feature[:, 2 * frame: 2 * frame + 10]
+        clip = feature[:, 2 * frame : 2 * frame + 10]
         assert clip.shape[1] == 10
         prompts.append(clip)
     prompts = torch.cat(prompts, dim=0)  # [T, 10, 5, 384]
@@ -66,8 +64,7 @@ def test_positional_encoding_is_the_standard_sin_cos_interleave() -> None:
 
 
 @pytest.mark.parametrize("seconds", [2.37, 31.3])
-def test_features_match_the_official_windowing(models: Path, features: WhisperFeatures,
-                                               seconds: float) -> None:
+def test_features_match_the_official_windowing(models: Path, features: WhisperFeatures, seconds: float) -> None:
     audio = speech_like(seconds, seed=1)
     expected = official_features(models, audio)
     frames = len(audio) * 25 // RATE
@@ -96,9 +93,8 @@ def _streamed_similarity(features: WhisperFeatures, audio: np.ndarray, so_far: b
     while start < frames:
         stop = min(frames, start + size)
         origin = 0 if so_far else start
-        part = features.windows(audio[origin * 640:(stop + 2) * 640], start - origin, stop - start)
-        sims.append(torch.nn.functional.cosine_similarity(
-            part.flatten(1), whole[start:stop].flatten(1), dim=1))
+        part = features.windows(audio[origin * 640 : (stop + 2) * 640], start - origin, stop - start)
+        sims.append(torch.nn.functional.cosine_similarity(part.flatten(1), whole[start:stop].flatten(1), dim=1))
         start, size = stop, 25
     return torch.cat(sims).mean().item()
 
@@ -123,7 +119,7 @@ def streamed(features: WhisperFeatures, audio: np.ndarray) -> torch.Tensor:
     parts, start, size = [], 0, 5
     while start < frames:
         stop = min(frames, start + size)
-        parts.append(features.windows(audio[:(stop + 2) * 640], start, stop - start, final=False))
+        parts.append(features.windows(audio[: (stop + 2) * 640], start, stop - start, final=False))
         start, size = stop, 25
     return torch.cat(parts)
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
+from streamer.avatar.face import crop_face
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.config import Settings
 from streamer.errors import ModelError
 from streamer.render.base import RenderJob
 from streamer.render.musetalk import MuseTalkRenderer
-from streamer.avatar.face import crop_face
 from streamer.render.musetalk.renderer import rest_in_silence
 from streamer.render.musetalk.tiny import build_tiny_models, speech_like
 
@@ -39,9 +39,16 @@ def renderer(models: Path) -> MuseTalkRenderer:
 def _template(frames: np.ndarray) -> PreparedTemplate:
     n = frames.shape[0]
     return PreparedTemplate(
-        id="t", name="t", kind="video", frames=frames, face_boxes=BOXES[:n],
-        mouth=np.zeros((n, 2), np.float32), blend_boxes=BOXES[:n],
-        blend_masks=np.zeros((n, 256, 256), np.uint8), renderer="musetalk", welcome=None,
+        id="t",
+        name="t",
+        kind="video",
+        frames=frames,
+        face_boxes=BOXES[:n],
+        mouth=np.zeros((n, 2), np.float32),
+        blend_boxes=BOXES[:n],
+        blend_masks=np.zeros((n, 256, 256), np.uint8),
+        renderer="musetalk",
+        welcome=None,
     )
 
 
@@ -62,14 +69,14 @@ def _job(audio: np.ndarray, first: int, count: int) -> RenderJob:
 
 
 @torch.inference_mode()
-def reference_crops(models: Path, template: PreparedTemplate, tokens: torch.Tensor,
-                    positions: np.ndarray) -> np.ndarray:
+def reference_crops(
+    models: Path, template: PreparedTemplate, tokens: torch.Tensor, positions: np.ndarray
+) -> np.ndarray:
     """MUSETALK.md's per-frame recipe, one frame at a time, models built by diffusers itself."""
     config = json.loads((models / "musetalkV15" / "musetalk.json").read_text())
     unet = UNet2DConditionModel(**{k: v for k, v in config.items() if not k.startswith("_")})
     unet.load_state_dict(torch.load(models / "musetalkV15" / "unet.pth", weights_only=True))
-    vae = AutoencoderKL.from_pretrained(str(models / "sd-vae"), local_files_only=True,
-                                        low_cpu_mem_usage=False)
+    vae = AutoencoderKL.from_pretrained(str(models / "sd-vae"), local_files_only=True, low_cpu_mem_usage=False)
     unet.eval(), vae.eval()
     half = torch.ones(256, 256)
     half[128:] = 0
@@ -81,8 +88,7 @@ def reference_crops(models: Path, template: PreparedTemplate, tokens: torch.Tens
     for i, position in enumerate(positions):
         f = template.frame_at(int(position))
         x1, y1, x2, y2 = template.face_boxes[f]
-        crop = cv2.resize(template.frames[f][y1:y2, x1:x2], (256, 256),
-                          interpolation=cv2.INTER_LANCZOS4)
+        crop = cv2.resize(template.frames[f][y1:y2, x1:x2], (256, 256), interpolation=cv2.INTER_LANCZOS4)
         x = torch.from_numpy(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB) / 255.0).float().permute(2, 0, 1)
         latents = []
         for image in (x * (half > 0.5), x):

@@ -88,9 +88,16 @@ def test_rendered_voiced_frames_keep_the_model_mouth() -> None:
     units = len(audio) // UNIT
     frames = np.random.default_rng(0).integers(0, 256, (1, 200, 200, 3), dtype=np.uint8)
     template = PreparedTemplate(
-        id="t", name="t", kind="photo", frames=frames, face_boxes=np.array([[20, 20, 180, 190]], np.int32),
-        mouth=np.zeros((1, 2), np.float32), blend_boxes=np.array([[0, 0, 200, 200]], np.int32),
-        blend_masks=np.zeros((1, 256, 256), np.uint8), renderer="musetalk", welcome=None,
+        id="t",
+        name="t",
+        kind="photo",
+        frames=frames,
+        face_boxes=np.array([[20, 20, 180, 190]], np.int32),
+        mouth=np.zeros((1, 2), np.float32),
+        blend_boxes=np.array([[0, 0, 200, 200]], np.int32),
+        blend_masks=np.zeros((1, 256, 256), np.uint8),
+        renderer="musetalk",
+        welcome=None,
     )
     model = np.full((units, 256, 256, 3), 9, np.uint8)  # stand-in model output
     job = RenderJob("t", np.arange(units, dtype=np.int64), audio, 0, True)

@@ -12,9 +12,7 @@ from streamer.media.opus import SETTLE_FRAMES, LeanOpusEncoder, audio_level_dbov
 
 
 def frame(samples: np.ndarray, n: int) -> av.AudioFrame:
-    out = av.AudioFrame.from_ndarray(
-        samples.reshape(1, -1).astype(np.int16), format="s16", layout="mono"
-    )
+    out = av.AudioFrame.from_ndarray(samples.reshape(1, -1).astype(np.int16), format="s16", layout="mono")
     out.sample_rate, out.pts, out.time_base = (
         48000,
         n * 960,
@@ -32,9 +30,7 @@ def test_speech_then_silence_decodes_to_what_was_sent_one_packet_per_frame():
     out, stamps = [], []
     for n in range(len(audio) // 960):
         payloads, timestamp = encoder.encode(frame(audio[n * 960 : (n + 1) * 960], n))
-        assert (
-            len(payloads) == 1 and 1 <= len(payloads[0]) < 1200
-        )  # one RTP packet each
+        assert len(payloads) == 1 and 1 <= len(payloads[0]) < 1200  # one RTP packet each
         stamps.append(timestamp)
         for decoded in decoder.decode(av.Packet(payloads[0])):
             out.append(decoded.to_ndarray()[0] * 32768)  # float planar, channel 0
@@ -42,13 +38,9 @@ def test_speech_then_silence_decodes_to_what_was_sent_one_packet_per_frame():
     pcm = np.concatenate(out).astype(np.float64)
     assert len(pcm) == len(audio)
     level = lambda x: np.sqrt(np.mean(np.asarray(x, np.float64) ** 2))
-    assert (
-        0.8 < level(pcm[960 * 4 : 960 * 16]) / level(tone[960 * 4 : 960 * 16]) < 1.2
-    )  # the tone
+    assert 0.8 < level(pcm[960 * 4 : 960 * 16]) / level(tone[960 * 4 : 960 * 16]) < 1.2  # the tone
     assert level(pcm[960 * 30 :]) < 5  # the silence stays silent
-    assert (
-        encoder.reused == 30 - SETTLE_FRAMES
-    )  # after settling, silence costs no encoding
+    assert encoder.reused == 30 - SETTLE_FRAMES  # after settling, silence costs no encoding
 
 
 def test_audio_level_matches_aiortcs_own():
@@ -57,7 +49,4 @@ def test_audio_level_matches_aiortcs_own():
         samples = np.clip(rng.normal(0, scale, 960), -32768, 32767).astype(np.int16)
         f = frame(samples, 0)
         assert audio_level_dbov(f) == _aiortc_audio_level(f), scale
-    assert (
-        rtp.compute_audio_level_dbov is _aiortc_audio_level
-        or rtp.compute_audio_level_dbov is audio_level_dbov
-    )
+    assert rtp.compute_audio_level_dbov is _aiortc_audio_level or rtp.compute_audio_level_dbov is audio_level_dbov

@@ -23,9 +23,16 @@ def template(renderer, template_id: str, seed: int) -> PreparedTemplate:
     base = cv2.resize(rng.integers(0, 256, (30, 28, 3), dtype=np.uint8), (280, 260))
     frames = np.stack([np.roll(base, k * 3, axis=1) for k in range(3)])
     bare = PreparedTemplate(
-        id=template_id, name=template_id, kind="video", frames=frames, face_boxes=BOXES,
-        mouth=np.tile(np.array([[128.0, 170.0]], np.float32), (3, 1)), blend_boxes=BOXES,
-        blend_masks=np.zeros((3, 256, 256), np.uint8), renderer=renderer.name, welcome=None,
+        id=template_id,
+        name=template_id,
+        kind="video",
+        frames=frames,
+        face_boxes=BOXES,
+        mouth=np.tile(np.array([[128.0, 170.0]], np.float32), (3, 1)),
+        blend_boxes=BOXES,
+        blend_masks=np.zeros((3, 256, 256), np.uint8),
+        renderer=renderer.name,
+        welcome=None,
     )
     return dataclasses.replace(bare, extras=renderer.prepare(bare))
 
@@ -36,8 +43,14 @@ def jobs(templates: list[PreparedTemplate]) -> list[tuple[PreparedTemplate, Rend
     for k, (t, session) in enumerate([(0, "a"), (1, "b"), (0, "c"), (1, "d")]):
         audio = speech_like(1.0 + 0.2 * k, seed=10 + k)
         first, count = 2 * k, 3 + k
-        job = RenderJob(templates[t].id, np.arange(first, first + count, dtype=np.int64), audio, first,
-                        final=k % 2 == 0, session_id=session)
+        job = RenderJob(
+            templates[t].id,
+            np.arange(first, first + count, dtype=np.int64),
+            audio,
+            first,
+            final=k % 2 == 0,
+            session_id=session,
+        )
         out.append((templates[t], job))
     return out
 

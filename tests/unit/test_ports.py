@@ -46,7 +46,8 @@ async def test_a_full_range_is_busy_and_other_endpoints_are_untouched():
         with pytest.raises(Busy, match="in use"):
             await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
         transport, _ = await loop.create_datagram_endpoint(
-            asyncio.DatagramProtocol, remote_addr=("127.0.0.1", port)  # a connected one keeps any port
+            asyncio.DatagramProtocol,
+            remote_addr=("127.0.0.1", port),  # a connected one keeps any port
         )
         transport.close()
 

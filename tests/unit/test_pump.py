@@ -5,8 +5,8 @@ import numpy as np
 from streamer.media.clock import FakeClock
 from streamer.media.playout import Playout
 from streamer.media.segmenter import Window
-from streamer.media.utterance import Utterance
 from streamer.media.tracks import MediaPump
+from streamer.media.utterance import Utterance
 
 
 def compose(unit):

@@ -57,10 +57,12 @@ def test_the_curve_fits_the_timed_calls():
 
 
 @pytest.mark.parametrize(("fixed_ms", "per_frame_ms", "sessions"), [(200.0, 6.0, {3}), (50.0, 2.0, {8, 9})])
-async def test_the_sim_cost_changes_the_measured_capacity_and_who_is_admitted(tmp_path, fixed_ms, per_frame_ms,
-                                                                              sessions):
-    settings = replace(Settings(), renderer="sim", cache_dir=tmp_path, sim_fixed_ms=fixed_ms,
-                       sim_per_frame_ms=per_frame_ms)
+async def test_the_sim_cost_changes_the_measured_capacity_and_who_is_admitted(
+    tmp_path, fixed_ms, per_frame_ms, sessions
+):
+    settings = replace(
+        Settings(), renderer="sim", cache_dir=tmp_path, sim_fixed_ms=fixed_ms, sim_per_frame_ms=per_frame_ms
+    )
     pool = LocalPool(settings, ["sim:0"])
     await pool.start()
     try:

@@ -8,11 +8,32 @@ from bench import scale
 
 
 def test_scale_bench_raises_sessions_until_a_miss_and_reports_every_figure(capsys):
-    result = scale.main(["--devices", "1", "--fixed-ms", "20", "--per-frame-ms", "1", "--seconds", "1.5",
-                         "--max-sessions", "2", "--json"])
+    result = scale.main(
+        [
+            "--devices",
+            "1",
+            "--fixed-ms",
+            "20",
+            "--per-frame-ms",
+            "1",
+            "--seconds",
+            "1.5",
+            "--max-sessions",
+            "2",
+            "--json",
+        ]
+    )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
-    for key in ("sessions_per_device", "sessions_total", "missed_deadlines", "p95_window_ms",
-                "frames_per_s_per_device", "mean_batch_frames", "host_cpu_pct", "valid"):
+    for key in (
+        "sessions_per_device",
+        "sessions_total",
+        "missed_deadlines",
+        "p95_window_ms",
+        "frames_per_s_per_device",
+        "mean_batch_frames",
+        "host_cpu_pct",
+        "valid",
+    ):
         assert key in result, key
     assert [level["sessions"] for level in result["levels"]][0] == 1
     assert all(level["windows"] >= 3 * level["sessions"] for level in result["levels"])

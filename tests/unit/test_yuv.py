@@ -28,27 +28,19 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photo(cache):
-    return load_or_prepare(
-        discover(TEMPLATES)["astronaut"], LiteRenderer(), cache, progress=False
-    )
+    return load_or_prepare(discover(TEMPLATES)["astronaut"], LiteRenderer(), cache, progress=False)
 
 
 @pytest.fixture(scope="module")
 def video(cache):
-    return load_or_prepare(
-        discover(TEMPLATES)["astronaut_loop"], LiteRenderer(), cache, progress=False
-    )
+    return load_or_prepare(discover(TEMPLATES)["astronaut_loop"], LiteRenderer(), cache, progress=False)
 
 
 def speech_crops(template, units: int = 12) -> np.ndarray:
     """Lite crops of tone bursts: a mouth that opens and closes."""
     t = np.arange(units * MODEL_SAMPLES_PER_UNIT) / MODEL_RATE
-    audio = (
-        0.5 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 2 * t) > 0)
-    ).astype(np.float32)
-    job = RenderJob(
-        template.id, np.arange(units, dtype=np.int64), audio, first_unit=0, final=True
-    )
+    audio = (0.5 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32)
+    job = RenderJob(template.id, np.arange(units, dtype=np.int64), audio, first_unit=0, final=True)
     return LiteRenderer().render(template, job)
 
 
@@ -107,9 +99,7 @@ def test_a_crop_changes_only_its_box_and_leaves_the_cache_untouched(photo):
     y_changed[box.y1 : box.y2, box.x1 : box.x2] = False
     assert not y_changed.any()
     fx1, fy1, fx2, fy2 = (int(v) for v in photo.face_boxes[0])
-    assert (
-        planes(out)[0][fy1 + (fy2 - fy1) * 3 // 4, (fx1 + fx2) // 2] < 20
-    )  # black jaw (Y ≥ 16)
+    assert planes(out)[0][fy1 + (fy2 - fy1) * 3 // 4, (fx1 + fx2) // 2] < 20  # black jaw (Y ≥ 16)
     assert np.array_equal(
         planes(out)[0][: fy1 + (fy2 - fy1) // 2],
         planes(cached)[0][: fy1 + (fy2 - fy1) // 2],
@@ -118,9 +108,7 @@ def test_a_crop_changes_only_its_box_and_leaves_the_cache_untouched(photo):
 
 def test_welcome_crops_are_blended_once_per_process(photo, monkeypatch):
     crops = speech_crops(photo, 4)
-    clip = WelcomeClip(
-        np.arange(4, dtype=np.int64), crops, np.zeros(4 * 1920, np.int16)
-    )
+    clip = WelcomeClip(np.arange(4, dtype=np.int64), crops, np.zeros(4 * 1920, np.int16))
     template = replace(photo, welcome=clip)
     yuv = YuvTemplate.of(template)
     calls = []
@@ -131,9 +119,7 @@ def test_welcome_crops_are_blended_once_per_process(photo, monkeypatch):
     assert len(calls) == 4  # the second pass reused every patch
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     other = crops[1].copy()  # same pixels, not the clip's array: blended afresh
-    assert (
-        np.array_equal(compose_i420(template, 1, other), first[1]) and len(calls) == 5
-    )
+    assert np.array_equal(compose_i420(template, 1, other), first[1]) and len(calls) == 5
 
 
 def test_a_box_reaching_past_the_frame_edge_is_clipped(photo):

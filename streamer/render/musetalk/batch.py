@@ -6,7 +6,8 @@ are shared, `batch_size` frames at a time, so a batch gives the same crops as th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,9 +29,7 @@ def _latents(template: PreparedTemplate) -> np.ndarray:
 
 
 @torch.inference_mode()
-def render_batch(
-    renderer: "MuseTalkRenderer", items: Sequence[tuple[PreparedTemplate, RenderJob]]
-) -> list[np.ndarray]:
+def render_batch(renderer: MuseTalkRenderer, items: Sequence[tuple[PreparedTemplate, RenderJob]]) -> list[np.ndarray]:
     """[T_i, 256, 256, 3] uint8 BGR crops of each job, the model called over all their frames."""
     from streamer.render.musetalk.renderer import rest_in_silence
 

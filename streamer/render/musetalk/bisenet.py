@@ -48,8 +48,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.downsample = None
         if cin != cout or stride != 1:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                            nn.BatchNorm2d(cout))
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
@@ -63,8 +62,7 @@ class ResNet18(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         widths = [(64, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2)]
         for i, (cin, cout, stride) in enumerate(widths, start=1):
-            self.add_module(f"layer{i}", nn.Sequential(BasicBlock(cin, cout, stride),
-                                                       BasicBlock(cout, cout, 1)))
+            self.add_module(f"layer{i}", nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
@@ -162,14 +160,14 @@ def _cone_kernel() -> np.ndarray:
     kernel = np.zeros((size, size), np.uint8)
     for row in range(cone // 2, size):
         half = min(row - cone // 2, cone // 2)
-        kernel[row, centre - half:centre + half + 1] = 1
+        kernel[row, centre - half : centre + half + 1] = 1
     return kernel
 
 
 _CONE = _cone_kernel()
 _CHEEK = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (35, 3))
 _CHEEKS = np.full((PARSE_SIZE, PARSE_SIZE), 255, np.uint8)
-_CHEEKS[:, PARSE_SIZE // 2 - CHEEK_WIDTH + 1:PARSE_SIZE // 2 + CHEEK_WIDTH] = 0
+_CHEEKS[:, PARSE_SIZE // 2 - CHEEK_WIDTH + 1 : PARSE_SIZE // 2 + CHEEK_WIDTH] = 0
 
 
 def jaw_region(labels: np.ndarray) -> np.ndarray:
@@ -214,8 +212,7 @@ class FaceParser:
         x = (x.flip(-1).permute(0, 3, 1, 2).float() / 255.0 - self.mean) / self.std
         return self.net(x.contiguous()).argmax(1).to(torch.uint8).cpu().numpy()
 
-    def masks(self, frames: np.ndarray, face_boxes: np.ndarray, blend_boxes: np.ndarray,
-              batch: int = 8) -> np.ndarray:
+    def masks(self, frames: np.ndarray, face_boxes: np.ndarray, blend_boxes: np.ndarray, batch: int = 8) -> np.ndarray:
         """[N, 256, 256] uint8 blend masks, one per frame."""
         out = np.empty((len(frames), CROP_SIZE, CROP_SIZE), np.uint8)
         for start in range(0, len(frames), batch):
@@ -225,8 +222,11 @@ class FaceParser:
                 x1, y1, x2, y2 = (int(v) for v in blend_boxes[i])
                 if x2 - x1 < 2 or y2 - y1 < 2:
                     raise ModelError(f"empty blend box {tuple(blend_boxes[i])} of frame {i}")
-                crops.append(cv2.resize(padded_crop(frames[i], blend_boxes[i]),
-                                        (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR))
+                crops.append(
+                    cv2.resize(
+                        padded_crop(frames[i], blend_boxes[i]), (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR
+                    )
+                )
             for i, labels in zip(index, self.labels(np.stack(crops))):
                 out[i] = blend_mask(jaw_region(labels), face_boxes[i], blend_boxes[i])
         return out

@@ -25,8 +25,12 @@ log = logging.getLogger(__name__)
 KEYPOINTS = 133
 INPUT_W, INPUT_H = 288, 384
 SPLIT_RATIO = 2.0
-STAGES = ((64, 128, 3, True, False), (128, 256, 6, True, False),
-          (256, 512, 6, True, False), (512, 1024, 3, False, True))
+STAGES = (
+    (64, 128, 3, True, False),
+    (128, 256, 6, True, False),
+    (256, 512, 6, True, False),
+    (512, 1024, 3, False, True),
+)
 """CSPNeXt P5: (in, out, blocks, identity shortcut in blocks, SPP) per stage."""
 
 
@@ -119,8 +123,9 @@ class CSPNeXt(nn.Module):
         super().__init__()
         w = config.widen
         first = int(STAGES[0][0] * w)
-        self.stem = nn.Sequential(ConvModule(3, first // 2, 3, 2), ConvModule(first // 2, first // 2, 3),
-                                  ConvModule(first // 2, first, 3))
+        self.stem = nn.Sequential(
+            ConvModule(3, first // 2, 3, 2), ConvModule(first // 2, first // 2, 3), ConvModule(first // 2, first, 3)
+        )
         for i, (cin, cout, blocks, identity, spp) in enumerate(STAGES, start=1):
             cin, cout = int(cin * w), int(cout * w)
             layers: list[nn.Module] = [ConvModule(cin, cout, 3, 2)]
@@ -141,7 +146,7 @@ class CSPNeXt(nn.Module):
 class ScaleNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
-        self.scale, self.eps = dim ** -0.5, eps
+        self.scale, self.eps = dim**-0.5, eps
         self.g = nn.Parameter(torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,7 +220,9 @@ def config_of(state: dict[str, torch.Tensor]) -> DWPoseConfig:
         hidden, expanded = state["head.gau.o.weight"].shape
         return DWPoseConfig(
             widen=state["backbone.stem.0.conv.weight"].shape[0] * 2 / STAGES[0][0],
-            deepen=blocks / STAGES[1][2], hidden=int(hidden), s=int(state["head.gau.gamma"].shape[1]),
+            deepen=blocks / STAGES[1][2],
+            hidden=int(hidden),
+            s=int(state["head.gau.gamma"].shape[1]),
             expansion=int(expanded) // int(hidden),
         )
     except (KeyError, IndexError, ZeroDivisionError) as exc:

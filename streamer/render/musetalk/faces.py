@@ -4,8 +4,8 @@ only when `musetalk_faces = "haar"` says so, and then the template is labelled d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ def face_mode(layout: Layout, settings: Settings) -> str:
     missing = wanted[mode] if mode in wanted else wanted["dwpose"]
     raise ModelError(
         f"MuseTalk needs face landmarks to frame its crops: {missing} is missing. Install it, or "
-        "set musetalk_faces = \"haar\" to prepare with OpenCV boxes (labelled degraded)"
+        'set musetalk_faces = "haar" to prepare with OpenCV boxes (labelled degraded)'
     )
 
 
@@ -49,8 +49,14 @@ def faces_key(layout: Layout, settings: Settings, store: Path | None) -> dict[st
     return key
 
 
-def face_track(layout: Layout, settings: Settings, device: torch.device, frames: np.ndarray,
-               name: str, progress: Callable[[int, int], None] | None = None) -> FaceTrack:
+def face_track(
+    layout: Layout,
+    settings: Settings,
+    device: torch.device,
+    frames: np.ndarray,
+    name: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> FaceTrack:
     mode = face_mode(layout, settings)
     if mode == "haar":
         return detect_faces(frames, name, None, progress, degraded=True)

@@ -43,8 +43,7 @@ class WhisperFeatures:
     growing last segment of a stream (`final` False) is not cached: it never recurs.
     """
 
-    def __init__(self, extractor, encoder: torch.nn.Module, device: torch.device,
-                 cache_segments: int = 4) -> None:
+    def __init__(self, extractor, encoder: torch.nn.Module, device: torch.device, cache_segments: int = 4) -> None:
         self.extractor = extractor
         self.encoder = encoder
         self.device = device
@@ -54,8 +53,9 @@ class WhisperFeatures:
         self._cache_segments = cache_segments
 
     def _encode(self, segments: list[np.ndarray]) -> list[torch.Tensor]:
-        mel = self.extractor(segments, sampling_rate=MODEL_RATE, return_tensors="pt",
-                             device=str(self.device)).input_features
+        mel = self.extractor(
+            segments, sampling_rate=MODEL_RATE, return_tensors="pt", device=str(self.device)
+        ).input_features
         dtype = next(self.encoder.parameters()).dtype
         out = self.encoder(mel.to(self.device, dtype), output_hidden_states=True)
         stacked = torch.stack(out.hidden_states, dim=2).float()  # [S, 1500, L, D]
@@ -68,7 +68,7 @@ class WhisperFeatures:
         rows = len(audio) // SAMPLES_PER_ROW
         if rows == 0:
             return torch.zeros(0, self.layers, self.dim, device=self.device)
-        segments = [audio[i:i + SEGMENT_SAMPLES] for i in range(0, len(audio), SEGMENT_SAMPLES)]
+        segments = [audio[i : i + SEGMENT_SAMPLES] for i in range(0, len(audio), SEGMENT_SAMPLES)]
         keys = [hashlib.blake2b(s.tobytes(), digest_size=16).digest() for s in segments]
         todo = [i for i, k in enumerate(keys) if k not in self._cache]
         fresh = dict(zip(todo, self._encode([segments[i] for i in todo]))) if todo else {}

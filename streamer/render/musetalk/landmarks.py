@@ -34,10 +34,37 @@ def _flip_indices() -> list[int]:
     """COCO-WholeBody's left↔right keypoint of each of the 133 (body, feet, face, hands)."""
     body = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
     feet = [20, 21, 22, 17, 18, 19]
-    pairs = [(0, 16), (1, 15), (2, 14), (3, 13), (4, 12), (5, 11), (6, 10), (7, 9),
-             (17, 26), (18, 25), (19, 24), (20, 23), (21, 22), (31, 35), (32, 34),
-             (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46),
-             (48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)]
+    pairs = [
+        (0, 16),
+        (1, 15),
+        (2, 14),
+        (3, 13),
+        (4, 12),
+        (5, 11),
+        (6, 10),
+        (7, 9),
+        (17, 26),
+        (18, 25),
+        (19, 24),
+        (20, 23),
+        (21, 22),
+        (31, 35),
+        (32, 34),
+        (36, 45),
+        (37, 44),
+        (38, 43),
+        (39, 42),
+        (40, 47),
+        (41, 46),
+        (48, 54),
+        (49, 53),
+        (50, 52),
+        (55, 59),
+        (56, 58),
+        (60, 64),
+        (61, 63),
+        (65, 67),
+    ]
     face = list(range(68))
     for a, b in pairs:
         face[a], face[b] = b, a
@@ -65,8 +92,7 @@ class Warp:
 
     def matrix(self) -> np.ndarray:
         s = self.scale
-        return np.array([[s, 0, INPUT_W / 2 - s * self.cx], [0, s, INPUT_H / 2 - s * self.cy]],
-                        np.float32)
+        return np.array([[s, 0, INPUT_W / 2 - s * self.cx], [0, s, INPUT_H / 2 - s * self.cy]], np.float32)
 
     def to_frame(self, points: np.ndarray) -> np.ndarray:
         centre = np.array([INPUT_W / 2, INPUT_H / 2])

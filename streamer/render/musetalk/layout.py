@@ -8,9 +8,9 @@ wrong shape or an unreadable file raises `ModelError` naming the file.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
@@ -60,7 +60,7 @@ def find_layout(models: Path, version: str = "v15") -> Layout:
     if version == "v10":
         raise ModelError(
             "MuseTalk v1.0 is not supported (it needs the original whisper tiny.pt features); "
-            "set musetalk_version = \"v15\" and use the musetalkV15/ weights"
+            'set musetalk_version = "v15" and use the musetalkV15/ weights'
         )
     if version not in VERSIONS:
         raise ModelError(f"unknown MuseTalk version {version!r} (supported: v15)")
@@ -134,14 +134,10 @@ def read_state_dict(path: Path, nested: bool = False) -> dict[str, torch.Tensor]
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch/safetensors raise many kinds for a truncated file
-        raise ModelError(
-            f"cannot read weights {path} (truncated, corrupt or not a state dict): {exc}"
-        ) from None
+        raise ModelError(f"cannot read weights {path} (truncated, corrupt or not a state dict): {exc}") from None
     if nested and isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path} is not a plain state dict of tensors")
     return dict(state)
 
@@ -157,12 +153,10 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], sour
         if state[k].shape != expected[k].shape
     ]
     problems = []
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                         ("wrong shapes", wrong)):
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
         if items:
             more = f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
             problems.append(f"{label}: {', '.join(items[:_SHOWN])}{more}")
     if problems:
         raise ModelError(f"{source} does not match its config; " + "; ".join(problems))
     module.load_state_dict(state, strict=True)
-

@@ -66,9 +66,7 @@ def load_whisper(layout: Layout):
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     try:
-        extractor = WhisperFeatureExtractor.from_pretrained(
-            str(layout.whisper_dir), local_files_only=True
-        )
+        extractor = WhisperFeatureExtractor.from_pretrained(str(layout.whisper_dir), local_files_only=True)
         config = WhisperConfig.from_json_file(str(layout.whisper_config))
     except Exception as exc:
         raise ModelError(f"cannot read the whisper configs in {layout.whisper_dir}: {exc}") from None

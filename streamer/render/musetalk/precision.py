@@ -24,7 +24,7 @@ class Precision:
     pe: torch.dtype
 
     @classmethod
-    def of(cls, settings: Settings, cuda: bool) -> "Precision":
+    def of(cls, settings: Settings, cuda: bool) -> Precision:
         half, full = torch.float16, torch.float32
         if not cuda:
             return cls(full, full, full, full)
@@ -46,9 +46,12 @@ class Precision:
 def weights_key(layout: Layout, store: Path | None) -> dict[str, str]:
     """SHA-256 of every model file the render path reads (hashed once per size and mtime)."""
     files = {
-        "unet_weights": layout.unet_weights, "unet_config": layout.unet_config,
-        "vae_weights": layout.vae_weights, "vae_config": layout.vae_config,
-        "whisper_weights": layout.whisper_weights, "whisper_config": layout.whisper_config,
+        "unet_weights": layout.unet_weights,
+        "unet_config": layout.unet_config,
+        "vae_weights": layout.vae_weights,
+        "vae_config": layout.vae_config,
+        "whisper_weights": layout.whisper_weights,
+        "whisper_config": layout.whisper_config,
         "whisper_preprocessor": layout.whisper_dir / "preprocessor_config.json",
     }
     key = {name: file_sha256(path, store) for name, path in files.items()}

@@ -4,8 +4,8 @@ t = 0) → VAE decode → 256×256 BGR face crops. Batched, on any torch device.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -86,8 +86,7 @@ class MuseTalkRenderer:
             }
         return dict(self._key)
 
-    def faces(self, frames: np.ndarray, name: str,
-              progress: Callable[[int, int], None] | None = None) -> FaceTrack:
+    def faces(self, frames: np.ndarray, name: str, progress: Callable[[int, int], None] | None = None) -> FaceTrack:
         """Face boxes as the official preprocessing takes them (DWPose landmarks)."""
         return face_track(self.layout, self.settings, self.device, frames, name, progress)
 
@@ -97,7 +96,7 @@ class MuseTalkRenderer:
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
         rgb = x.flip(-1).permute(0, 3, 1, 2).float() / 255.0
         masked = rgb.clone()
-        masked[:, :, CROP_SIZE // 2:, :] = 0  # lower half hidden, before normalising
+        masked[:, :, CROP_SIZE // 2 :, :] = 0  # lower half hidden, before normalising
         both = ((torch.cat([masked, rgb]) - 0.5) / 0.5).contiguous()
         dist = self.vae.encode(both.to(self.vae_dtype)).latent_dist
         latents = dist.mean.float() * self.scaling  # the mean, not a sample: deterministic
@@ -113,8 +112,7 @@ class MuseTalkRenderer:
         out = np.empty((n, 8, CROP_SIZE // 8, CROP_SIZE // 8), dtype=LATENT_DTYPE)
         for start in range(0, n, self.batch_size):
             stop = min(n, start + self.batch_size)
-            crops = np.stack([crop_face(template.frames[i], template.face_boxes[i])
-                              for i in range(start, stop)])
+            crops = np.stack([crop_face(template.frames[i], template.face_boxes[i]) for i in range(start, stop)])
             out[start:stop] = self.encode_crops(crops).cpu().numpy().astype(LATENT_DTYPE)
             if progress is not None:
                 progress(stop, n)
@@ -146,12 +144,9 @@ class MuseTalkRenderer:
     def render(self, template: PreparedTemplate, job: RenderJob) -> np.ndarray:
         latents = template.extras.get("latents")
         if latents is None or latents.shape[0] != template.frame_count:
-            raise ModelError(
-                f"template {template.id!r} has no MuseTalk latents; prepare it with this renderer"
-            )
+            raise ModelError(f"template {template.id!r} has no MuseTalk latents; prepare it with this renderer")
         count = job.frames
-        out = torch.empty((count, CROP_SIZE, CROP_SIZE, 3), dtype=torch.uint8,
-                          pin_memory=self._pin)
+        out = torch.empty((count, CROP_SIZE, CROP_SIZE, 3), dtype=torch.uint8, pin_memory=self._pin)
         if count == 0:
             return out.numpy()
         tokens = (self.audio_tokens(job).to(self.pe.dtype) + self.pe).to(self.unet_dtype)
@@ -172,9 +167,7 @@ class MuseTalkRenderer:
         return render_batch(self, items)
 
 
-def rest_in_silence(
-    template: PreparedTemplate, job: RenderJob, frames: np.ndarray, crops: np.ndarray
-) -> np.ndarray:
+def rest_in_silence(template: PreparedTemplate, job: RenderJob, frames: np.ndarray, crops: np.ndarray) -> np.ndarray:
     """Pauses show the template's own face crop (in place; returns `crops`); see `silence`."""
     weight = rest_weights(job.audio, job.first_unit, job.frames, job.final)
     for i in np.flatnonzero(weight < 1.0):
@@ -185,8 +178,8 @@ def rest_in_silence(
     return crops
 
 
-def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype,
-           memory: torch.memory_format) -> torch.nn.Module:
+def _place(
+    module: torch.nn.Module, device: torch.device, dtype: torch.dtype, memory: torch.memory_format
+) -> torch.nn.Module:
     module = module.to(device=device, memory_format=memory)
     return module if dtype == torch.float32 else module.to(dtype)
-

@@ -39,17 +39,18 @@ def voiced_units(audio: np.ndarray, first: int, count: int, final: bool) -> np.n
     known = min(stop, len(audio) // MODEL_SAMPLES_PER_UNIT)
     out = np.zeros(count, bool)
     if known < stop and not final:
-        out[max(known, first) - first:] = True
+        out[max(known, first) - first :] = True
     if known <= 0:
         return out
     pcm = (np.clip(audio[: known * MODEL_SAMPLES_PER_UNIT], -1, 1) * 32767).astype("<i2")
     vad = webrtcvad.Vad(VAD_MODE)
-    speech = np.array([vad.is_speech(pcm[i:i + _FRAME].tobytes(), MODEL_RATE)
-                       for i in range(0, len(pcm), _FRAME)], bool)
+    speech = np.array(
+        [vad.is_speech(pcm[i : i + _FRAME].tobytes(), MODEL_RATE) for i in range(0, len(pcm), _FRAME)], bool
+    )
     per_unit = np.asarray(speech.reshape(-1, MODEL_SAMPLES_PER_UNIT // _FRAME).any(axis=1), bool)
     lo = max(first, 0)
     if known > lo:
-        out[lo - first:known - first] = per_unit[lo:known]
+        out[lo - first : known - first] = per_unit[lo:known]
     return out
 
 
@@ -70,4 +71,4 @@ def rest_weights(audio: np.ndarray, first_unit: int, count: int, final: bool) ->
     """[count] model-mouth weights of a job's frames, decided with `_CONTEXT` units each side."""
     voiced = voiced_units(audio, first_unit - _CONTEXT - 1, count + 2 * _CONTEXT + 2, final)
     widened = voiced[1:-1] | voiced[:-2] | voiced[2:]
-    return model_weights(widened)[_CONTEXT:_CONTEXT + count]
+    return model_weights(widened)[_CONTEXT : _CONTEXT + count]

@@ -94,8 +94,9 @@ def _old_vae_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def build_tiny_models(root: Path, seed: int = 0, full: bool = False, face_parse: bool = False,
-                      dwpose: bool = True) -> Path:
+def build_tiny_models(
+    root: Path, seed: int = 0, full: bool = False, face_parse: bool = False, dwpose: bool = True
+) -> Path:
     """Write random weights in the official layout under `root`; returns `root`.
 
     `full` uses the real channel counts (for GPU benchmarks; about 4 GB of files).
@@ -196,6 +197,10 @@ def tiny_musetalk_settings(root: Path, **overrides):
     (templates / "astronaut.json").write_text(json.dumps({"name": "A", "welcome_audio": "hi.wav"}))
     options = {"musetalk_faces": "haar", **overrides}  # random DWPose weights: random boxes
     return Settings(
-        templates_dir=templates, cache_dir=root / "cache", renderer="musetalk",
-        models=build_tiny_models(root / "models"), devices=("cpu",), **options,
+        templates_dir=templates,
+        cache_dir=root / "cache",
+        renderer="musetalk",
+        models=build_tiny_models(root / "models"),
+        devices=("cpu",),
+        **options,
     )
