@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from streamer.server.grants import Grants
+from streamer.testing import serve
 from tests.browser.harness import TEMPLATE, Recorder
-from tests.browser.live_server import serve
 from tests.integration.test_dotnet import build_program, dotnet_available
 
 pytestmark = [

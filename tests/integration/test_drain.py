@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from streamer.client import Client
-from tests.integration.conftest import free_port
+from streamer.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = "astronaut"
