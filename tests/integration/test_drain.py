@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import psutil
 import pytest
 
 from streamer.client import Client
-from tests.integration.conftest import free_port
+from streamer.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = "astronaut"
@@ -42,7 +43,10 @@ class Served:
         self._log = log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "run.py", "serve", "--port", str(self.port), "--renderer", "lite"],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         self.log = log
 
@@ -51,10 +55,8 @@ class Served:
         while _readyz(self.url) != 200:
             assert self.process.poll() is None, self.log.read_text()[-3000:]
             assert time.monotonic() < deadline, "not ready in time"
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=0.25)
-            except subprocess.TimeoutExpired:
-                pass
 
     def children(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
