@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from streamer.server.grants import Grants
+from streamer.testing import serve
 from tests.browser.harness import TEMPLATE, Recorder
-from tests.browser.live_server import serve
 from tests.integration.test_dotnet import build_program, dotnet_available
 
 pytestmark = [
@@ -28,7 +28,10 @@ def mint(program: Path, server: str) -> str:
     """What a .NET backend does: POST /api/grants with the key (which stays on this side)."""
     out = subprocess.run(
         ["mono", str(program), "grant", server, TEMPLATE, "60"],
-        capture_output=True, text=True, timeout=60, env={"DIGITAL_HUMAN_KEY": KEY, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"DIGITAL_HUMAN_KEY": KEY, "PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 0, out.stderr
     return dict(line.split("=", 1) for line in out.stdout.splitlines())["grant"]
