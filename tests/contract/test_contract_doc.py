@@ -129,3 +129,18 @@ def test_the_event_schemas_are_streamer_events() -> None:
     for kind, names in ours.items():
         assert set(variants[kind]["properties"]) == names | {"session_id"}, kind
         assert set(variants[kind]["required"]) == names, kind
+
+
+async def test_the_response_check_reads_a_file_answer_by_status_and_headers(tmp_path: Path) -> None:
+    """A FileResponse's body is not in hand when it is prepared: its status and headers are checked."""
+    page = tmp_path / "index.html"
+    page.write_text("<!doctype html>", encoding="utf-8")
+    check = ResponseCheck()
+    app = web.Application()
+    check.attach(app)
+    app.freeze()
+    await app.on_response_prepare.send(make_mocked_request("GET", "/", app=app), web.FileResponse(page))
+    await app.on_response_prepare.send(make_mocked_request("GET", "/", app=app), web.FileResponse(page, status=500))
+    assert check.checked == 2
+    assert len(check.violations) == 1, check.violations
+    assert check.violations[0].startswith("GET / -> 500")

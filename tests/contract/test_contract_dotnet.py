@@ -15,7 +15,12 @@ from tests.contract.openapi import document
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted((ROOT / "examples" / "dotnet").glob("*.cs"))
-CLASSES = {"TemplateInfo": "TemplateReady", "TemplateList": "TemplateList", "Utterance": "UtteranceQueued"}
+CLASSES = {
+    "TemplateInfo": "TemplateReady",
+    "TemplateList": "TemplateList",
+    "Utterance": "UtteranceQueued",
+    "Grant": "Grant",
+}
 """C# class -> the schema it mirrors."""
 METHODS = {
     "ListTemplates": (None, "TemplateList"),
@@ -26,6 +31,7 @@ METHODS = {
     "Interrupt": (None, "Interrupted"),
     "State": (None, "Session"),
     "Close": (None, "SessionClosed"),
+    "CreateGrant": ("GrantRequest", "Grant"),
 }
 """C# method that calls the server -> (request body schema, response schema)."""
 CS_TYPES = {
