@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 @dataclass
@@ -84,10 +85,8 @@ class Metrics:
 
     def link_closed(self, session_id: str) -> None:
         for gauge in self.link.values():
-            try:
+            with contextlib.suppress(KeyError):
                 gauge.remove(session_id)
-            except KeyError:
-                pass
 
     def request(self) -> None:
         self.total_requests += 1

@@ -98,7 +98,7 @@ def _render_all(
         render_s += time.monotonic() - tick
         if features is not None:
             features.append(renderer.audio_tokens(job).cpu().numpy())  # type: ignore[attr-defined]  # MuseTalk only, checked above
-        for position, crop in zip(positions, crops):
+        for position, crop in zip(positions, crops, strict=True):
             writer.add_video(compose(template, int(position), crop))
         writer.add_audio(pcm[start * OUT_SAMPLES_PER_UNIT : (start + len(positions)) * OUT_SAMPLES_PER_UNIT])
     return render_s

@@ -10,6 +10,7 @@ cache) instead of each decoding the source (a 250-frame 1080p loop is 1.5 GB).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -98,10 +99,8 @@ def save(template: PreparedTemplate, cache_dir: Path, source_sha256: str, key: d
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         old = root / f".{template.id}.old.{os.getpid()}"
-        try:
+        with contextlib.suppress(FileNotFoundError):
             final.rename(old)
-        except FileNotFoundError:
-            pass
         try:
             tmp.rename(final)
         except OSError:

@@ -212,7 +212,7 @@ def detect_faces(
         raise BadInput(f"the face in template {name} is too small or outside the frame")
     size = (boxes[:, 2:] - boxes[:, :2]).astype(np.float32)
     if landmarker is not None:
-        frame_mouth = _fill_missing([m if b is not None else None for m, b in zip(mouths, kept)], name)
+        frame_mouth = _fill_missing([m if b is not None else None for m, b in zip(mouths, kept, strict=True)], name)
         mouth_crop = (frame_mouth - boxes[:, :2]) / size * CROP_SIZE
     else:
         mouth_crop = np.tile(np.array(MOUTH_IN_CROP) * CROP_SIZE, (n, 1))

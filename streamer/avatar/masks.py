@@ -33,7 +33,7 @@ def padded_crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
     """`frame[y1:y2, x1:x2]` with black where the box reaches outside the frame (PIL's crop)."""
     h, w = frame.shape[:2]
     x1, y1, x2, y2 = (int(v) for v in box)
-    out = np.zeros((y2 - y1, x2 - x1) + frame.shape[2:], frame.dtype)
+    out = np.zeros((y2 - y1, x2 - x1, *frame.shape[2:]), frame.dtype)
     sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
     if sx2 > sx1 and sy2 > sy1:
         out[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = frame[sy1:sy2, sx1:sx2]
@@ -65,4 +65,4 @@ def jaw_mask(
 
 def jaw_masks(face_boxes: np.ndarray, blend: np.ndarray) -> np.ndarray:
     """[N, 256, 256] uint8 masks, one per frame."""
-    return np.stack([jaw_mask(f, b) for f, b in zip(face_boxes, blend)])
+    return np.stack([jaw_mask(f, b) for f, b in zip(face_boxes, blend, strict=True)])

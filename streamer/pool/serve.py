@@ -102,7 +102,7 @@ class Server:
         started = time.monotonic()
         try:
             crops = self.renderer.render_batch([(self._template(e.job.template_id), e.job) for e in batch])
-            out = [(e, {"ok": True, "queue": self.queue.depth()}, c) for e, c in zip(batch, crops)]
+            out = [(e, {"ok": True, "queue": self.queue.depth()}, c) for e, c in zip(batch, crops, strict=True)]
         except Exception as exc:
             if len(batch) > 1:
                 return [r for e in batch for r in self._render([e])]

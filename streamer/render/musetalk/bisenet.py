@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional
 
 from streamer.avatar.masks import BLUR_RATIO, UPPER_BOUNDARY_RATIO, padded_crop
 from streamer.errors import ModelError
@@ -51,8 +51,8 @@ class BasicBlock(nn.Module):
             self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+        y = self.bn2(self.conv2(functional.relu(self.bn1(self.conv1(x)))))
+        return functional.relu(y + (x if self.downsample is None else self.downsample(x)))
 
 
 class ResNet18(nn.Module):
@@ -65,7 +65,7 @@ class ResNet18(nn.Module):
             self.add_module(f"layer{i}", nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        x = functional.max_pool2d(functional.relu(self.bn1(self.conv1(x))), 3, 2, 1)
         s8 = self.layer2(self.layer1(x))
         s16 = self.layer3(s8)
         return s8, s16, self.layer4(s16)
@@ -96,9 +96,9 @@ class ContextPath(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s8, s16, s32 = self.resnet(x)
         context = self.conv_avg(s32.mean((2, 3), keepdim=True))
-        up32 = F.interpolate(self.arm32(s32) + context, size=s16.shape[2:], mode="nearest")
+        up32 = functional.interpolate(self.arm32(s32) + context, size=s16.shape[2:], mode="nearest")
         up32 = self.conv_head32(up32)
-        up16 = F.interpolate(self.arm16(s16) + up32, size=s8.shape[2:], mode="nearest")
+        up16 = functional.interpolate(self.arm16(s16) + up32, size=s8.shape[2:], mode="nearest")
         return s8, self.conv_head16(up16)
 
 
@@ -111,7 +111,7 @@ class FeatureFusion(nn.Module):
 
     def forward(self, spatial: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         feat = self.convblk(torch.cat([spatial, context], dim=1))
-        atten = torch.sigmoid(self.conv2(F.relu(self.conv1(feat.mean((2, 3), keepdim=True)))))
+        atten = torch.sigmoid(self.conv2(functional.relu(self.conv1(feat.mean((2, 3), keepdim=True)))))
         return feat * atten + feat
 
 
@@ -139,7 +139,7 @@ class BiSeNet(nn.Module):
         """[B, classes, H, W] logits of [B, 3, H, W] ImageNet-normalised RGB."""
         spatial, context = self.cp(x)
         logits = self.conv_out(self.ffm(spatial, context))
-        return F.interpolate(logits, size=x.shape[2:], mode="bilinear", align_corners=True)
+        return functional.interpolate(logits, size=x.shape[2:], mode="bilinear", align_corners=True)
 
 
 def load_bisenet(path: Path) -> BiSeNet:
@@ -227,6 +227,6 @@ class FaceParser:
                         padded_crop(frames[i], blend_boxes[i]), (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR
                     )
                 )
-            for i, labels in zip(index, self.labels(np.stack(crops))):
+            for i, labels in zip(index, self.labels(np.stack(crops)), strict=True):
                 out[i] = blend_mask(jaw_region(labels), face_boxes[i], blend_boxes[i])
         return out

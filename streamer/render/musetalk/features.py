@@ -71,7 +71,7 @@ class WhisperFeatures:
         segments = [audio[i : i + SEGMENT_SAMPLES] for i in range(0, len(audio), SEGMENT_SAMPLES)]
         keys = [hashlib.blake2b(s.tobytes(), digest_size=16).digest() for s in segments]
         todo = [i for i, k in enumerate(keys) if k not in self._cache]
-        fresh = dict(zip(todo, self._encode([segments[i] for i in todo]))) if todo else {}
+        fresh = dict(zip(todo, self._encode([segments[i] for i in todo]), strict=True)) if todo else {}
         parts = []
         for i, key in enumerate(keys):
             if i in fresh:

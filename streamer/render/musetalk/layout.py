@@ -133,7 +133,7 @@ def read_state_dict(path: Path, nested: bool = False) -> dict[str, torch.Tensor]
             state = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch/safetensors raise many kinds for a truncated file
+    except Exception as exc:  # noqa: BLE001 - torch/safetensors raise many kinds for a truncated file
         raise ModelError(f"cannot read weights {path} (truncated, corrupt or not a state dict): {exc}") from None
     if nested and isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]

@@ -26,7 +26,7 @@ def _loaded(kind: str, module: torch.nn.Module, source) -> torch.nn.Module:
 def _build(kind: str, factory, config: dict, source) -> torch.nn.Module:
     try:
         return factory(config)
-    except Exception as exc:  # a config with wrong fields fails inside the library
+    except Exception as exc:  # noqa: BLE001 - a config with wrong fields fails inside the library
         raise ModelError(f"cannot build the {kind} from {source}: {exc}") from None
 
 
@@ -68,7 +68,7 @@ def load_whisper(layout: Layout):
     try:
         extractor = WhisperFeatureExtractor.from_pretrained(str(layout.whisper_dir), local_files_only=True)
         config = WhisperConfig.from_json_file(str(layout.whisper_config))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - transformers raises many kinds for a missing or bad config
         raise ModelError(f"cannot read the whisper configs in {layout.whisper_dir}: {exc}") from None
     encoder = _build("whisper encoder", WhisperEncoder, config, layout.whisper_config)
     state = {}

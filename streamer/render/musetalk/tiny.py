@@ -60,27 +60,27 @@ VAE_CONFIG = {
 }
 FULL_VAE_CONFIG = {**VAE_CONFIG, "block_out_channels": [128, 256, 512, 512], "norm_num_groups": 32}
 
-WHISPER_CONFIG = dict(
-    vocab_size=64,
-    num_mel_bins=80,
-    d_model=384,
-    encoder_layers=4,
-    encoder_attention_heads=4,
-    encoder_ffn_dim=256,
-    decoder_layers=1,
-    decoder_attention_heads=4,
-    decoder_ffn_dim=256,
-    max_source_positions=1500,
-    max_target_positions=16,
-    pad_token_id=1,
-    bos_token_id=2,
-    eos_token_id=2,
-    decoder_start_token_id=3,
-)
+WHISPER_CONFIG = {
+    "vocab_size": 64,
+    "num_mel_bins": 80,
+    "d_model": 384,
+    "encoder_layers": 4,
+    "encoder_attention_heads": 4,
+    "encoder_ffn_dim": 256,
+    "decoder_layers": 1,
+    "decoder_attention_heads": 4,
+    "decoder_ffn_dim": 256,
+    "max_source_positions": 1500,
+    "max_target_positions": 16,
+    "pad_token_id": 1,
+    "bos_token_id": 2,
+    "eos_token_id": 2,
+    "decoder_start_token_id": 3,
+}
 FULL_WHISPER_CONFIG = {**WHISPER_CONFIG, "encoder_attention_heads": 6, "encoder_ffn_dim": 1536}
 POSITION_SCALE = 0.02
 ATTENTION_SCALE = 0.1
-TINY_DWPOSE = dict(widen=0.125, deepen=1 / 3, hidden=32, s=16)
+TINY_DWPOSE = {"widen": 0.125, "deepen": 1 / 3, "hidden": 32, "s": 16}
 
 
 def _old_vae_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
