@@ -121,7 +121,7 @@ class Client:
         assert self._http is not None
         headers = kwargs.pop("headers", None) or {"Authorization": f"Bearer {self.token}"}
         async with self._http.request(method, self.server + path, headers=headers, **kwargs) as r:
-            body = await r.json(content_type=None)
+            body: dict[str, Any] = await r.json(content_type=None)
             if r.status != expect:
                 raise RuntimeError(f"{method} {path}: {r.status} {body}")
             return body

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
@@ -72,7 +73,7 @@ class Metrics:
             key: Gauge(f"streamer_link_{name}", help_, ["session"], registry=r) for key, name, help_ in LINK_GAUGES
         }
 
-    def worker_states(self, devices: list[dict]) -> None:
+    def worker_states(self, devices: list[dict[str, Any]]) -> None:
         for d in devices:
             self.workers_alive.labels(str(d["index"]), d["device"]).set(1 if d["alive"] else 0)
 

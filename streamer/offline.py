@@ -11,6 +11,7 @@ import logging
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -111,7 +112,7 @@ def render_file(
     out: Path,
     save_features: Path | None = None,
     progress: bool = True,
-) -> dict:
+) -> dict[str, Any]:
     """Render `audio` spoken by template `template_id` into `out` (mp4); return the figures.
 
     `save_features`: also write the MuseTalk audio features [T, 50, 384] float32 (np.save).

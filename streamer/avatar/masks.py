@@ -60,7 +60,8 @@ def jaw_mask(
     # Blurring would let weight leak past the box edge onto the upper face; erode first so the
     # blurred edge stays inside the face box's lower half.
     mask = cv2.erode(mask, np.ones((k, k), np.uint8))
-    return np.clip(cv2.GaussianBlur(mask, (k, k), 0) + 0.5, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(cv2.GaussianBlur(mask, (k, k), 0) + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def jaw_masks(face_boxes: np.ndarray, blend: np.ndarray) -> np.ndarray:
