@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,12 +44,13 @@ class WhisperFeatures:
     growing last segment of a stream (`final` False) is not cached: it never recurs.
     """
 
-    def __init__(self, extractor, encoder: torch.nn.Module, device: torch.device, cache_segments: int = 4) -> None:
+    def __init__(self, extractor: Any, encoder: torch.nn.Module, device: torch.device, cache_segments: int = 4) -> None:
         self.extractor = extractor
         self.encoder = encoder
         self.device = device
-        self.layers = encoder.config.encoder_layers + 1
-        self.dim = encoder.config.d_model
+        config: Any = encoder.config  # the WhisperConfig of a transformers module
+        self.layers: int = config.encoder_layers + 1
+        self.dim: int = config.d_model
         self._cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
         self._cache_segments = cache_segments
 
