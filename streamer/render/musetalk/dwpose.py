@@ -65,7 +65,8 @@ class DepthwiseSeparable(nn.Module):
         self.pointwise_conv = ConvModule(cin, cout, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pointwise_conv(self.depthwise_conv(x))
+        out: torch.Tensor = self.pointwise_conv(self.depthwise_conv(x))
+        return out
 
 
 class CSPNeXtBlock(nn.Module):
@@ -77,7 +78,8 @@ class CSPNeXtBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(self.conv1(x))
-        return out + x if self.identity else out
+        result: torch.Tensor = out + x if self.identity else out
+        return result
 
 
 class ChannelAttention(nn.Module):
@@ -101,7 +103,8 @@ class CSPLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         both = torch.cat([self.blocks(self.main_conv(x)), self.short_conv(x)], dim=1)
-        return self.final_conv(self.attention(both))
+        out: torch.Tensor = self.final_conv(self.attention(both))
+        return out
 
 
 class SPPBottleneck(nn.Module):
@@ -115,7 +118,8 @@ class SPPBottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
         pooled = [functional.max_pool2d(x, k, 1, k // 2) for k in self.kernels]
-        return self.conv2(torch.cat([x, *pooled], dim=1))
+        out: torch.Tensor = self.conv2(torch.cat([x, *pooled], dim=1))
+        return out
 
 
 class CSPNeXt(nn.Module):
@@ -151,7 +155,8 @@ class ScaleNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) * self.scale
-        return x / norm.clamp(min=self.eps) * self.g
+        out: torch.Tensor = x / norm.clamp(min=self.eps) * self.g
+        return out
 
 
 class Scale(nn.Module):
@@ -180,7 +185,8 @@ class GAU(nn.Module):
         u, v, base = torch.split(functional.silu(self.uv(self.ln(x))), [self.e, self.e, self.s], dim=2)
         q, k = torch.unbind(base.unsqueeze(2) * self.gamma + self.beta, dim=2)
         kernel = torch.square(functional.relu(torch.bmm(q, k.transpose(1, 2)) / math.sqrt(self.s)))
-        return self.res_scale(x) + self.o(u * torch.bmm(kernel, v))
+        out: torch.Tensor = self.res_scale(x) + self.o(u * torch.bmm(kernel, v))
+        return out
 
 
 class RTMCCHead(nn.Module):
@@ -206,7 +212,8 @@ class DWPose(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """SimCC logits [B, 133, 576] (x) and [B, 133, 768] (y) of [B, 3, 384, 288] inputs."""
-        return self.head(self.backbone(x))
+        out: tuple[torch.Tensor, torch.Tensor] = self.head(self.backbone(x))
+        return out
 
 
 OFFICIAL = DWPoseConfig()
