@@ -36,7 +36,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -212,7 +212,7 @@ def run_once(
 class CountingDecoder:
     """Stands in for aiortc's decoders: counts the reassembled frames, decodes nothing."""
 
-    counts: dict[int, int] = {}
+    counts: ClassVar[dict[int, int]] = {}
 
     def __init__(self, key: int) -> None:
         self.key = key
@@ -233,6 +233,8 @@ async def open_viewer(http: Any, url: str, api: str, codec: str, speak: bytes | 
         video.setCodecPreferences([c for c in caps if c.mimeType.lower() in (f"video/{codec}", "video/rtx")])
     pc.addTransceiver("audio", direction="recvonly")
 
+    drains: set[asyncio.Future[None]] = set()  # held, so that the loop's weak references keep them
+
     @pc.on("track")
     def on_track(track: Any) -> None:
         async def drain() -> None:
@@ -242,7 +244,9 @@ async def open_viewer(http: Any, url: str, api: str, codec: str, speak: bytes | 
             except MediaStreamError:
                 pass  # the peer connection closed
 
-        asyncio.ensure_future(drain())
+        task = asyncio.ensure_future(drain())
+        drains.add(task)
+        task.add_done_callback(drains.discard)
 
     await pc.setLocalDescription(await pc.createOffer())
     body = {"template": "astronaut", "sdp": pc.localDescription.sdp, "type": "offer"}
@@ -491,7 +495,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parts = [speech_wav(s, work / f"line{i}.wav") for i, s in enumerate(SENTENCES)]
         wav = work / "speech.wav"
         subprocess.run(["sox", *map(str, parts), str(wav)], check=True)
-        result = {
+        return {
             "bench": "cpu",
             "machine": machine(),
             "sessions": args.sessions,
@@ -500,7 +504,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "compare": compare(args, work, wav),
             "ramp": ramp(args, work, wav) if args.ramp else None,
         }
-    return result
 
 
 if __name__ == "__main__":

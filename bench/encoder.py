@@ -164,7 +164,7 @@ def _sustained(
 
 
 def _ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM of two luma planes (gaussian 11×11, σ 1.5, as Wang et al.)."""
+    """Mean SSIM of two luma planes (gaussian 11×11, sigma 1.5, as Wang et al.)."""
     a, b = a.astype(np.float64), b.astype(np.float64)
     blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)  # noqa: E731
     ma, mb = blur(a), blur(b)
@@ -191,7 +191,7 @@ def _quality(make: Callable[[], Encoder], frames: list[av.VideoFrame]) -> dict[s
     for packet in context.encode(None):
         sent += packet.size
         decoded += decoder.decode(packet)
-    for source, out in zip(frames, decoded):
+    for source, out in zip(frames, decoded, strict=False):
         a, b = planes(source.to_ndarray())[0], planes(out.to_ndarray())[0]
         mse = float(np.mean((a.astype(np.float64) - b) ** 2))
         psnr.append(99.0 if mse == 0 else 10 * np.log10(255**2 / mse))

@@ -366,14 +366,16 @@ async def send_ws(target: Target, messages: list[str | bytes], tally: Tally) -> 
     import aiohttp
 
     url = f"{target.url}/api/sessions/{target.session_id}/audio?token={target.token}"
-    async with aiohttp.ClientSession() as http_:
-        async with http_.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
-            for message in messages:
-                await (ws.send_str(message) if isinstance(message, str) else ws.send_bytes(message))
-            await ws.send_str('{"type":"interrupt"}')  # leave the session with nothing open
-            await ws.close()
-            if ws.close_code not in (None, 1000, 1001):
-                tally.server_errors.append(f"websocket closed {ws.close_code}")
+    async with (
+        aiohttp.ClientSession() as http_,
+        http_.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws,
+    ):
+        for message in messages:
+            await (ws.send_str(message) if isinstance(message, str) else ws.send_bytes(message))
+        await ws.send_str('{"type":"interrupt"}')  # leave the session with nothing open
+        await ws.close()
+        if ws.close_code not in (None, 1000, 1001):
+            tally.server_errors.append(f"websocket closed {ws.close_code}")
     tally.note(101)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import sys
@@ -176,8 +177,8 @@ async def level(pool: LocalPool, sessions: int, args: argparse.Namespace) -> dic
     windows = [w for s in streams for w in s.windows]
     steady = [w for w in windows if w.first_unit >= args.warmup_s * FPS]
     latencies = [(w.ready_at - w.sent_at) * 1000 for w in windows if w.ready_at is not None]
-    calls = sum(a["calls"] - b["calls"] for a, b in zip(after, before))
-    frames = sum(a["frames"] - b["frames"] for a, b in zip(after, before))
+    calls = sum(a["calls"] - b["calls"] for a, b in zip(after, before, strict=False))
+    frames = sum(a["frames"] - b["frames"] for a, b in zip(after, before, strict=False))
     return {
         "sessions": sessions,
         "missed_deadlines": sum(w.missed for w in steady),
@@ -197,10 +198,8 @@ def _own_cpu_s() -> float:
     me = psutil.Process()
     total = sum(me.cpu_times()[:2])
     for child in me.children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             total += sum(child.cpu_times()[:2])
-        except psutil.NoSuchProcess:
-            pass
     return total
 
 

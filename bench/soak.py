@@ -101,10 +101,10 @@ class AvWatch:
 
     clocks: dict[str, SenderClock] = field(default_factory=lambda: {k: SenderClock(r) for k, r in CLOCK_RATES.items()})
     mappers: dict[str, Any] = field(default_factory=dict)
-    """aiortc's receive-side TimestampMapper per track: frame pts = RTP timestamp − its origin."""
+    """aiortc's receive-side TimestampMapper per track: frame pts = RTP timestamp - its origin."""
     last_audio: float | None = None
     samples: list[tuple[float, float]] = field(default_factory=list)
-    """(local monotonic time, video − audio send time in ms)."""
+    """(local monotonic time, video - audio send time in ms)."""
 
     def attach(self, pc: Any) -> None:
         """Hook each receiver's RTCP handling (aiortc keeps the sender reports to itself)."""

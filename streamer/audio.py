@@ -8,7 +8,9 @@ adds both channels at -3 dB (two full-scale channels give 1.41).
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -136,7 +138,7 @@ class _Resampler:
     def _expected(self) -> int:
         return (self._in * self.to_rate + self.from_rate // 2) // self.from_rate
 
-    def _emit(self, parts) -> np.ndarray:
+    def _emit(self, parts: Iterable[Any]) -> np.ndarray:
         parts = [np.asarray(p, np.float32) for p in parts]
         out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         out = out[: max(0, self._expected() - self._out)]  # never more than the input accounts for
@@ -206,7 +208,8 @@ def _decode_container(source: io.BytesIO, rate: int, max_seconds: float | None) 
 
 
 def _mono(frame: av.AudioFrame) -> np.ndarray:
-    return frame.to_ndarray().mean(axis=0, dtype=np.float32)
+    mono: np.ndarray = frame.to_ndarray().mean(axis=0, dtype=np.float32)
+    return mono
 
 
 def _too_long(seconds: float, limit: float, at_least: bool = False) -> str:

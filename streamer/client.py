@@ -8,6 +8,7 @@ mouth motion visible in the frames (the difference from the idle face).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import json
 import logging
@@ -52,7 +53,7 @@ class Recorder:
             self._video.width, self._video.height, self._video.pix_fmt = frame.width, frame.height, "yuv420p"
         self._t0 = at if self._t0 is None else self._t0
         out = frame.reformat(format="yuv420p")
-        pts = int(round((at - self._t0) * 25))
+        pts = round((at - self._t0) * 25)
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         self._last_pts = pts
@@ -120,7 +121,7 @@ class Client:
         assert self._http is not None
         headers = kwargs.pop("headers", None) or {"Authorization": f"Bearer {self.token}"}
         async with self._http.request(method, self.server + path, headers=headers, **kwargs) as r:
-            body = await r.json(content_type=None)
+            body: dict[str, Any] = await r.json(content_type=None)
             if r.status != expect:
                 raise RuntimeError(f"{method} {path}: {r.status} {body}")
             return body
@@ -209,10 +210,8 @@ class Client:
 
     async def close(self) -> None:
         if self._http is not None and self.session_id:
-            try:
+            with contextlib.suppress(RuntimeError, aiohttp.ClientError):
                 await self.call("DELETE", f"/api/sessions/{self.session_id}")
-            except (RuntimeError, aiohttp.ClientError):
-                pass
         await self.pc.close()
         for task in self._tasks:
             task.cancel()
@@ -241,7 +240,7 @@ def figures(client: Client, spoke_at: float | None, speech_end: float | None) ->
         out["freezes"] = int((gaps > 0.2).sum())
         out["max_frame_gap_ms"] = round(float(gaps.max()) * 1000, 1)
     if spoke_at is not None and r.frames:
-        before = [f for t, f in zip(r.video_times, r.frames) if t < spoke_at]
+        before = [f for t, f in zip(r.video_times, r.frames, strict=True) if t < spoke_at]
         reference = (before[-1] if before else r.frames[0]).astype(np.int16)
         end = speech_end or r.video_times[-1]
         vt, motion = mouth_motion(r, spoke_at, end + 0.5, reference)

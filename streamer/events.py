@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Failed:
     type: Literal["error"] = "error"
 
 
-Event = Union[SpeakingStarted, SpeakingEnded, Interrupted, WelcomeEnded, Closing, Failed]
+Event = SpeakingStarted | SpeakingEnded | Interrupted | WelcomeEnded | Closing | Failed
 
 
 def to_json(event: Event, session_id: str | None = None) -> dict[str, Any]:

@@ -28,7 +28,7 @@ class Received:
     size: tuple[int, int] | None = None
 
     def audio_between(self, start: float, end: float) -> np.ndarray:
-        chunks = [a for t, a in zip(self.audio_times, self.audio) if start <= t < end]
+        chunks = [a for t, a in zip(self.audio_times, self.audio, strict=True) if start <= t < end]
         return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
 
 
@@ -41,7 +41,7 @@ def mouth_motion(received: Received, start: float, end: float, reference: np.nda
     """Arrival times, and how far each frame's most-changed pixels moved from the idle face."""
     times = np.array(received.video_times)
     pick = (times >= start) & (times < end)
-    frames = [f for f, p in zip(received.frames, pick) if p]
+    frames = [f for f, p in zip(received.frames, pick, strict=True) if p]
     diff = np.array([np.quantile(np.abs(f.astype(np.int16) - reference), MOTION_QUANTILE) for f in frames])
     return times[pick], diff
 
@@ -49,7 +49,9 @@ def mouth_motion(received: Received, start: float, end: float, reference: np.nda
 def audio_envelope(received: Received, start: float, end: float) -> tuple[np.ndarray, np.ndarray]:
     times = np.array(received.audio_times)
     pick = (times >= start) & (times < end)
-    rms = np.array([np.sqrt(np.mean(a.astype(np.float64) ** 2)) for a, p in zip(received.audio, pick) if p])
+    rms = np.array(
+        [np.sqrt(np.mean(a.astype(np.float64) ** 2)) for a, p in zip(received.audio, pick, strict=True) if p]
+    )
     return times[pick], rms
 
 
@@ -75,7 +77,7 @@ MOTION_THRESHOLD = 20.0
 
 
 def first_after(times: list[float], values: list[float] | np.ndarray, after: float, threshold: float) -> float | None:
-    for t, v in zip(times, values):
+    for t, v in zip(times, values, strict=True):
         if t >= after and v > threshold:
             return t
     return None

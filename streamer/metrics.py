@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
@@ -25,7 +27,7 @@ def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 @dataclass
@@ -71,7 +73,7 @@ class Metrics:
             key: Gauge(f"streamer_link_{name}", help_, ["session"], registry=r) for key, name, help_ in LINK_GAUGES
         }
 
-    def worker_states(self, devices: list[dict]) -> None:
+    def worker_states(self, devices: list[dict[str, Any]]) -> None:
         for d in devices:
             self.workers_alive.labels(str(d["index"]), d["device"]).set(1 if d["alive"] else 0)
 
@@ -84,10 +86,8 @@ class Metrics:
 
     def link_closed(self, session_id: str) -> None:
         for gauge in self.link.values():
-            try:
+            with contextlib.suppress(KeyError):
                 gauge.remove(session_id)
-            except KeyError:
-                pass
 
     def request(self) -> None:
         self.total_requests += 1

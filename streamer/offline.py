@@ -11,6 +11,7 @@ import logging
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -98,7 +99,7 @@ def _render_all(
         render_s += time.monotonic() - tick
         if features is not None:
             features.append(renderer.audio_tokens(job).cpu().numpy())  # type: ignore[attr-defined]  # MuseTalk only, checked above
-        for position, crop in zip(positions, crops):
+        for position, crop in zip(positions, crops, strict=True):
             writer.add_video(compose(template, int(position), crop))
         writer.add_audio(pcm[start * OUT_SAMPLES_PER_UNIT : (start + len(positions)) * OUT_SAMPLES_PER_UNIT])
     return render_s
@@ -111,7 +112,7 @@ def render_file(
     out: Path,
     save_features: Path | None = None,
     progress: bool = True,
-) -> dict:
+) -> dict[str, Any]:
     """Render `audio` spoken by template `template_id` into `out` (mp4); return the figures.
 
     `save_features`: also write the MuseTalk audio features [T, 50, 384] float32 (np.save).

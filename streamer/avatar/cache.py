@@ -10,6 +10,7 @@ cache) instead of each decoding the source (a 250-frame 1080p loop is 1.5 GB).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -98,10 +99,8 @@ def save(template: PreparedTemplate, cache_dir: Path, source_sha256: str, key: d
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         old = root / f".{template.id}.old.{os.getpid()}"
-        try:
+        with contextlib.suppress(FileNotFoundError):
             final.rename(old)
-        except FileNotFoundError:
-            pass
         try:
             tmp.rename(final)
         except OSError:
@@ -129,7 +128,7 @@ def load(
         return None
     manifest = read_manifest(cache_dir, template_id)
     why = manifest_matches(manifest, source_sha256, key)
-    if why is None:
+    if why is None and manifest is not None:  # no reason given means a manifest was read
         try:
             return _build(manifest, folder, frames)
         except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
@@ -142,7 +141,7 @@ def _map(folder: Path, name: str, spec: dict[str, Any]) -> np.ndarray:
     """One array, memory-mapped read-only, checked against the manifest."""
     if "/" in name or name.startswith("."):
         raise ValueError(f"bad array name {name!r}")
-    a = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+    a: np.ndarray = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
     if list(a.shape) != spec["shape"] or str(a.dtype) != spec["dtype"]:
         raise ValueError(f"array {name} is {a.shape} {a.dtype}, manifest says {spec}")
     return a

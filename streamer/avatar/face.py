@@ -55,7 +55,7 @@ class FaceTrack:
 
 
 def _haar() -> cv2.CascadeClassifier:
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")  # type: ignore[attr-defined]  # cv2.data is not in its stubs
     if cascade.empty():
         raise RuntimeError("OpenCV's Haar face cascade is missing from cv2.data")
     return cascade
@@ -134,7 +134,8 @@ def fan_landmarker(models: Path) -> Landmarker:
         found = fan.get_landmarks_from_image(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
         if not found:
             return None
-        return max(found, key=lambda p: np.ptp(p[:, 0]) * np.ptp(p[:, 1]))[:, :2]
+        best: np.ndarray = max(found, key=lambda p: np.ptp(p[:, 0]) * np.ptp(p[:, 1]))[:, :2]
+        return best
 
     return points
 
@@ -212,7 +213,7 @@ def detect_faces(
         raise BadInput(f"the face in template {name} is too small or outside the frame")
     size = (boxes[:, 2:] - boxes[:, :2]).astype(np.float32)
     if landmarker is not None:
-        frame_mouth = _fill_missing([m if b is not None else None for m, b in zip(mouths, kept)], name)
+        frame_mouth = _fill_missing([m if b is not None else None for m, b in zip(mouths, kept, strict=True)], name)
         mouth_crop = (frame_mouth - boxes[:, :2]) / size * CROP_SIZE
     else:
         mouth_crop = np.tile(np.array(MOUTH_IN_CROP) * CROP_SIZE, (n, 1))

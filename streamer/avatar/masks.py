@@ -33,7 +33,7 @@ def padded_crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
     """`frame[y1:y2, x1:x2]` with black where the box reaches outside the frame (PIL's crop)."""
     h, w = frame.shape[:2]
     x1, y1, x2, y2 = (int(v) for v in box)
-    out = np.zeros((y2 - y1, x2 - x1) + frame.shape[2:], frame.dtype)
+    out = np.zeros((y2 - y1, x2 - x1, *frame.shape[2:]), frame.dtype)
     sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
     if sx2 > sx1 and sy2 > sy1:
         out[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = frame[sy1:sy2, sx1:sx2]
@@ -60,9 +60,10 @@ def jaw_mask(
     # Blurring would let weight leak past the box edge onto the upper face; erode first so the
     # blurred edge stays inside the face box's lower half.
     mask = cv2.erode(mask, np.ones((k, k), np.uint8))
-    return np.clip(cv2.GaussianBlur(mask, (k, k), 0) + 0.5, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(cv2.GaussianBlur(mask, (k, k), 0) + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def jaw_masks(face_boxes: np.ndarray, blend: np.ndarray) -> np.ndarray:
     """[N, 256, 256] uint8 masks, one per frame."""
-    return np.stack([jaw_mask(f, b) for f, b in zip(face_boxes, blend)])
+    return np.stack([jaw_mask(f, b) for f, b in zip(face_boxes, blend, strict=True)])

@@ -17,7 +17,7 @@ def compose(template: PreparedTemplate, position: int, crop: np.ndarray | None) 
     face box ∩ blend box is computed.
     """
     i = template.frame_at(position)
-    frame = template.frames[i]
+    frame: np.ndarray = template.frames[i]
     if crop is None:
         return frame
     fx1, fy1, fx2, fy2 = (int(v) for v in template.face_boxes[i])

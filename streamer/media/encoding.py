@@ -14,6 +14,7 @@ import fractions
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import av
 from aiortc import rtcrtpsender, rtp
@@ -23,6 +24,7 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender
+from av.video.codeccontext import VideoCodecContext
 
 from streamer.media.opus import LeanOpusEncoder, audio_level_dbov
 from streamer.media.rate import BAND, ClampedBitrate
@@ -78,10 +80,10 @@ class TunedH264Encoder(ClampedBitrate, H264Encoder):
 
     def __init__(self, settings: EncoderSettings) -> None:
         super().__init__()
-        self._settings = settings
+        self._settings: EncoderSettings = settings
         self._bitrate = settings.bitrate
 
-    def _open(self, frame: av.VideoFrame) -> av.CodecContext:
+    def _open(self, frame: av.VideoFrame) -> VideoCodecContext:
         if self._settings.h264_codec == "h264_nvenc":
             try:
                 codec = self._context(frame, "h264_nvenc")
@@ -91,8 +93,8 @@ class TunedH264Encoder(ClampedBitrate, H264Encoder):
                 log.warning("NVENC could not open (%s); this session encodes with libx264", exc)
         return self._context(frame, "libx264")
 
-    def _context(self, frame: av.VideoFrame, name: str) -> av.CodecContext:
-        codec = av.CodecContext.create(name, "w")
+    def _context(self, frame: av.VideoFrame, name: str) -> VideoCodecContext:
+        codec = cast(VideoCodecContext, av.CodecContext.create(name, "w"))  # a video codec's context
         codec.width, codec.height = frame.width, frame.height
         codec.bit_rate = self._bitrate
         codec.pix_fmt = "yuv420p"
@@ -134,10 +136,10 @@ class TunedVp8Encoder(ClampedBitrate, Vp8Encoder):
 
     def __init__(self, settings: EncoderSettings) -> None:
         super().__init__()
-        self._settings = settings
+        self._settings: EncoderSettings = settings
         self._bitrate = settings.bitrate
 
-    def _context(self, frame: av.VideoFrame) -> av.CodecContext:
+    def _context(self, frame: av.VideoFrame) -> VideoCodecContext:
         codec = av.CodecContext.create("libvpx", "w")
         codec.width, codec.height = frame.width, frame.height
         codec.bit_rate = self._bitrate
@@ -161,7 +163,9 @@ class TunedVp8Encoder(ClampedBitrate, Vp8Encoder):
         }
         return codec
 
-    def encode(self, frame: av.VideoFrame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+    def encode(  # type: ignore[override]  # aiortc hands a video encoder video frames only
+        self, frame: av.VideoFrame, force_keyframe: bool = False
+    ) -> tuple[list[bytes], int]:
         frame = self._follow(frame)
         if self._stale(self.codec, frame):
             self.codec = None
@@ -175,6 +179,7 @@ class TunedVp8Encoder(ClampedBitrate, Vp8Encoder):
         self._sent(len(data))
         payloads = self._packetize(data, self.picture_id)
         self.picture_id = (self.picture_id + 1) % (1 << 15)
+        assert frame.pts is not None and frame.time_base is not None, "aiortc stamps every frame"
         return payloads, int(frame.pts * frame.time_base / VIDEO_TIME_BASE)
 
 
@@ -224,10 +229,10 @@ def install(settings: EncoderSettings) -> None:
     the same process) only changes the settings new encoders get.
     """
     global _installed
-    if settings == _installed and rtcrtpsender.get_encoder is _factory:
+    if settings == _installed and rtcrtpsender.get_encoder is _factory:  # type: ignore[attr-defined]  # aiortc's hook, not re-exported
         return
     _installed = settings
-    rtcrtpsender.get_encoder = _factory
+    rtcrtpsender.get_encoder = _factory  # type: ignore[attr-defined]  # aiortc's hook, not re-exported
     rtp.compute_audio_level_dbov = audio_level_dbov
     log.info(
         "video encoders: H.264 %s%s, VP8 libvpx cpu-used %d, %d kbit/s ±%d %%",
@@ -243,5 +248,5 @@ def uninstall() -> None:
     """Back to aiortc's stock encoders (the benchmark compares both in one run)."""
     global _installed
     _installed = None
-    rtcrtpsender.get_encoder = aiortc_get_encoder
+    rtcrtpsender.get_encoder = aiortc_get_encoder  # type: ignore[attr-defined]  # aiortc's hook, not re-exported
     rtp.compute_audio_level_dbov = _aiortc_audio_level

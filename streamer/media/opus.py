@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fractions
 import math
+from typing import Any
 
 import av
 import numpy as np
@@ -40,11 +41,14 @@ class LeanOpusEncoder(Encoder):
         self.encoded = 0
         self.reused = 0
 
-    def encode(self, frame: av.AudioFrame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+    def encode(  # type: ignore[override]  # aiortc hands an audio encoder audio frames only
+        self, frame: av.AudioFrame, force_keyframe: bool = False
+    ) -> tuple[list[bytes], int]:
         if not _mono_20ms(frame):
             raise ValueError(f"LeanOpusEncoder takes 20 ms of 48 kHz mono s16, got {frame}")
+        assert frame.pts is not None and frame.time_base is not None, "aiortc stamps every frame"
         timestamp = int(frame.pts * frame.time_base * OUT_RATE)
-        samples = np.frombuffer(frame.planes[0], np.int16, frame.samples)
+        samples = np.frombuffer(frame.planes[0], np.int16, frame.samples)  # type: ignore[call-overload]  # a plane is a buffer; its stubs omit it
         silent = not samples.any()
         self._silent_run = self._silent_run + 1 if silent else 0
         if silent and self._silence is not None and self._silent_run > SETTLE_FRAMES:
@@ -57,7 +61,8 @@ class LeanOpusEncoder(Encoder):
             self._silence = payloads[0]
         return payloads, timestamp
 
-    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
+    def pack(self, packet: av.Packet[Any]) -> tuple[list[bytes], int]:
+        assert packet.pts is not None and packet.time_base is not None, "the codec stamps every packet"
         return [bytes(packet)], int(packet.pts * packet.time_base * OUT_RATE)
 
 
@@ -72,7 +77,8 @@ def _mono_20ms(frame: av.AudioFrame) -> bool:
 
 def audio_level_dbov(frame: av.AudioFrame) -> int:
     """RFC 6465's audio level of a frame, as aiortc's `compute_audio_level_dbov`, in numpy."""
-    samples = np.frombuffer(frame.planes[0], np.int16, frame.samples * len(frame.layout.channels))
+    count = frame.samples * len(frame.layout.channels)
+    samples = np.frombuffer(frame.planes[0], np.int16, count)  # type: ignore[call-overload]  # a plane is a buffer; its stubs omit it
     if not samples.any():
         return MIN_LEVEL
     rms = math.sqrt(float(np.dot(samples.astype(np.float64), samples)) / (frame.samples * 32767 * 32767))

@@ -11,6 +11,7 @@ import time
 from typing import Protocol
 
 import av
+from av.video.codeccontext import VideoCodecContext
 
 from streamer.media.ladder import Ladder, LadderRef
 
@@ -83,7 +84,7 @@ class ClampedBitrate:
             frame = frame.reformat(width=width, height=height)
         return frame
 
-    def _stale(self, codec: av.CodecContext | None, frame: av.VideoFrame) -> bool:
+    def _stale(self, codec: VideoCodecContext | None, frame: av.VideoFrame) -> bool:
         """The open context no longer fits: another size, or another ladder step's bitrate."""
         moved = self._ladder is not None and codec is not None and codec.bit_rate != self._bitrate
         return codec is not None and (frame.width != codec.width or frame.height != codec.height or moved)

@@ -10,6 +10,7 @@ a crop is composed in an executor thread. Both tracks stamp pts from the same un
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import logging
 from collections.abc import Callable
@@ -100,10 +101,8 @@ class MediaPump:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self.video.stop()
         self.audio.stop()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import av
 import cv2
@@ -108,14 +108,15 @@ def _box(template: PreparedTemplate, i: int) -> Box:
 
 def _blend(new: np.ndarray, old: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     mixed = new.astype(np.uint16) * alpha + old.astype(np.uint16) * (255 - alpha) + 127
-    return (mixed // 255).astype(np.uint8)
+    out: np.ndarray = (mixed // 255).astype(np.uint8)
+    return out
 
 
 class YuvTemplate:
     """One template's frames in I420, each converted on first use and then shared by every
     session of the template (use `YuvTemplate.of`); the cached arrays are read-only."""
 
-    _instances: ClassVar[dict[int, tuple[weakref.ref, YuvTemplate]]] = {}
+    _instances: ClassVar[dict[int, tuple[weakref.ref[Any], YuvTemplate]]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, template: PreparedTemplate) -> None:

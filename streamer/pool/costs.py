@@ -85,7 +85,7 @@ def measure(renderer: Renderer, batch_size: int) -> CostCurve:
     template = PreparedTemplate(**{**vars(template), "extras": renderer.prepare(template)})
     sizes = sorted({1, min(8, batch_size), batch_size})
     renderer.render_batch([(template, _probe_job(1))])
-    points = {}
+    points: dict[int, float] = {}
     for size in sizes:
         job = _probe_job(size)
         for _ in range(2):

@@ -28,7 +28,7 @@ TIE_S = 0.005
 
 class Dispatcher:
     def __init__(self, handles: Sequence[Handle]) -> None:
-        self.workers = list(handles)
+        self.workers: Sequence[Handle] = list(handles)
         self._turn = 0
         self.templates: set[str] = set()
         """Templates prepared so far: a restarted worker loads them again."""

@@ -117,7 +117,8 @@ class Handle:
         reply, _ = await self._exchange(job_id, pending, meta, None)
         if not reply["ok"]:
             raise reply_error(reply, f"preparing {template_id} failed")
-        return reply["key"]
+        key: dict[str, str] = reply["key"]
+        return key
 
     def cancel(self, session_id: str) -> None:
         """Fail that session's jobs here at once and have the worker drop them from its queue."""

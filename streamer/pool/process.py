@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing as mp
 import threading
@@ -138,10 +139,8 @@ class ProcessWorker(Handle):
     async def stop(self) -> None:
         alive, self.stats.alive = self.alive, False  # an exit now is not a death
         if self._conn is not None and alive:
-            try:
+            with contextlib.suppress(OSError):
                 self._conn.send_bytes(encode({"op": "stop"}))
-            except OSError:
-                pass
         if self._process is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._process.join, 5)
         self._died()

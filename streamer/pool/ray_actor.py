@@ -42,7 +42,7 @@ class RenderActor:
             self._loop = asyncio.get_running_loop()
             threading.Thread(target=self.server.run, args=(self._send,), name="render", daemon=True).start()
         meta, arrays = decode(payload)
-        future = self._loop.create_future()
+        future: asyncio.Future[bytes] = self._loop.create_future()
         self._waiting[int(meta["id"])] = future
         self.server.submit(meta, arrays)
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 600.0
 
 
-def _ray():
+def _ray() -> Any:  # the ray module, imported on first use (it is optional)
     try:
         import ray
     except ImportError:
@@ -133,6 +134,8 @@ class ActorWorker(Handle):
 
 class RayPool(Dispatcher):
     """Render actors on a Ray cluster, one per GPU, or one per device listed in `devices`."""
+
+    workers: Sequence[ActorWorker]
 
     def __init__(self, settings: Settings, devices: list[str] | None = None) -> None:
         self._settings = settings

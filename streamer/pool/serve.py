@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,11 @@ from streamer.pool.scheduler import Counters, Entry, JobQueue
 from streamer.pool.wire import error_reply, job_from_message
 from streamer.render.base import Renderer
 from streamer.render.registry import create_renderer
+
+if TYPE_CHECKING:
+    from streamer.avatar.prepared import PreparedTemplate
+    from streamer.avatar.sources import TemplateSource
+    from streamer.render.base import RenderJob
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,7 @@ class Server:
         self.curve: CostCurve = measure(self.renderer, settings.batch_size)
         self.queue = JobQueue(settings.batch_size, self.curve.seconds, settings.batch_across_jobs)
         self.counters = Counters()
-        self.templates: dict[str, Any] = {}
+        self.templates: dict[str, PreparedTemplate] = {}
         self._parts: dict[int, list[tuple[int, np.ndarray]]] = {}
         """Crops of the parts rendered so far of each job in the queue, by job id."""
         self._frames: dict[int, int] = {}
@@ -73,7 +78,7 @@ class Server:
             else:
                 send({"type": "started", "ids": [e.id for e in batch]}, None)
                 for entry, reply, crops in self._render(batch):
-                    whole = self._assemble(entry, crops) if reply["ok"] else None
+                    whole = self._assemble(entry, crops) if reply["ok"] and crops is not None else None
                     if reply["ok"] and whole is None:
                         continue  # more parts to come, or its job was cancelled
                     self._frames.pop(entry.id, None)
@@ -100,9 +105,10 @@ class Server:
     def _render(self, batch: list[Entry]) -> list[tuple[Entry, dict[str, Any], np.ndarray | None]]:
         """Each entry's reply; a failed batch is retried job by job, so one bad job fails alone."""
         started = time.monotonic()
+        out: list[tuple[Entry, dict[str, Any], np.ndarray | None]]
         try:
-            crops = self.renderer.render_batch([(self._template(e.job.template_id), e.job) for e in batch])
-            out = [(e, {"ok": True, "queue": self.queue.depth()}, c) for e, c in zip(batch, crops)]
+            crops = self.renderer.render_batch([(self._template(_job(e).template_id), _job(e)) for e in batch])
+            out = [(e, {"ok": True, "queue": self.queue.depth()}, c) for e, c in zip(batch, crops, strict=True)]
         except Exception as exc:
             if len(batch) > 1:
                 return [r for e in batch for r in self._render([e])]
@@ -128,7 +134,7 @@ class Server:
                 log.exception("preparing failed")
             return {"type": "done", "id": entry.id, **error_reply(exc)}
 
-    def _source(self, template_id: str):
+    def _source(self, template_id: str) -> TemplateSource:
         from streamer.avatar.sources import discover
 
         sources = discover(self.settings.templates_dir)
@@ -136,7 +142,7 @@ class Server:
             raise NotFound(f"unknown template {template_id!r}")
         return sources[template_id]
 
-    def _template(self, template_id: str, force: bool = False):
+    def _template(self, template_id: str, force: bool = False) -> PreparedTemplate:
         from streamer.render.prepare import load_or_prepare
 
         if force or template_id not in self.templates:
@@ -149,3 +155,9 @@ class Server:
                 models=self.settings.models,
             )
         return self.templates[template_id]
+
+
+def _job(entry: Entry) -> RenderJob:
+    """The render job of an entry of a render batch (control entries come alone, never here)."""
+    assert entry.job is not None, "a render batch holds render jobs only"
+    return entry.job

@@ -50,7 +50,7 @@ def decode(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 def job_message(job: RenderJob, due_in_s: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The header and arrays of a render job (`due_in_s` as of sending; null when never due)."""
-    meta = {
+    meta: dict[str, Any] = {
         "op": "render",
         "template_id": job.template_id,
         "first_unit": int(job.first_unit),
@@ -58,7 +58,10 @@ def job_message(job: RenderJob, due_in_s: float) -> tuple[dict[str, Any], dict[s
         "session_id": job.session_id,
         "due_in_s": due_in_s if math.isfinite(due_in_s) else None,
     }
-    arrays = {"positions": np.asarray(job.positions, dtype=np.int64), "audio": job.audio.astype(np.float32, copy=False)}
+    arrays: dict[str, np.ndarray] = {
+        "positions": np.asarray(job.positions, dtype=np.int64),
+        "audio": job.audio.astype(np.float32, copy=False),
+    }
     return meta, arrays
 
 

@@ -48,7 +48,7 @@ def _raw_opening(chunk: np.ndarray) -> float:
     x = np.zeros(MODEL_SAMPLES_PER_UNIT, np.float32)
     x[: chunk.size] = chunk
     rms = float(np.sqrt(np.mean(x * x)))
-    level = (20 * np.log10(rms + 1e-9) - GATE_DB) / (FULL_DB - GATE_DB)
+    level = float((20 * np.log10(rms + 1e-9) - GATE_DB) / (FULL_DB - GATE_DB))
     if level <= 0:
         return 0.0
     power = np.abs(np.fft.rfft(x * _HANN)) ** 2
@@ -73,7 +73,8 @@ def openings(audio: np.ndarray, first_unit: int, count: int) -> np.ndarray:
 
 def _smoothstep(t: np.ndarray) -> np.ndarray:
     t = np.clip(t, 0.0, 1.0)
-    return t * t * (3 - 2 * t)
+    out: np.ndarray = t * t * (3 - 2 * t)
+    return out
 
 
 def speak(crop: np.ndarray, mouth: tuple[float, float], opening: float) -> np.ndarray:

@@ -150,7 +150,8 @@ def _faces(
     FAN landmarks when installed under `models`, else Haar boxes."""
     own = getattr(renderer, "faces", None)
     if own is not None:
-        return own(frames, name, update)
+        track: FaceTrack = own(frames, name, update)
+        return track
     if has_fan(models):
         return detect_faces(frames, name, fan_landmarker(models), update, source="fan")  # type: ignore[arg-type]
     return detect_faces(frames, name, None, update)

@@ -86,9 +86,9 @@ def devices(settings: Settings) -> list[str]:
     if renderer_name(settings) == "sim":
         return ["sim:0"]
     if renderer_name(settings) == "musetalk":
-        count = _cuda_count()
-        if count:
-            return [f"cuda:{i}" for i in range(count)]
+        cuda = _cuda_count()
+        if cuda:
+            return [f"cuda:{i}" for i in range(cuda)]
     return ["cpu"]
 
 

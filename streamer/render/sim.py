@@ -64,7 +64,9 @@ class SimRenderer:
 
     def _looks(self, template: PreparedTemplate, job: RenderJob) -> np.ndarray:
         levels = np.ceil(openings(job.audio, job.first_unit, job.frames) * (LEVELS - 1)).astype(int)
-        crops = [self._crop(template, template.frame_at(int(p)), int(k)) for p, k in zip(job.positions, levels)]
+        crops = [
+            self._crop(template, template.frame_at(int(p)), int(k)) for p, k in zip(job.positions, levels, strict=True)
+        ]
         return np.stack(crops) if crops else np.empty((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)
 
     def _crop(self, template: PreparedTemplate, frame: int, level: int) -> np.ndarray:

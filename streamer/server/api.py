@@ -86,7 +86,7 @@ async def list_templates(request: web.Request) -> web.Response:
 @routes.get("/api/templates/{template_id}/preview.jpg")
 async def preview(request: web.Request) -> web.Response:
     template = request.app[SESSIONS].template(request.match_info["template_id"])
-    ok, data = cv2.imencode(".jpg", template.frames[0], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    _ok, data = cv2.imencode(".jpg", template.frames[0], [cv2.IMWRITE_JPEG_QUALITY, 85])
     return web.Response(body=data.tobytes(), content_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
 

@@ -8,6 +8,7 @@ import re
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from aiohttp import web
 
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 WEB_FILE = re.compile(r"[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico|webmanifest)")
 
 
-def load_cached(source: TemplateSource, cache_dir, key: dict[str, str]) -> PreparedTemplate:
+def load_cached(source: TemplateSource, cache_dir: Path, key: dict[str, str]) -> PreparedTemplate:
     """The template a worker has just prepared, read back from the cache by the web process."""
     folder = renderer_cache(cache_dir, key["renderer"])
     template = cache.load(folder, source.id, None, file_sha256(source.path), key)  # frames mapped

@@ -75,7 +75,7 @@ class Grants:
     def mint(self, templates: tuple[str, ...], ttl_s: float, max_session_s: float | None = None) -> tuple[str, int]:
         """The signed grant and its expiry (unix seconds)."""
         now = int(self._clock())
-        expires = now + max(1, int(round(ttl_s)))
+        expires = now + max(1, round(ttl_s))
         claims: dict[str, Any] = {
             "aud": AUDIENCE,
             "iat": now,

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -116,7 +117,7 @@ async def forwarded(request: web.Request, handler: Handler) -> web.StreamRespons
     proxies = request.app[SETTINGS].trusted_proxies
     if not proxies or not trusted(request.remote, proxies):
         return await handler(request)
-    changes: dict[str, str] = {}
+    changes: dict[str, Any] = {}  # clone's keyword arguments, of several types
     remote = client_address(request.headers.get("X-Forwarded-For"), proxies)
     proto = _last(request.headers.get("X-Forwarded-Proto"))
     host = _last(request.headers.get("X-Forwarded-Host"))

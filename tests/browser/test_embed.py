@@ -82,7 +82,9 @@ def test_the_element_connects_plays_speaks_and_interrupts(embed_page) -> None:
             f"""async () => {{
               const view = new DataView(new ArrayBuffer(64000));
               for (let i = 0; i < 32000; i++) {{
-                view.setInt16(2 * i, Math.round(8000 * Math.sin(2 * Math.PI * 220 * i / 16000)), {str(little_endian).lower()});
+                view.setInt16(
+                  2 * i, Math.round(8000 * Math.sin(2 * Math.PI * 220 * i / 16000)), {str(little_endian).lower()}
+                );
               }}
               return {ELEMENT}.speak(view.buffer, '{content_type}');
             }}"""

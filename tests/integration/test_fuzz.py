@@ -109,11 +109,14 @@ async def test_text_with_a_lone_surrogate_is_a_400(server):
     try:
         await viewer.connect("astronaut")
         body = b'{"text": "hello \\ud800 there"}'  # valid JSON, not valid Unicode
-        async with aiohttp.ClientSession() as http, http.post(
-            f"{server.url}/api/sessions/{viewer.session_id}/say",
-            data=body,
-            headers={"Authorization": f"Bearer {viewer.token}", "Content-Type": "application/json"},
-        ) as r:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{server.url}/api/sessions/{viewer.session_id}/say",
+                data=body,
+                headers={"Authorization": f"Bearer {viewer.token}", "Content-Type": "application/json"},
+            ) as r,
+        ):
             assert r.status == 400 and "Unicode" in (await r.json())["error"]
     finally:
         await viewer.close()

@@ -34,10 +34,12 @@ class Keyed:
         headers = dict(kw.pop("headers", {}))
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer}"
-        async with aiohttp.ClientSession() as http:
-            async with http.request(method, self.url + path, headers=headers, **kw) as r:
-                body = await r.json(content_type=None) if r.content_type == "application/json" else {}
-                return r.status, body, dict(r.headers)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, self.url + path, headers=headers, **kw) as r,
+        ):
+            body = await r.json(content_type=None) if r.content_type == "application/json" else {}
+            return r.status, body, dict(r.headers)
 
     async def grant(self, **body) -> str:
         status, reply, _ = await self.request("POST", "/api/grants", KEY, json={"templates": [TEMPLATE], **body})
@@ -147,9 +149,11 @@ async def test_ops_endpoints_say_little_without_the_key(keyed):
         status, _, _ = await keyed.request("GET", "/metrics")
         assert status == 401
         for token in (KEY, METRICS_TOKEN):
-            async with aiohttp.ClientSession() as http:
-                async with http.get(keyed.url + "/metrics", headers={"Authorization": f"Bearer {token}"}) as r:
-                    assert r.status == 200 and "streamer_worker_alive" in await r.text()
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(keyed.url + "/metrics", headers={"Authorization": f"Bearer {token}"}) as r,
+            ):
+                assert r.status == 200 and "streamer_worker_alive" in await r.text()
         status, ready, _ = await keyed.request("GET", "/readyz")
         assert status == 200 and set(ready) == {"ready", "phase", "at_capacity"} and ready["phase"] == "ready"
     finally:

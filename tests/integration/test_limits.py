@@ -36,18 +36,21 @@ async def test_one_live_stream_at_a_time_per_session(server):
     try:
         await client.connect(TEMPLATE)
         url = f"{server.url}/api/sessions/{client.session_id}/audio?token={client.token}"
-        async with aiohttp.ClientSession() as http:
-            async with http.ws_connect(url) as first, http.ws_connect(url) as second:
-                await first.send_json({"type": "start", "sample_rate": 16000})
-                assert (await first.receive_json())["type"] == "started"
-                await second.send_json({"type": "start", "sample_rate": 16000})
-                refused = await second.receive_json()
-                assert refused["type"] == "error" and refused["status"] == 429
-                await first.send_bytes(b"\x00" * 70000)  # over max_ws_bytes (64 KiB)
-                too_big = await first.receive_json()
-                assert too_big["status"] == 413
-                await first.send_json({"type": "end"})
-                assert (await first.receive_json())["type"] == "ended"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(url) as first,
+            http.ws_connect(url) as second,
+        ):
+            await first.send_json({"type": "start", "sample_rate": 16000})
+            assert (await first.receive_json())["type"] == "started"
+            await second.send_json({"type": "start", "sample_rate": 16000})
+            refused = await second.receive_json()
+            assert refused["type"] == "error" and refused["status"] == 429
+            await first.send_bytes(b"\x00" * 70000)  # over max_ws_bytes (64 KiB)
+            too_big = await first.receive_json()
+            assert too_big["status"] == 413
+            await first.send_json({"type": "end"})
+            assert (await first.receive_json())["type"] == "ended"
     finally:
         await client.close()
 

@@ -33,7 +33,7 @@ async def test_a_musetalk_session_speaks_over_webrtc(musetalk_settings, tmp_path
             started = time.monotonic()
             await client.wait_event("speaking_ended", reply["utterance_id"], timeout=120)
             r = client.received
-            idle = [f for t, f in zip(r.video_times, r.frames) if t < sent][-1].astype(np.int16)
+            idle = [f for t, f in zip(r.video_times, r.frames, strict=True) if t < sent][-1].astype(np.int16)
             _, moved = mouth_motion(r, started, time.monotonic(), idle)
             # Every one of the 30 units showed MuseTalk's crop (slower than real time on the CPU:
             # stalls show the still face in between, and the utterance resumes in sync).

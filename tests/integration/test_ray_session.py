@@ -58,7 +58,7 @@ async def test_a_session_on_ray_speaks_in_sync_and_survives_a_killed_actor(ray_s
         os.kill(pid, signal.SIGKILL)  # mid-stream
         await client.wait_event("speaking_ended", reply["utterance_id"], timeout=60)
         ended = time.monotonic()
-        idle = [f for t, f in zip(r.video_times, r.frames) if t < sent][-1].astype(np.int16)
+        idle = [f for t, f in zip(r.video_times, r.frames, strict=True) if t < sent][-1].astype(np.int16)
         offset = av_offset_ms(r, sent, ended + 0.3, idle)
         assert offset is not None and abs(offset) <= 80  # in sync
         for _ in range(600):  # until Ray has restarted it and it answered

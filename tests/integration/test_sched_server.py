@@ -31,10 +31,12 @@ def small_server(cache_dir):
 
 
 async def offer(url: str) -> aiohttp.ClientResponse:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(url + "/api/sessions", json={"template": TEMPLATE, "sdp": "v=0", "type": "offer"}) as r:
-            await r.read()
-            return r
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url + "/api/sessions", json={"template": TEMPLATE, "sdp": "v=0", "type": "offer"}) as r,
+    ):
+        await r.read()
+        return r
 
 
 async def test_the_session_past_capacity_is_refused_and_the_admitted_one_keeps_its_deadlines(small_server, speech_wav):

@@ -80,7 +80,7 @@ async def test_speech_is_heard_lip_synced_and_the_face_rests_in_silence(server, 
         assert normalised_xcorr_peak(heard, decode_file(speech_wav, r.audio_rate)) > 0.6
 
         # The mouth moves while it speaks, and rests in the silence after.
-        idle = [f for t, f in zip(r.video_times, r.frames) if t < sent][-1].astype(np.int16)
+        idle = [f for t, f in zip(r.video_times, r.frames, strict=True) if t < sent][-1].astype(np.int16)
         _, speaking = mouth_motion(r, started, ended, idle)
         _, resting = mouth_motion(r, ended + 0.2, time.monotonic(), idle)
         assert (speaking > MOVING).mean() > 0.3
@@ -130,7 +130,7 @@ async def test_two_sessions_stay_independent(server, speech_wav):
     try:
         await b.wait_event("welcome_ended", timeout=30)
         quiet_from = time.monotonic()
-        reply, _, _, _ = await speak_and_wait(a, speech_wav)
+        _reply, _, _, _ = await speak_and_wait(a, speech_wav)
         _, rms_b = audio_envelope(b.received, quiet_from, time.monotonic())
         assert len(rms_b) > 50 and rms_b.max() < SPEECH_RMS
         assert not any(e.get("type") == "speaking_started" for _, e in b.received.events)

@@ -119,12 +119,12 @@ def test_video_boxes_are_smooth(tracks):
 
 def test_no_face_is_bad_input():
     blank = np.full((2, 128, 128, 3), 127, np.uint8)
-    with pytest.raises(BadInput, match="blank.mp4"):
+    with pytest.raises(BadInput, match=r"blank\.mp4"):
         detect_faces(blank, "blank.mp4")
 
 
 def test_blend_box_and_mask(tracks):
-    frames, track = tracks["astronaut"]
+    _frames, track = tracks["astronaut"]
     blend = blend_boxes(track.boxes)
     fb, bb = track.boxes[0], blend[0]
     assert bb[0] <= fb[0] and bb[1] <= fb[1] and bb[2] >= fb[2] and bb[3] >= fb[3]

@@ -237,7 +237,7 @@ async def test_jobs_carry_deadlines_from_playout():
     await h.play(1)
     first, *later = h.pool.jobs
     assert first.due_in_s == pytest.approx(0.0)
-    assert all(b.due_in_s > a.due_in_s for a, b in zip(h.pool.jobs, later))
+    assert all(b.due_in_s > a.due_in_s for a, b in zip(h.pool.jobs, later, strict=False))
     assert later[0].due_in_s == pytest.approx(first.frames / 25)
     await h.close()
 

@@ -130,7 +130,7 @@ def test_parsed_masks_at_each_frame_edge_use_the_padded_square(tmp_path: Path) -
     faces = np.array([[0, 60, 100, 170], [220, 60, 320, 170], [110, 0, 210, 110], [110, 130, 210, 240]], np.int32)
     blend = blend_boxes(faces)
     masks = parser.masks(np.stack([frame] * 4), faces, blend)
-    for face, box, mask in zip(faces, blend, masks):
+    for face, box, mask in zip(faces, blend, masks, strict=True):
         crop = cv2.resize(padded_crop(frame, box), (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR)
         expected = blend_mask(jaw_region(parser.labels(crop[None])[0]), face, box)
         assert np.array_equal(mask, expected)

@@ -21,7 +21,7 @@ from streamer.render.prepare import is_fresh, load_or_prepare
 def _perturb(path: Path) -> None:
     """Same structure, different weights: the first floating tensor moves by 0.5."""
     data = torch.load(path, weights_only=True)
-    state = data["state_dict"] if "state_dict" in data else data
+    state = data.get("state_dict", data)
     key = next(k for k, v in state.items() if v.is_floating_point())
     state[key] = state[key] + 0.5
     torch.save(data, path)

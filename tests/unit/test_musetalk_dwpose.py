@@ -37,7 +37,7 @@ def test_tiny_weights_load_strictly_and_bad_files_are_refused(tmp_path: Path) ->
     checkpoint = torch.load(path, weights_only=True)
     del checkpoint["state_dict"]["head.gau.beta"]
     torch.save(checkpoint, path)
-    with pytest.raises(ModelError, match="dw-ll_ucoco_384.pth.*missing keys: head.gau.beta"):
+    with pytest.raises(ModelError, match=r"dw-ll_ucoco_384\.pth.*missing keys: head\.gau\.beta"):
         load_dwpose(path)
     path.write_bytes(b"truncated")
     with pytest.raises(ModelError, match="cannot read weights"):

@@ -87,7 +87,7 @@ def test_a_missing_file_is_named(models: Path) -> None:
 
 
 def test_v10_is_refused_clearly(models: Path) -> None:
-    with pytest.raises(ModelError, match="v1.0 is not supported"):
+    with pytest.raises(ModelError, match=r"v1\.0 is not supported"):
         find_layout(models, "v10")
 
 

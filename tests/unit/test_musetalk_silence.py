@@ -6,6 +6,8 @@ tails fade to -60 dBFS), not judged by the VAD under test.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from streamer.render.musetalk.silence import EDGE, MIN_REST_UNITS, model_weights, rest_weights
@@ -54,7 +56,7 @@ def test_no_rest_frame_inside_voiced_audio_and_pauses_rest() -> None:
         assert np.array_equal(weights, rest_weights(audio, 0, units, True))  # windows agree
         for a, b in spans:
             assert np.all(weights[a:b] == 1.0), (seed, a, b, weights[a:b])
-        gaps = [(b, c) for (_, b), (c, _) in zip(spans, spans[1:])]
+        gaps = [(b, c) for (_, b), (c, _) in itertools.pairwise(spans)]
         for b, c in gaps:
             if c - b >= MIN_REST_UNITS + 4:  # a clear pause (VAD hangover aside) rests
                 assert np.any(weights[b:c] == 0.0), (seed, b, c, weights[b:c])

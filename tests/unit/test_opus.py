@@ -37,7 +37,10 @@ def test_speech_then_silence_decodes_to_what_was_sent_one_packet_per_frame():
     assert stamps == [n * 960 for n in range(50)]
     pcm = np.concatenate(out).astype(np.float64)
     assert len(pcm) == len(audio)
-    level = lambda x: np.sqrt(np.mean(np.asarray(x, np.float64) ** 2))
+
+    def level(x: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)))
+
     assert 0.8 < level(pcm[960 * 4 : 960 * 16]) / level(tone[960 * 4 : 960 * 16]) < 1.2  # the tone
     assert level(pcm[960 * 30 :]) < 5  # the silence stays silent
     assert encoder.reused == 30 - SETTLE_FRAMES  # after settling, silence costs no encoding

@@ -65,7 +65,7 @@ def test_musetalk_batched_equals_unbatched_across_sessions_and_templates(musetal
     items = jobs([template(musetalk, "one", 1), template(musetalk, "two", 2)])
     batched = musetalk.render_batch(items)  # 18 frames of four jobs: calls of 8, 8 and 2
     assert [c.shape[0] for c in batched] == [3, 4, 5, 6]
-    for (t, job), crops in zip(items, batched):
+    for (t, job), crops in zip(items, batched, strict=True):
         alone = musetalk.render(t, job)
         assert np.abs(crops.astype(int) - alone.astype(int)).max() <= 1  # ≤ 1/255 per pixel
     # It is really their own: a job's crops differ from another's over the same frames.
@@ -75,5 +75,5 @@ def test_musetalk_batched_equals_unbatched_across_sessions_and_templates(musetal
 def test_lite_batches_the_same_way():
     lite = LiteRenderer()
     items = jobs([template(lite, "one", 1), template(lite, "two", 2)])
-    for (t, job), crops in zip(items, lite.render_batch(items)):
+    for (t, job), crops in zip(items, lite.render_batch(items), strict=True):
         assert np.array_equal(crops, lite.render(t, job))

@@ -35,7 +35,7 @@ def test_scale_bench_raises_sessions_until_a_miss_and_reports_every_figure(capsy
         "valid",
     ):
         assert key in result, key
-    assert [level["sessions"] for level in result["levels"]][0] == 1
+    assert next(level["sessions"] for level in result["levels"]) == 1
     assert all(level["windows"] >= 3 * level["sessions"] for level in result["levels"])
     assert result["model_sessions_per_device"] == round(32 / (20 + 32) * 1000 / 25, 2)
     if result["sessions_total"]:

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -21,7 +23,7 @@ def _voiced(seconds: float, rng: np.random.Generator, f0: float = 130.0) -> np.n
 def _assert_tiles(windows: list[Window], total_units: int) -> None:
     assert windows, "no windows"
     assert windows[0].first_unit == 0
-    for before, after in zip(windows, windows[1:]):
+    for before, after in itertools.pairwise(windows):
         assert after.first_unit == before.first_unit + before.units
     assert all(w.units > 0 for w in windows)
     assert windows[-1].first_unit + windows[-1].units == total_units

@@ -45,7 +45,7 @@ def speech_crops(template, units: int = 12) -> np.ndarray:
 
 
 def errors(template, position: int, crop: np.ndarray) -> dict[str, tuple[int, float]]:
-    """Max and mean |YUV path − BGR path then libswscale| per plane."""
+    """Max and mean |YUV path - BGR path then libswscale| per plane."""
     ref = planes(swscale_i420(compose(template, position, crop)))
     got = planes(compose_i420(template, position, crop))
     return {
@@ -53,7 +53,7 @@ def errors(template, position: int, crop: np.ndarray) -> dict[str, tuple[int, fl
             int(np.abs(a.astype(int) - b).max()),
             float(np.abs(a.astype(int) - b).mean()),
         )
-        for name, a, b in zip("YUV", got, ref)
+        for name, a, b in zip("YUV", got, ref, strict=True)
     }
 
 
@@ -117,7 +117,7 @@ def test_welcome_crops_are_blended_once_per_process(photo, monkeypatch):
     first = [compose_i420(template, k, clip.crops[k]).copy() for k in range(4)]
     again = [compose_i420(template, k, clip.crops[k]) for k in range(4)]
     assert len(calls) == 4  # the second pass reused every patch
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     other = crops[1].copy()  # same pixels, not the clip's array: blended afresh
     assert np.array_equal(compose_i420(template, 1, other), first[1]) and len(calls) == 5
 

@@ -37,7 +37,7 @@ def render_batch(renderer: MuseTalkRenderer, items: Sequence[tuple[PreparedTempl
     total = sum(len(f) for f in frames)
     out = torch.empty((total, CROP_SIZE, CROP_SIZE, 3), dtype=torch.uint8, pin_memory=renderer._pin)
     if total:
-        latents = np.concatenate([_latents(t)[f] for (t, _), f in zip(items, frames)])
+        latents = np.concatenate([_latents(t)[f] for (t, _), f in zip(items, frames, strict=True)])
         tokens = torch.cat([renderer.audio_tokens(j) for _, j in items if j.frames])
         tokens = (tokens.to(renderer.pe.dtype) + renderer.pe).to(renderer.unet_dtype)
         for start in range(0, total, renderer.batch_size):
@@ -48,7 +48,7 @@ def render_batch(renderer: MuseTalkRenderer, items: Sequence[tuple[PreparedTempl
             torch.cuda.synchronize(renderer.device)
     crops = out.numpy()
     results, start = [], 0
-    for (template, job), f in zip(items, frames):
+    for (template, job), f in zip(items, frames, strict=True):
         mine = crops[start : start + len(f)]
         start += len(f)
         results.append(rest_in_silence(template, job, f, mine) if renderer.rest_in_silence else mine)

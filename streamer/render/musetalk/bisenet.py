@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional
 
 from streamer.avatar.masks import BLUR_RATIO, UPPER_BOUNDARY_RATIO, padded_crop
 from streamer.errors import ModelError
@@ -51,8 +51,12 @@ class BasicBlock(nn.Module):
             self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+        y = self.bn2(self.conv2(functional.relu(self.bn1(self.conv1(x)))))
+        return functional.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+def _layer(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1))
 
 
 class ResNet18(nn.Module):
@@ -60,12 +64,13 @@ class ResNet18(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        widths = [(64, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2)]
-        for i, (cin, cout, stride) in enumerate(widths, start=1):
-            self.add_module(f"layer{i}", nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
+        self.layer1 = _layer(64, 64, 1)
+        self.layer2 = _layer(64, 128, 2)
+        self.layer3 = _layer(128, 256, 2)
+        self.layer4 = _layer(256, 512, 2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        x = functional.max_pool2d(functional.relu(self.bn1(self.conv1(x))), 3, 2, 1)
         s8 = self.layer2(self.layer1(x))
         s16 = self.layer3(s8)
         return s8, s16, self.layer4(s16)
@@ -80,7 +85,8 @@ class AttentionRefinement(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.conv(x)
-        return feat * torch.sigmoid(self.bn_atten(self.conv_atten(feat.mean((2, 3), keepdim=True))))
+        out: torch.Tensor = feat * torch.sigmoid(self.bn_atten(self.conv_atten(feat.mean((2, 3), keepdim=True))))
+        return out
 
 
 class ContextPath(nn.Module):
@@ -96,9 +102,9 @@ class ContextPath(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s8, s16, s32 = self.resnet(x)
         context = self.conv_avg(s32.mean((2, 3), keepdim=True))
-        up32 = F.interpolate(self.arm32(s32) + context, size=s16.shape[2:], mode="nearest")
+        up32 = functional.interpolate(self.arm32(s32) + context, size=s16.shape[2:], mode="nearest")
         up32 = self.conv_head32(up32)
-        up16 = F.interpolate(self.arm16(s16) + up32, size=s8.shape[2:], mode="nearest")
+        up16 = functional.interpolate(self.arm16(s16) + up32, size=s8.shape[2:], mode="nearest")
         return s8, self.conv_head16(up16)
 
 
@@ -111,8 +117,9 @@ class FeatureFusion(nn.Module):
 
     def forward(self, spatial: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         feat = self.convblk(torch.cat([spatial, context], dim=1))
-        atten = torch.sigmoid(self.conv2(F.relu(self.conv1(feat.mean((2, 3), keepdim=True)))))
-        return feat * atten + feat
+        atten = torch.sigmoid(self.conv2(functional.relu(self.conv1(feat.mean((2, 3), keepdim=True)))))
+        out: torch.Tensor = feat * atten + feat
+        return out
 
 
 class Head(nn.Module):
@@ -122,7 +129,8 @@ class Head(nn.Module):
         self.conv_out = nn.Conv2d(mid, classes, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_out(self.conv(x))
+        out: torch.Tensor = self.conv_out(self.conv(x))
+        return out
 
 
 class BiSeNet(nn.Module):
@@ -139,7 +147,7 @@ class BiSeNet(nn.Module):
         """[B, classes, H, W] logits of [B, 3, H, W] ImageNet-normalised RGB."""
         spatial, context = self.cp(x)
         logits = self.conv_out(self.ffm(spatial, context))
-        return F.interpolate(logits, size=x.shape[2:], mode="bilinear", align_corners=True)
+        return functional.interpolate(logits, size=x.shape[2:], mode="bilinear", align_corners=True)
 
 
 def load_bisenet(path: Path) -> BiSeNet:
@@ -173,8 +181,8 @@ _CHEEKS[:, PARSE_SIZE // 2 - CHEEK_WIDTH + 1 : PARSE_SIZE // 2 + CHEEK_WIDTH] = 
 def jaw_region(labels: np.ndarray) -> np.ndarray:
     """[512, 512] uint8 (0/255) "jaw" region of a [512, 512] label map."""
     skin = np.where(labels == SKIN, 255, 0).astype(np.uint8)
-    dilated = cv2.dilate(skin, _CONE, iterations=1)
-    narrowed = cv2.erode(dilated, _CHEEK, iterations=2)
+    dilated: np.ndarray = cv2.dilate(skin, _CONE, iterations=1)
+    narrowed: np.ndarray = cv2.erode(dilated, _CHEEK, iterations=2)
     region = (narrowed & _CHEEKS) | (dilated & ~_CHEEKS)
     keep = ((region == 255) & (labels != NOSE)) | np.isin(labels, (MOUTH, UPPER_LIP, LOWER_LIP))
     return np.where(keep, 255, 0).astype(np.uint8)
@@ -210,7 +218,8 @@ class FaceParser:
         """[B, 512, 512] uint8 class of each pixel of [B, 512, 512, 3] BGR crops."""
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
         x = (x.flip(-1).permute(0, 3, 1, 2).float() / 255.0 - self.mean) / self.std
-        return self.net(x.contiguous()).argmax(1).to(torch.uint8).cpu().numpy()
+        out: np.ndarray = self.net(x.contiguous()).argmax(1).to(torch.uint8).cpu().numpy()
+        return out
 
     def masks(self, frames: np.ndarray, face_boxes: np.ndarray, blend_boxes: np.ndarray, batch: int = 8) -> np.ndarray:
         """[N, 256, 256] uint8 blend masks, one per frame."""
@@ -227,6 +236,6 @@ class FaceParser:
                         padded_crop(frames[i], blend_boxes[i]), (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR
                     )
                 )
-            for i, labels in zip(index, self.labels(np.stack(crops))):
+            for i, labels in zip(index, self.labels(np.stack(crops)), strict=True):
                 out[i] = blend_mask(jaw_region(labels), face_boxes[i], blend_boxes[i])
         return out

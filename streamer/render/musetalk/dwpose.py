@@ -2,8 +2,8 @@
 attention unit, matching the official `dwpose/dw-ll_ucoco_384.pth` state dict.
 
 Written from the published architecture (mmpose's CSPNeXt P5 arch, widen 1.0 / deepen 1.0,
-channel attention, SyncBN (eps 1e-5; plain BatchNorm at inference) + SiLU; RTMCCHead with a 7×7 final conv, ScaleNorm + linear to 256, one
-self-attention GAU with s = 128, SimCC split ratio 2). Only inference is implemented.
+channel attention, SyncBN (eps 1e-5; plain BatchNorm at inference) + SiLU; RTMCCHead with a 7×7 final conv,
+ScaleNorm + linear to 256, one self-attention GAU with s = 128, SimCC split ratio 2). Only inference is implemented.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional
 
 from streamer.errors import ModelError
 from streamer.render.musetalk.layout import load_strict, read_state_dict
@@ -55,7 +55,7 @@ class ConvModule(nn.Module):
         self.bn = nn.BatchNorm2d(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.silu(self.bn(self.conv(x)))
+        return functional.silu(self.bn(self.conv(x)))
 
 
 class DepthwiseSeparable(nn.Module):
@@ -65,7 +65,8 @@ class DepthwiseSeparable(nn.Module):
         self.pointwise_conv = ConvModule(cin, cout, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pointwise_conv(self.depthwise_conv(x))
+        out: torch.Tensor = self.pointwise_conv(self.depthwise_conv(x))
+        return out
 
 
 class CSPNeXtBlock(nn.Module):
@@ -77,7 +78,8 @@ class CSPNeXtBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(self.conv1(x))
-        return out + x if self.identity else out
+        result: torch.Tensor = out + x if self.identity else out
+        return result
 
 
 class ChannelAttention(nn.Module):
@@ -86,7 +88,7 @@ class ChannelAttention(nn.Module):
         self.fc = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * F.hardsigmoid(self.fc(x.mean((2, 3), keepdim=True)))
+        return x * functional.hardsigmoid(self.fc(x.mean((2, 3), keepdim=True)))
 
 
 class CSPLayer(nn.Module):
@@ -101,7 +103,8 @@ class CSPLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         both = torch.cat([self.blocks(self.main_conv(x)), self.short_conv(x)], dim=1)
-        return self.final_conv(self.attention(both))
+        out: torch.Tensor = self.final_conv(self.attention(both))
+        return out
 
 
 class SPPBottleneck(nn.Module):
@@ -114,8 +117,9 @@ class SPPBottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
-        pooled = [F.max_pool2d(x, k, 1, k // 2) for k in self.kernels]
-        return self.conv2(torch.cat([x, *pooled], dim=1))
+        pooled = [functional.max_pool2d(x, k, 1, k // 2) for k in self.kernels]
+        out: torch.Tensor = self.conv2(torch.cat([x, *pooled], dim=1))
+        return out
 
 
 class CSPNeXt(nn.Module):
@@ -151,7 +155,8 @@ class ScaleNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) * self.scale
-        return x / norm.clamp(min=self.eps) * self.g
+        out: torch.Tensor = x / norm.clamp(min=self.eps) * self.g
+        return out
 
 
 class Scale(nn.Module):
@@ -177,10 +182,11 @@ class GAU(nn.Module):
         self.res_scale = Scale(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u, v, base = torch.split(F.silu(self.uv(self.ln(x))), [self.e, self.e, self.s], dim=2)
+        u, v, base = torch.split(functional.silu(self.uv(self.ln(x))), [self.e, self.e, self.s], dim=2)
         q, k = torch.unbind(base.unsqueeze(2) * self.gamma + self.beta, dim=2)
-        kernel = torch.square(F.relu(torch.bmm(q, k.transpose(1, 2)) / math.sqrt(self.s)))
-        return self.res_scale(x) + self.o(u * torch.bmm(kernel, v))
+        kernel = torch.square(functional.relu(torch.bmm(q, k.transpose(1, 2)) / math.sqrt(self.s)))
+        out: torch.Tensor = self.res_scale(x) + self.o(u * torch.bmm(kernel, v))
+        return out
 
 
 class RTMCCHead(nn.Module):
@@ -206,7 +212,8 @@ class DWPose(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """SimCC logits [B, 133, 576] (x) and [B, 133, 768] (y) of [B, 3, 384, 288] inputs."""
-        return self.head(self.backbone(x))
+        out: tuple[torch.Tensor, torch.Tensor] = self.head(self.backbone(x))
+        return out
 
 
 OFFICIAL = DWPoseConfig()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,12 +44,13 @@ class WhisperFeatures:
     growing last segment of a stream (`final` False) is not cached: it never recurs.
     """
 
-    def __init__(self, extractor, encoder: torch.nn.Module, device: torch.device, cache_segments: int = 4) -> None:
+    def __init__(self, extractor: Any, encoder: torch.nn.Module, device: torch.device, cache_segments: int = 4) -> None:
         self.extractor = extractor
         self.encoder = encoder
         self.device = device
-        self.layers = encoder.config.encoder_layers + 1
-        self.dim = encoder.config.d_model
+        config: Any = encoder.config  # the WhisperConfig of a transformers module
+        self.layers: int = config.encoder_layers + 1
+        self.dim: int = config.d_model
         self._cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
         self._cache_segments = cache_segments
 
@@ -71,7 +73,7 @@ class WhisperFeatures:
         segments = [audio[i : i + SEGMENT_SAMPLES] for i in range(0, len(audio), SEGMENT_SAMPLES)]
         keys = [hashlib.blake2b(s.tobytes(), digest_size=16).digest() for s in segments]
         todo = [i for i, k in enumerate(keys) if k not in self._cache]
-        fresh = dict(zip(todo, self._encode([segments[i] for i in todo]))) if todo else {}
+        fresh = dict(zip(todo, self._encode([segments[i] for i in todo]), strict=True)) if todo else {}
         parts = []
         for i, key in enumerate(keys):
             if i in fresh:

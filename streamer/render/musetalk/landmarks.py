@@ -96,7 +96,8 @@ class Warp:
 
     def to_frame(self, points: np.ndarray) -> np.ndarray:
         centre = np.array([INPUT_W / 2, INPUT_H / 2])
-        return (points - centre) / self.scale + np.array([self.cx, self.cy])
+        out: np.ndarray = (points - centre) / self.scale + np.array([self.cx, self.cy])
+        return out
 
 
 def decode(simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

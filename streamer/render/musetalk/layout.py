@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -112,9 +113,10 @@ def has_weights(models: Path | None, version: str = "v15") -> bool:
     return True
 
 
-def read_config(path: Path) -> dict:
+def read_config(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(Path(path).read_text())
+        config: dict[str, Any] = json.loads(Path(path).read_text())
+        return config
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read model config {path}: {exc}") from None
 
@@ -126,6 +128,7 @@ def read_state_dict(path: Path, nested: bool = False) -> dict[str, torch.Tensor]
     beside it is ignored).
     """
     path = Path(path)
+    state: object
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -133,7 +136,7 @@ def read_state_dict(path: Path, nested: bool = False) -> dict[str, torch.Tensor]
             state = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch/safetensors raise many kinds for a truncated file
+    except Exception as exc:  # noqa: BLE001 - torch/safetensors raise many kinds for a truncated file
         raise ModelError(f"cannot read weights {path} (truncated, corrupt or not a state dict): {exc}") from None
     if nested and isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,16 +20,17 @@ _OLD_VAE_ATTENTION = re.compile(r"(\.attentions\.\d+\.)(query|key|value|proj_att
 _NEW_NAMES = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
 
 
-def _loaded(kind: str, module: torch.nn.Module, source) -> torch.nn.Module:
+def _loaded(kind: str, module: torch.nn.Module, source: Path) -> torch.nn.Module:
     count = sum(p.numel() for p in module.parameters())
     log.info("loaded the %s from %s (%.1f M parameters)", kind, source, count / 1e6)
     return module.eval().requires_grad_(False)
 
 
-def _build(kind: str, factory, config: dict, source) -> torch.nn.Module:
+def _build(kind: str, factory: Callable[[Any], torch.nn.Module], config: Any, source: Path) -> torch.nn.Module:
     try:
-        return factory(config)
-    except Exception as exc:  # a config with wrong fields fails inside the library
+        module: torch.nn.Module = factory(config)
+        return module
+    except Exception as exc:  # noqa: BLE001 - a config with wrong fields fails inside the library
         raise ModelError(f"cannot build the {kind} from {source}: {exc}") from None
 
 
@@ -60,7 +64,7 @@ def load_vae(layout: Layout) -> torch.nn.Module:
     return _loaded("VAE", vae, layout.vae_weights)
 
 
-def load_whisper(layout: Layout):
+def load_whisper(layout: Layout) -> tuple[Any, torch.nn.Module]:
     """(WhisperFeatureExtractor, WhisperEncoder): only the encoder of the checkpoint is used."""
     from transformers import WhisperConfig, WhisperFeatureExtractor
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
@@ -68,7 +72,7 @@ def load_whisper(layout: Layout):
     try:
         extractor = WhisperFeatureExtractor.from_pretrained(str(layout.whisper_dir), local_files_only=True)
         config = WhisperConfig.from_json_file(str(layout.whisper_config))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - transformers raises many kinds for a missing or bad config
         raise ModelError(f"cannot read the whisper configs in {layout.whisper_dir}: {exc}") from None
     encoder = _build("whisper encoder", WhisperEncoder, config, layout.whisper_config)
     state = {}

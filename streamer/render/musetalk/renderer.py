@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -51,7 +52,8 @@ class MuseTalkRenderer:
         self.rest_in_silence = settings.rest_in_silence
         memory = torch.channels_last if cuda else torch.contiguous_format
         self.unet = _place(load_unet(self.layout), self.device, self.unet_dtype, memory)
-        self.vae = _place(load_vae(self.layout), self.device, self.vae_dtype, memory)
+        # diffusers' AutoencoderKL: its config, encode and decode are untyped
+        self.vae: Any = cast(Any, _place(load_vae(self.layout), self.device, self.vae_dtype, memory))
         self.scaling = float(self.vae.config.scaling_factor)
         extractor, encoder = load_whisper(self.layout)
         encoder = encoder.to(self.device, self.precision.whisper)
@@ -138,7 +140,8 @@ class MuseTalkRenderer:
         pred = self._unet(latents, self.timestep, encoder_hidden_states=tokens).sample
         image = self._decode(pred.to(self.vae_dtype) / self.scaling).sample
         image = ((image.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-        return image.flip(1).permute(0, 2, 3, 1)
+        out: torch.Tensor = image.flip(1).permute(0, 2, 3, 1)
+        return out
 
     @torch.inference_mode()
     def render(self, template: PreparedTemplate, job: RenderJob) -> np.ndarray:
@@ -181,5 +184,5 @@ def rest_in_silence(template: PreparedTemplate, job: RenderJob, frames: np.ndarr
 def _place(
     module: torch.nn.Module, device: torch.device, dtype: torch.dtype, memory: torch.memory_format
 ) -> torch.nn.Module:
-    module = module.to(device=device, memory_format=memory)
+    module = module.to(device=device, memory_format=memory)  # type: ignore[call-overload]  # Module.to takes memory_format; torch's overloads omit it
     return module if dtype == torch.float32 else module.to(dtype)

@@ -60,7 +60,7 @@ def model_weights(voiced: np.ndarray) -> np.ndarray:
     weights = np.ones(len(voiced), np.float32)
     silent = np.concatenate([[False], ~voiced, [False]])
     edges = np.flatnonzero(np.diff(silent.astype(np.int8)))
-    for start, stop in zip(edges[0::2], edges[1::2]):
+    for start, stop in zip(edges[0::2], edges[1::2], strict=True):
         if stop - start >= MIN_REST_UNITS:
             weights[start:stop] = 0.0
             weights[start] = weights[stop - 1] = EDGE

@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from streamer.config import Settings
 
 UNET_CONFIG = {
     "_class_name": "UNet2DConditionModel",
@@ -60,27 +64,27 @@ VAE_CONFIG = {
 }
 FULL_VAE_CONFIG = {**VAE_CONFIG, "block_out_channels": [128, 256, 512, 512], "norm_num_groups": 32}
 
-WHISPER_CONFIG = dict(
-    vocab_size=64,
-    num_mel_bins=80,
-    d_model=384,
-    encoder_layers=4,
-    encoder_attention_heads=4,
-    encoder_ffn_dim=256,
-    decoder_layers=1,
-    decoder_attention_heads=4,
-    decoder_ffn_dim=256,
-    max_source_positions=1500,
-    max_target_positions=16,
-    pad_token_id=1,
-    bos_token_id=2,
-    eos_token_id=2,
-    decoder_start_token_id=3,
-)
+WHISPER_CONFIG: dict[str, Any] = {
+    "vocab_size": 64,
+    "num_mel_bins": 80,
+    "d_model": 384,
+    "encoder_layers": 4,
+    "encoder_attention_heads": 4,
+    "encoder_ffn_dim": 256,
+    "decoder_layers": 1,
+    "decoder_attention_heads": 4,
+    "decoder_ffn_dim": 256,
+    "max_source_positions": 1500,
+    "max_target_positions": 16,
+    "pad_token_id": 1,
+    "bos_token_id": 2,
+    "eos_token_id": 2,
+    "decoder_start_token_id": 3,
+}
 FULL_WHISPER_CONFIG = {**WHISPER_CONFIG, "encoder_attention_heads": 6, "encoder_ffn_dim": 1536}
 POSITION_SCALE = 0.02
 ATTENTION_SCALE = 0.1
-TINY_DWPOSE = dict(widen=0.125, deepen=1 / 3, hidden=32, s=16)
+TINY_DWPOSE: dict[str, Any] = {"widen": 0.125, "deepen": 1 / 3, "hidden": 32, "s": 16}
 
 
 def _old_vae_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -113,14 +117,14 @@ def build_tiny_models(
     unet_dir = root / "musetalkV15"
     unet_dir.mkdir(parents=True, exist_ok=True)
     (unet_dir / "musetalk.json").write_text(json.dumps(unet_config, indent=2))
-    unet = UNet2DConditionModel.from_config(unet_config)
+    unet = UNet2DConditionModel.from_config(unet_config)  # type: ignore[no-untyped-call]  # diffusers leaves it untyped
     torch.save(unet.state_dict(), unet_dir / "unet.pth")
 
     vae_config = FULL_VAE_CONFIG if full else VAE_CONFIG
     vae_dir = root / "sd-vae"
     vae_dir.mkdir(parents=True, exist_ok=True)
     (vae_dir / "config.json").write_text(json.dumps(vae_config, indent=2))
-    vae = AutoencoderKL.from_config(vae_config)
+    vae = AutoencoderKL.from_config(vae_config)  # type: ignore[no-untyped-call]  # diffusers leaves it untyped
     torch.save(_old_vae_names(vae.state_dict()), vae_dir / "diffusion_pytorch_model.bin")
 
     whisper_dir = root / "whisper"
@@ -133,7 +137,7 @@ def build_tiny_models(
             layer.self_attn.out_proj.weight.mul_(ATTENTION_SCALE)
     state = {k: v.contiguous() for k, v in whisper.state_dict().items()}
     torch.save(state, whisper_dir / "pytorch_model.bin")
-    WhisperFeatureExtractor(feature_size=80).save_pretrained(whisper_dir)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(whisper_dir)  # type: ignore[no-untyped-call]  # transformers leaves it untyped
 
     if face_parse:
         from streamer.render.musetalk.bisenet import BiSeNet
@@ -180,7 +184,7 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> Path:
     return path
 
 
-def tiny_musetalk_settings(root: Path, **overrides):
+def tiny_musetalk_settings(root: Path, **overrides: Any) -> Settings:
     """Settings for a MuseTalk install of tiny weights and a one-photo templates folder.
 
     The welcome line is short: preparation renders it, and that is slow on the CPU.
