@@ -42,9 +42,12 @@ async def test_turn_credentials_go_to_the_key_holder_and_a_grant_only(keyed):
         "credential": "secret",
     }
 
-    async with aiohttp.ClientSession() as http, http.post(
-        keyed.url + "/api/grants", json={"templates": ["astronaut"]}, headers={"Authorization": f"Bearer {KEY}"}
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            keyed.url + "/api/grants", json={"templates": ["astronaut"]}, headers={"Authorization": f"Bearer {KEY}"}
+        ) as r,
+    ):
         assert r.status == 201
         grant = (await r.json())["grant"]
     status, granted, _ = await _get(keyed.url, "/api/ice-servers", grant)
