@@ -237,7 +237,8 @@ def _routes(target: Target) -> st.SearchStrategy[tuple[str, str]]:
         lambda s: st.sampled_from(
             (
                 ("GET", f"/api/sessions/{s}"),
-                ("DELETE", f"/api/sessions/{s}"),
+                # the watched session must live on: only other ids are deleted
+                ("DELETE", f"/api/sessions/{s if s != target.session_id else '0123456789abcdef'}"),
                 ("POST", f"/api/sessions/{s}/speak"),
                 ("POST", f"/api/sessions/{s}/speak"),
                 ("POST", f"/api/sessions/{s}/say"),
