@@ -209,6 +209,11 @@ def _auth(target: Target) -> st.SearchStrategy[dict[str, str]]:
     )
 
 
+def _not_watched(session_id: str, target: Target) -> str:
+    """Another id in place of the watched session's, for the requests that would end it."""
+    return "0123456789abcdef" if session_id == target.session_id else session_id
+
+
 def _routes(target: Target) -> st.SearchStrategy[tuple[str, str]]:
     """(method, path): mostly a route's own method, so most requests reach its handler."""
     sid = st.sampled_from(
@@ -238,12 +243,12 @@ def _routes(target: Target) -> st.SearchStrategy[tuple[str, str]]:
             (
                 ("GET", f"/api/sessions/{s}"),
                 # the watched session must live on: only other ids are deleted
-                ("DELETE", f"/api/sessions/{s if s != target.session_id else '0123456789abcdef'}"),
+                ("DELETE", f"/api/sessions/{_not_watched(s, target)}"),
                 ("POST", f"/api/sessions/{s}/speak"),
                 ("POST", f"/api/sessions/{s}/speak"),
                 ("POST", f"/api/sessions/{s}/say"),
                 ("POST", f"/api/sessions/{s}/interrupt"),
-                ("DELETE", f"/whep/{s}"),
+                ("DELETE", f"/whep/{_not_watched(s, target)}"),
                 ("PATCH", f"/whep/{s}"),
                 ("GET", f"/api/templates/{s}/preview.jpg"),
                 ("GET", f"/{s}"),
