@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from bench.common import SENTENCES, machine, speech_wav, template_dir  # noqa: E402
+from bench.common import SENTENCES, machine, speech_wav, template_dir, wait_ready  # noqa: E402
 
 FULL_RATE_FPS = 24.0
 LOOP_SATURATED = 0.8
@@ -124,21 +123,6 @@ def start_stock(port: int, work: Path, state: str, wav: Path) -> subprocess.Pope
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("server exited")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError("server not ready")
 
 
 # --- one run ------------------------------------------------------------------------------

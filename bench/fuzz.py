@@ -459,23 +459,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("server not ready")
-
-
 async def _fuzz(url: str, minutes: float, seed: int, tally: Tally, server: subprocess.Popen[bytes]) -> dict[str, Any]:
     from streamer.client import Client
 
@@ -505,7 +488,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    from bench.common import machine
+    from bench.common import machine, wait_ready
 
     tally = Tally()
     port = _free_port()
@@ -515,7 +498,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log = Path(tmp) / "server.log"
         server = _serve(port, Path(tmp) / "cache", log)
         try:
-            _wait_ready(url, server)
+            wait_ready(url, server)
             run = asyncio.run(_fuzz(url, args.minutes, args.seed, tally, server))
             crashed = server.poll() is not None
         finally:

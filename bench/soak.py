@@ -33,7 +33,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import machine  # noqa: E402
+from bench.common import machine, wait_ready  # noqa: E402
 from streamer.client import Client  # noqa: E402
 from streamer.testing import free_port  # noqa: E402
 
@@ -224,21 +224,6 @@ async def soak(url: str, pid: int, speech: bytes, minutes: float, warmup_minutes
 
 def _pct(a: float, b: float) -> float | None:
     return round(100 * (b - a) / a, 2) if a else None
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("server exited")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("server not ready")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
