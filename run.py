@@ -1,4 +1,4 @@
-"""python run.py [serve|prepare|render|client] — see `python run.py <command> --help`."""
+"""python run.py [serve|prepare|render|client|grant] — see `python run.py <command> --help`."""
 
 from __future__ import annotations
 
@@ -108,6 +108,17 @@ def client(args: argparse.Namespace) -> None:
             print(f"{name:>28}: {value}")
 
 
+def grant(args: argparse.Namespace) -> None:
+    """Mint a single-use grant on a keyed server and print the chat page's address with it."""
+    from streamer.client import mint_grant
+
+    key = args.key or _settings(args).key
+    if not key:
+        raise StreamerError("the server key is needed to mint a grant: --key, STREAMER_KEY or the config file")
+    minted = asyncio.run(mint_grant(args.server, key, args.template, args.ttl_s))
+    print(f"{args.server.rstrip('/')}/#grant={minted}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run.py", description="A real-time talking digital human over WebRTC.")
     commands = parser.add_subparsers(dest="command")
@@ -144,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key", help="the server key, when it has one")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.set_defaults(run=client)
+
+    p = commands.add_parser("grant", help="print the chat page's address with a fresh grant (keyed servers)")
+    p.add_argument("--server", default="http://127.0.0.1:8080")
+    p.add_argument("--template", action="append", required=True, help="a template the grant opens (repeatable)")
+    p.add_argument("--ttl-s", dest="ttl_s", type=float, default=600, help="seconds it may be used in (at most 3600)")
+    p.add_argument("--key", help="the server key (default: from the settings)")
+    p.add_argument("--config", type=Path, help="TOML file of settings (see docs/)")
+    p.set_defaults(run=grant)
 
     args = parser.parse_args(argv)
     if args.command is None:

@@ -451,6 +451,16 @@ def _serve(port: int, cache: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def _logged_errors(log: str) -> list[str]:
+    """The last lines of each traceback the server logged (what a 5xx came from)."""
+    out = []
+    for block in log.split("Traceback (most recent call last):")[1:]:
+        lines = [line for line in block.splitlines() if line.strip()]
+        tail = next((i for i, line in enumerate(lines) if not line.startswith(" ")), len(lines) - 1)
+        out.append("\n".join(lines[max(0, tail - 4) : tail + 1]))
+    return out
+
+
 def _free_port() -> int:
     import socket
 
@@ -504,6 +514,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         finally:
             server.terminate()
             server.wait(60)
+        logged = _logged_errors(log.read_text(errors="replace"))
     return {
         "bench": "fuzz",
         "machine": machine(),
@@ -517,6 +528,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "non_json_errors": len(tally.bad_answers),
         "statuses": tally.statuses,
         "examples": (tally.server_errors + tally.hangs + tally.bad_answers)[:5],
+        "server_tracebacks": logged[:5],
         **run,
     }
 

@@ -24,6 +24,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from streamer.errors import StreamerError
 from streamer.measure import (
     ANALYSIS_SIZE,
     MOTION_THRESHOLD,
@@ -281,3 +282,19 @@ async def run_client(
         return out
     finally:
         await client.close()
+
+
+async def mint_grant(server: str, key: str, templates: list[str], ttl_s: float) -> str:
+    """What a page's backend does: ask the keyed server for a single-use grant."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            server.rstrip("/") + "/api/grants",
+            json={"templates": templates, "ttl_s": ttl_s},
+            headers={"Authorization": f"Bearer {key}"},
+        ) as reply,
+    ):
+        body = await reply.json(content_type=None)
+        if reply.status != 201:
+            raise StreamerError(f"{server} refused the grant ({reply.status}): {body.get('error', body)}")
+        return str(body["grant"])

@@ -137,7 +137,7 @@ class Settings:
     prefer_cheaper_codec: bool = True
     """With `video_codec = auto`, offer H.264 (cheaper to encode, bench/encoder.py) first when the
     viewer takes both; false keeps the browser's order."""
-    vp8_cpu_used: int = 12
+    vp8_cpu_used: int = 16
     """libvpx realtime speed, higher is faster (aiortc's own: -6)."""
     adaptive_bitrate: bool = True
     """Move each session along a small bitrate/resolution ladder as its viewer's link allows

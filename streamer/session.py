@@ -17,7 +17,7 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription, sdp
 
 from streamer import ice
 from streamer.avatar.prepared import PreparedTemplate
@@ -46,6 +46,14 @@ def rtc_configuration(settings: Settings, name: str) -> RTCConfiguration:
     return RTCConfiguration(
         iceServers=[RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in servers]
     )
+
+
+def _check_directions(offer_sdp: str) -> None:
+    """aiortc parses an offer whose media section has no (or a garbled) direction, then fails
+    to answer it: refuse it here, as the bad input it is."""
+    for media in sdp.SessionDescription.parse(offer_sdp).media:
+        if media.kind in ("audio", "video") and media.direction is None:
+            raise BadInput(f"malformed SDP offer: its {media.kind} section has no direction (a=recvonly)")
 
 
 class Session:
@@ -99,6 +107,7 @@ class Session:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on bad SDP
             raise BadInput(f"malformed SDP offer: {exc}") from None
+        _check_directions(offer_sdp)
 
         @self.pc.on("datachannel")
         def on_datachannel(channel: Any) -> None:
@@ -113,6 +122,8 @@ class Session:
 
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
+        if encoding.sends_opus(self.pc.localDescription.sdp):
+            self.pump.encode_audio()
         self.link = LinkMonitor(video.sender, self.ladder, self._on_link)
         self._link_task = asyncio.get_running_loop().create_task(self.link.run(), name="link-monitor")
         self.conversation.start()

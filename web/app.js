@@ -18,8 +18,19 @@
       av: $("stat-av"), concealed: $("stat-concealed"), video: $("stat-video"),
     },
   };
-  const state = { session: null, statsTimer: null, recorder: null, speaking: new Set() };
+  const state = { session: null, statsTimer: null, recorder: null, speaking: new Set(), grant: takeGrant() };
   window.chat = state;  // for the browser tests and for debugging from the console
+
+  /**
+   * A keyed server's page opens its session with a grant, never the key: the operator opens
+   * the address `python run.py grant` prints (…/#grant=…). The fragment never reaches a server
+   * or its logs, and is dropped from the address bar at once; a grant opens one session.
+   */
+  function takeGrant() {
+    const grant = new URLSearchParams(location.hash.slice(1)).get("grant");
+    if (grant) history.replaceState(null, "", location.pathname + location.search);
+    return grant;
+  }
 
   function log(text, kind = "system") {
     const item = document.createElement("li");
@@ -138,7 +149,9 @@
     clearError();
     ui.connect.disabled = true;
     ui.connection.textContent = "connecting…";
-    const session = new Session({ server: location.origin, template });
+    const grant = state.grant;
+    state.grant = null;  // single use: a later connect needs a fresh one
+    const session = new Session({ server: location.origin, template, grant, reconnect: !grant });
     state.session = session;
     wire(session);
     ui.video.srcObject = session.stream;
@@ -147,7 +160,8 @@
       await ui.video.play().catch(() => {});
       state.statsTimer = setInterval(updateStats, STATS_PERIOD_MS);
     } catch (err) {
-      showError(err);
+      showError(err.status === 401 ? new Error(`${err.message} (this server has a key: open the address`
+        + " `python run.py grant --template <id>` prints, with a fresh grant)") : err);
       ui.connection.textContent = "not connected";
       state.session = null;
       setConnected(false);

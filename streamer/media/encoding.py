@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import av
-from aiortc import rtcrtpsender, rtp
+from aiortc import rtcrtpsender, rtp, sdp
 from aiortc.codecs import get_encoder as aiortc_get_encoder
 from aiortc.codecs.base import Encoder
 from aiortc.codecs.h264 import H264Encoder
@@ -51,12 +51,14 @@ class EncoderSettings:
     x264_preset: str = "ultrafast"
     h264_codec: str = "libx264"
     """`libx264` or `h264_nvenc`."""
-    vp8_cpu_used: int = 12
+    vp8_cpu_used: int = 16
     """libvpx `cpu-used` in realtime mode: higher is faster (aiortc: -6, adaptive)."""
     threads: int = 1
     """Encoder threads per session: one is the least CPU per frame, and a server runs many."""
-    vp8_static_thresh: int = 100
-    """Blocks that changed less than this are skipped: a still background costs nothing."""
+    vp8_static_thresh: int = 500
+    """Macroblocks whose squared error against the reference is under this are skipped: a
+    still background and an idle face cost almost nothing (bench/encoder.py: quality stays
+    above aiortc's own VP8)."""
 
     def clamp(self, bitrate: int) -> int:
         low, high = int(self.bitrate * (1 - BAND)), int(self.bitrate * (1 + BAND))
@@ -132,7 +134,8 @@ class TunedH264Encoder(ClampedBitrate, H264Encoder):
 
 class TunedVp8Encoder(ClampedBitrate, Vp8Encoder):
     """aiortc's VP8 packetizer with our own libvpx context: speed, threads, static threshold,
-    CBR with a one-second buffer, at a fixed bitrate band so REMB never rebuilds it."""
+    a one-second buffer capped at the bitrate (no floor: a still face is not padded to it), at a
+    fixed bitrate band so REMB never rebuilds it."""
 
     def __init__(self, settings: EncoderSettings) -> None:
         super().__init__()
@@ -154,8 +157,7 @@ class TunedVp8Encoder(ClampedBitrate, Vp8Encoder):
             "lag-in-frames": "0",
             "static-thresh": str(self._settings.vp8_static_thresh),
             "bufsize": rate,  # one second of rate-control buffer
-            "minrate": rate,
-            "maxrate": rate,  # minrate = maxrate = bit_rate: CBR
+            "maxrate": rate,
             "undershoot-pct": "100",
             "overshoot-pct": "15",
             "noise-sensitivity": "0",
@@ -210,6 +212,14 @@ def codec_preferences(video_codec: str, prefer_cheaper: bool) -> list[RTCRtpCode
         return ours + rtx
     others = [c for c in codecs if c not in ours and c not in rtx]
     return ours + others + rtx
+
+
+def sends_opus(answer_sdp: str) -> bool:
+    """Whether the audio this answer sends is Opus (the first codec of its audio section)."""
+    for media in sdp.SessionDescription.parse(answer_sdp).media:
+        if media.kind == "audio" and media.rtp.codecs:
+            return media.rtp.codecs[0].mimeType.lower() == "audio/opus"
+    return False
 
 
 _installed: EncoderSettings | None = None

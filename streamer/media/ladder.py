@@ -4,7 +4,7 @@ link allows, and the RTCP quality that moves it.
 aiortc rebuilds an encoder whenever REMB moves the bitrate by 10 %, so we hold the bitrate
 still within a step and move only between steps: one rebuild (a keyframe) per step change,
 with hysteresis. Down when the link is congested for `DOWN_HOLD_S` (at once when badly so): the receiver's
-estimate (REMB) below what the encoder actually sends, or loss above `DOWN_LOSS`; straight to the step
+estimate (REMB) falling below what the encoder actually sends, or loss above `DOWN_LOSS`; straight to the step
 that fits the estimate, so one keyframe, not one per step. Up one step when the link has been
 clean for `up_hold_s`: REMB cannot show spare capacity we do not use, so going up is a probe;
 a probe that fails within `PROBE_S` doubles the wait before the next one. When a lossy spell
@@ -35,6 +35,10 @@ PROBE_S = 6.0
 DWELL_S = 2.0
 """No two changes within this long: a fresh encoder needs time to show its rate."""
 RATE_WINDOW_S = 1.0
+REMB_TREND_S = 2.0
+"""REMB shows congestion only while it falls (below its highest of this long): a flat or rising
+estimate under a rate that just grew is a receiver catching up (a still face sends little,
+speech more; the encoders are capped, not padded), however far below the new rate it is."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class Ladder:
         self.loss = 0.0
         self._clock = clock
         self._sent: deque[tuple[float, int]] = deque()
+        self._rembs: deque[tuple[float, int]] = deque()
+        """(time, REMB) of the last REMB_TREND_S."""
         self._remb_armed = False
         """REMB counts only once it has reached what we send: a receiver's estimate starts low
         and ramps up (Chromium's from ~300 kbit/s), which is no congestion."""
@@ -103,8 +109,15 @@ class Ladder:
         self._sent.append((self._clock(), nbytes))
 
     def on_remb(self, bitrate: int) -> None:
+        now = self._clock()
         self.remb = int(bitrate)
+        self._rembs.append((now, self.remb))
+        while self._rembs[0][0] < now - REMB_TREND_S:
+            self._rembs.popleft()
         self._update()
+
+    def _remb_falling(self) -> bool:
+        return self.remb is not None and self.remb < 0.95 * max(r for _, r in self._rembs)
 
     def on_loss(self, fraction: float) -> None:
         self.loss = float(fraction)
@@ -119,7 +132,7 @@ class Ladder:
         window_full = bool(self._sent) and now - self._sent[0][0] >= RATE_WINDOW_S * 0.9
         if self.remb is not None and window_full and self.remb >= rate:
             self._remb_armed = True
-        remb = self.remb if self._remb_armed else None
+        remb = self.remb if self._remb_armed and self._remb_falling() else None
         congested = self.loss > DOWN_LOSS or (remb is not None and remb < DOWN_RATIO * rate)
         severe = self.loss > SEVERE_LOSS or (remb is not None and remb < SEVERE_RATIO * rate)
         clean = self.loss < UP_LOSS and (self.remb is None or self.remb >= min(sent, self.step.bitrate))

@@ -5,6 +5,11 @@ take it) and hands the frame and its two 20 ms audio packets to the tracks. A un
 crop shows a cached template frame: it is wrapped without a copy on the loop itself; a unit with
 a crop is composed in an executor thread. Both tracks stamp pts from the same unit counter
 (video n × 3600 at 90 kHz, audio n × 1920 at 48 kHz), so the sender never drifts.
+
+When the session's audio is Opus (`encode_audio`), the pump encodes it too, in the same step
+as the unit's video (on the loop for silence, whose packet is cached, and in the compose thread
+for speech), and the audio track carries packets: aiortc only packs them, with no executor hop
+per 20 ms packet.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import fractions
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import av
 import numpy as np
@@ -23,6 +29,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from streamer.media.clock import Clock
 from streamer.media.ladder import Ladder, LadderRef
+from streamer.media.opus import LeanOpusEncoder
 from streamer.media.playout import Unit
 from streamer.units import FPS, OUT_RATE, OUT_SAMPLES_PER_PACKET, OUT_SAMPLES_PER_UNIT, VIDEO_CLOCK
 
@@ -48,17 +55,17 @@ class PumpedTrack(MediaStreamTrack):
         super().__init__()
         self.kind = kind
         self._pump = pump
-        self._queue: asyncio.Queue[av.frame.Frame] = asyncio.Queue()
+        self._queue: asyncio.Queue[av.frame.Frame | av.Packet[Any]] = asyncio.Queue()
         self.dropped = 0
 
-    def put(self, frame: av.frame.Frame) -> None:
+    def put(self, frame: av.frame.Frame | av.Packet[Any]) -> None:
         limit = QUEUE_UNITS * (1 if self.kind == "video" else 2)
         while self._queue.qsize() >= limit:
             self._queue.get_nowait()
             self.dropped += 1
         self._queue.put_nowait(frame)
 
-    async def recv(self) -> av.frame.Frame:
+    async def recv(self) -> av.frame.Frame | av.Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         self._pump.start()
@@ -84,7 +91,12 @@ class MediaPump:
         self._on_failure = on_failure
         self.video = PumpedTrack("video", self)
         self.audio = PumpedTrack("audio", self)
+        self._opus: LeanOpusEncoder | None = None
         self._task: asyncio.Task[None] | None = None
+
+    def encode_audio(self) -> None:
+        """The audio track carries Opus packets encoded here, not PCM frames for aiortc to encode."""
+        self._opus = LeanOpusEncoder()
 
     def start(self) -> None:
         if self._task is None:
@@ -120,16 +132,19 @@ class MediaPump:
             unit = self._next_unit()
             try:
                 if unit.crop is None:
-                    frame = self._video_frame(unit, n)
+                    frame, audio = self._media(unit, n)
                 else:
-                    frame = await loop.run_in_executor(None, self._video_frame, unit, n)
+                    frame, audio = await loop.run_in_executor(None, self._media, unit, n)
             except Exception:
                 log.exception("composing unit %d failed; showing the template frame", n)
-                frame = self._video_frame(replace(unit, crop=None), n)
+                frame, audio = self._media(replace(unit, crop=None), n)
             self.video.put(frame)
-            for packet in self._audio_frames(unit, n):
+            for packet in audio:
                 self.audio.put(packet)
             n += 1
+
+    def _media(self, unit: Unit, n: int) -> tuple[av.VideoFrame, list[av.AudioFrame] | list[av.Packet[Any]]]:
+        return self._video_frame(unit, n), self._audio(unit, n)
 
     def _video_frame(self, unit: Unit, n: int) -> av.VideoFrame:
         frame = av.VideoFrame.from_numpy_buffer(self._compose(unit), format="yuv420p")
@@ -137,6 +152,15 @@ class MediaPump:
         frame.pts = n * (VIDEO_CLOCK // FPS)
         frame.time_base = VIDEO_TIME_BASE
         return frame
+
+    def _audio(self, unit: Unit, n: int) -> list[av.AudioFrame] | list[av.Packet[Any]]:
+        if self._opus is None:
+            return self._audio_frames(unit, n)
+        packets = []
+        for part in range(OUT_SAMPLES_PER_UNIT // OUT_SAMPLES_PER_PACKET):
+            samples = unit.audio[part * OUT_SAMPLES_PER_PACKET : (part + 1) * OUT_SAMPLES_PER_PACKET]
+            packets += self._opus.packets(samples, n * OUT_SAMPLES_PER_UNIT + part * OUT_SAMPLES_PER_PACKET)
+        return packets
 
     @staticmethod
     def _audio_frames(unit: Unit, n: int) -> list[av.AudioFrame]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from streamer.config import ROOT
 from streamer.testing import serve
 from tests.browser.harness import TEMPLATE, Recorder, video_variation_js, watch
 
@@ -174,6 +177,36 @@ def test_say_without_a_tts_engine_shows_the_error(page, chromium_path) -> None:
         alert = page.get_by_role("alert")
         alert.wait_for()
         assert "503" in alert.text_content() and "TTS" in alert.text_content()
+        page.get_by_role("button", name="Disconnect").click()
+
+
+def test_a_keyed_server_page_opens_with_the_grant_run_py_prints(page, chromium_path) -> None:
+    key = "chat-page-server-key-0123456789"
+    with serve("--renderer", "lite", "--key", key) as url:
+        page.goto(url + "/")  # no grant: the page says how to get one
+        page.wait_for_function("() => !document.getElementById('connect').disabled")
+        page.get_by_role("button", name="Connect", exact=True).click()
+        page.get_by_role("alert").wait_for()
+        assert "401" in page.get_by_role("alert").text_content()
+        assert "run.py grant" in page.get_by_role("alert").text_content()
+
+        printed = subprocess.run(
+            [sys.executable, "run.py", "grant", "--server", url, "--key", key, "--template", TEMPLATE],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert printed.returncode == 0, printed.stderr
+        address = printed.stdout.strip()
+        assert address.startswith(url + "/#grant=") and key not in address
+        page.goto("about:blank")
+        page.goto(address)
+        assert page.evaluate("() => location.hash") == ""  # dropped from the address bar at once
+        page.wait_for_function("() => !document.getElementById('connect').disabled")
+        page.get_by_role("button", name="Connect", exact=True).click()
+        page.wait_for_function("() => document.getElementById('connection').textContent.includes('session')")
+        assert key not in page.content()
         page.get_by_role("button", name="Disconnect").click()
 
 

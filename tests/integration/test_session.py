@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
 
 from streamer.audio import decode_file
 from streamer.client import Client
@@ -240,6 +241,23 @@ async def test_bad_input_gets_a_clear_4xx_and_the_server_carries_on(server, spee
             assert r.status == 200
     finally:
         await client.close()
+
+
+async def test_an_offer_whose_media_has_no_direction_is_bad_input(server):
+    """Found by bench/fuzz.py: aiortc takes such an offer, then fails to answer it (a 500)."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    garbled = pc.localDescription.sdp.replace("a=recvonly", "a=rec\ufffdonly")
+    await pc.close()
+    async with aiohttp.ClientSession() as http:
+        for path, kwargs in (
+            (f"/whep/{TEMPLATE}", {"data": garbled.encode(), "headers": {"Content-Type": "application/sdp"}}),
+            ("/api/sessions", {"json": {"template": TEMPLATE, "sdp": garbled}}),
+        ):
+            async with http.post(server.url + path, **kwargs) as r:
+                body = await r.json(content_type=None)
+                assert r.status == 400 and "direction" in body["error"], (path, r.status, body)
 
 
 async def test_stats_metrics_and_health(server, speech_wav):

@@ -94,7 +94,7 @@ def test_nvenc_that_cannot_open_falls_back_to_x264():
         assert encoder.codec.name == "libx264"
 
 
-def test_vp8_context_is_realtime_with_our_speed_and_a_one_second_cbr_buffer_and_decodes():
+def test_vp8_context_is_realtime_with_our_speed_and_a_capped_one_second_buffer_and_decodes():
     settings = EncoderSettings(bitrate=1_200_000, vp8_cpu_used=12, vp8_static_thresh=100)
     encoder = TunedVp8Encoder(settings)
     stream = list(frames(6))
@@ -102,6 +102,7 @@ def test_vp8_context_is_realtime_with_our_speed_and_a_one_second_cbr_buffer_and_
     payloads, timestamp = encoder.encode(stream[0], force_keyframe=True)
     assert options["cpu-used"] == "12" and options["deadline"] == "realtime"
     assert options["static-thresh"] == "100" and options["bufsize"] == options["maxrate"] == "1200000"
+    assert "minrate" not in options  # capped, not padded: a still face sends few bits
     assert encoder.codec.bit_rate == 1_200_000 and payloads and timestamp == 0
     decoder = av.CodecContext.create("libvpx", "r")
     decoded = []
@@ -155,3 +156,30 @@ def test_aiortc_is_the_pinned_minor_and_still_has_every_hook_we_override():
     assert "run_in_executor" in sender  # encoding still runs off the event loop
     h264 = inspect.signature(H264Encoder._encode_frame)
     assert list(h264.parameters) == ["self", "frame", "force_keyframe"]
+
+
+def test_a_still_picture_is_not_padded_to_the_bitrate_in_vp8():
+    """VP8 is capped at the bitrate, not held to it: once a still face looks right its frames
+    are a few bytes (and packets), and the picture is the decoded source."""
+    still = next(frames(1))
+    encoder, sizes = TunedVp8Encoder(EncoderSettings()), []
+    for n in range(50):
+        frame = av.VideoFrame.from_numpy_buffer(still.to_ndarray(), format="yuv420p")
+        frame.pts, frame.time_base = n * 3600, fractions.Fraction(1, 90000)
+        payloads, _ = encoder.encode(frame, force_keyframe=n == 0)
+        sizes.append(sum(map(len, payloads)))
+    assert sizes[0] > 10_000, sizes[:3]  # the keyframe carries the picture
+    assert max(sizes[-10:]) < 300, sizes[-10:]  # the still face: skipped blocks
+
+
+def test_sends_opus_reads_the_audio_codec_the_answer_chose():
+    def answer(audio_codec: str) -> str:
+        return (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+            "m=video 9 UDP/TLS/RTP/SAVPF 97\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:97 VP8/90000\r\n"
+            f"m=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:0 {audio_codec}\r\n"
+        )
+
+    assert encoding.sends_opus(answer("opus/48000/2").replace(" 0\r\n", " 111\r\n").replace(":0 ", ":111 "))
+    assert not encoding.sends_opus(answer("PCMU/8000"))
+    assert not encoding.sends_opus(answer("PCMU/8000").split("m=audio")[0])  # no audio at all

@@ -140,3 +140,16 @@ def test_a_receiver_estimate_ramping_up_from_low_is_not_congestion():
     assert ladder.index == 0 and ladder.changes == 0
     feed(ladder, clock, 3, 900_000, 300_000)  # once it has reached what we send, a fall is
     assert ladder.index > 0
+
+
+def test_speech_after_a_still_face_is_no_congestion_while_the_estimate_catches_up():
+    """Capped encoders send little for a still face and more for speech: the receiver's estimate
+    then ramps up behind the new rate, which is no reason to step down."""
+    clock = Clock()
+    ladder = Ladder(1_500_000, clock=clock)
+    feed(ladder, clock, 4, 150_000, 250_000)  # idle: the estimate has settled above the rate
+    for second in range(10):  # speech: 1.2 Mbit/s at once, the estimate +15 % a second
+        feed(ladder, clock, 1, 1_200_000, int(250_000 * 1.15**second))
+    assert ladder.index == 0 and ladder.changes == 0
+    feed(ladder, clock, 3, 1_200_000, 300_000)  # the estimate falls: that is congestion
+    assert ladder.index > 0

@@ -1,8 +1,10 @@
 """The media pump on a fake clock: one tick per 40 ms, both tracks stamped from one counter."""
 
+import av
 import numpy as np
 
 from streamer.media.clock import FakeClock
+from streamer.media.opus import LeanOpusEncoder
 from streamer.media.playout import Playout
 from streamer.media.segmenter import Window
 from streamer.media.tracks import MediaPump
@@ -61,4 +63,34 @@ async def test_a_track_that_is_not_read_drops_its_oldest_frames_instead_of_growi
     assert pump.video._queue.qsize() <= 8 and pump.video.dropped > 0
     frame = await pump.video.recv()
     assert frame.pts > 0  # the oldest were dropped, not the newest
+    await pump.stop()
+
+
+async def test_with_opus_the_audio_track_carries_packets_the_sender_packs_as_stamped():
+    clock = FakeClock()
+    playout = Playout(lambda e: None, lead_units=0)
+    speech = Utterance("u", 0)
+    t = np.arange(1920 * 3) / 48000
+    speech.add_audio((8000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16))
+    speech.add_window(Window(0, 3, np.zeros((3, 256, 256, 3), np.uint8)))
+    speech.end()
+    playout.enqueue(speech)
+    playout.assign_base(speech)
+    pump = MediaPump(playout.tick, compose, clock)
+    pump.encode_audio()
+    packets = []
+    for _ in range(12):
+        await pump.video.recv()
+        packets += [await pump.audio.recv(), await pump.audio.recv()]
+        await clock.advance(0.04)
+    encoder = LeanOpusEncoder()  # what aiortc's sender holds: it packs, it encodes nothing
+    packed = [encoder.pack(p) for p in packets]
+    assert [stamp for _, stamp in packed] == [i * 960 for i in range(24)]
+    decoder = av.CodecContext.create("opus", "r")
+    pcm = np.concatenate([f.to_ndarray()[0] for p in packets for f in decoder.decode(p)])
+    assert len(pcm) == 24 * 960
+    assert np.abs(pcm[960 : 5 * 960]).max() > 0.1  # the speech
+    assert np.abs(pcm[12 * 960 :]).max() < 0.01  # then the idle silence
+    assert pump._opus is not None and pump._opus.reused > 0  # settled silence is not encoded
+    assert encoder.encoded == 0
     await pump.stop()
