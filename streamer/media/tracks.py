@@ -155,21 +155,21 @@ class MediaPump:
 
     def _audio(self, unit: Unit, n: int) -> list[av.AudioFrame] | list[av.Packet[Any]]:
         if self._opus is None:
-            return self._audio_frames(unit, n)
-        packets = []
-        for part in range(OUT_SAMPLES_PER_UNIT // OUT_SAMPLES_PER_PACKET):
-            samples = unit.audio[part * OUT_SAMPLES_PER_PACKET : (part + 1) * OUT_SAMPLES_PER_PACKET]
-            packets += self._opus.packets(samples, n * OUT_SAMPLES_PER_UNIT + part * OUT_SAMPLES_PER_PACKET)
-        return packets
+            return [_audio_frame(samples, pts) for samples, pts in _packet_parts(unit, n)]
+        return [packet for samples, pts in _packet_parts(unit, n) for packet in self._opus.packets(samples, pts)]
 
-    @staticmethod
-    def _audio_frames(unit: Unit, n: int) -> list[av.AudioFrame]:
-        frames = []
-        for part in range(OUT_SAMPLES_PER_UNIT // OUT_SAMPLES_PER_PACKET):
-            samples = unit.audio[part * OUT_SAMPLES_PER_PACKET : (part + 1) * OUT_SAMPLES_PER_PACKET]
-            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-            frame.sample_rate = OUT_RATE
-            frame.pts = n * OUT_SAMPLES_PER_UNIT + part * OUT_SAMPLES_PER_PACKET
-            frame.time_base = AUDIO_TIME_BASE
-            frames.append(frame)
-        return frames
+
+def _packet_parts(unit: Unit, n: int) -> list[tuple[np.ndarray, int]]:
+    """Unit n's audio as 20 ms parts, each with its pts at 48 kHz."""
+    return [
+        (unit.audio[at : at + OUT_SAMPLES_PER_PACKET], n * OUT_SAMPLES_PER_UNIT + at)
+        for at in range(0, OUT_SAMPLES_PER_UNIT, OUT_SAMPLES_PER_PACKET)
+    ]
+
+
+def _audio_frame(samples: np.ndarray, pts: int) -> av.AudioFrame:
+    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = OUT_RATE
+    frame.pts = pts
+    frame.time_base = AUDIO_TIME_BASE
+    return frame
