@@ -31,6 +31,9 @@ def _settings(args: argparse.Namespace, **extra) -> Settings:
 
 
 def serve(args: argparse.Namespace) -> None:
+    from streamer.memory import tune_malloc
+
+    tune_malloc(fixed_mmap_threshold=True)
     settings = _settings(args)
     log = logging.getLogger("streamer")
     log.info("serving on http://%s:%d (renderer %s)", settings.host, settings.port, settings.renderer)
@@ -41,6 +44,7 @@ async def _serve(settings: Settings) -> None:
     """Serve until SIGTERM or Ctrl-C, then drain: /readyz says so, speech finishes, exit 0."""
     from aiohttp import web
 
+    from streamer.memory import freeze_startup_objects
     from streamer.server.app import create_app
     from streamer.server.drain import drain
 
@@ -48,6 +52,7 @@ async def _serve(settings: Settings) -> None:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
+    freeze_startup_objects()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

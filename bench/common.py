@@ -171,3 +171,18 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30
             pass
         time.sleep(0.5)
     raise TimeoutError("server not ready")
+
+
+async def viewer_offer() -> str:
+    """A viewer's SDP offer (video and audio to receive, the events channel), no STUN server."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="recvonly")
+        pc.createDataChannel("events")
+        await pc.setLocalDescription(await pc.createOffer())
+        return str(pc.localDescription.sdp)
+    finally:
+        await pc.close()

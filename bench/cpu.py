@@ -43,22 +43,12 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 
 from bench.common import SENTENCES, machine, speech_wav, template_dir, wait_ready  # noqa: E402
+from streamer.testing import free_port  # noqa: E402
 
 FULL_RATE_FPS = 24.0
 LOOP_SATURATED = 0.8
 CODECS = ("vp8", "h264")
 STATES = ("idle", "speaking")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# --- CPU accounting -------------------------------------------------------------------------
 
 
 def cpu_split(pid: int) -> dict[str, float]:

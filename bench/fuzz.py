@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import viewer_offer  # noqa: E402
+from streamer.testing import free_port  # noqa: E402
 
 HANG_S = 20.0
 """A request with no answer after this long counts as a hang."""
@@ -124,22 +128,8 @@ def audio_corpus() -> dict[str, bytes]:
     return corpus
 
 
-async def _real_offer() -> str:
-    from aiortc import RTCConfiguration, RTCPeerConnection
-
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    try:
-        pc.addTransceiver("video", direction="recvonly")
-        pc.addTransceiver("audio", direction="recvonly")
-        pc.createDataChannel("events")
-        await pc.setLocalDescription(await pc.createOffer())
-        return str(pc.localDescription.sdp)
-    finally:
-        await pc.close()
-
-
 def sdp_offer() -> str:
-    return asyncio.run(_real_offer())
+    return asyncio.run(viewer_offer())
 
 
 # --- strategies -----------------------------------------------------------------------------
@@ -418,6 +408,7 @@ def http_batch(target: Target, real: Corpus, tally: Tally, examples: int, seed: 
 def ws_batch(target: Target, tally: Tally, examples: int, seed: int, strict: bool = False) -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as with_seed
+    from hypothesis.errors import HypothesisDeprecationWarning
 
     @with_seed(seed)
     @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -431,7 +422,11 @@ def ws_batch(target: Target, tally: Tally, examples: int, seed: int, strict: boo
         if strict:
             _raise_new(tally, before)
 
-    batch()
+    with warnings.catch_warnings():  # aiohttp masks each client frame with `random.getrandbits`
+        warnings.filterwarnings(
+            "ignore", message="Do not use the `random` module", category=HypothesisDeprecationWarning
+        )
+        batch()
 
 
 def _serve(port: int, cache: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -461,14 +456,6 @@ def _logged_errors(log: str) -> list[str]:
     return out
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _fuzz(url: str, minutes: float, seed: int, tally: Tally, server: subprocess.Popen[bytes]) -> dict[str, Any]:
     from streamer.client import Client
 
@@ -476,7 +463,7 @@ async def _fuzz(url: str, minutes: float, seed: int, tally: Tally, server: subpr
     await viewer.connect(TEMPLATE)
     await viewer.wait_frames(5)
     target = Target(url, viewer.session_id, viewer.token)
-    real = Corpus(await _real_offer(), audio_corpus())
+    real = Corpus(await viewer_offer(), audio_corpus())
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + minutes * 60
     rounds, streaming = 0, True
@@ -501,7 +488,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from bench.common import machine, wait_ready
 
     tally = Tally()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:

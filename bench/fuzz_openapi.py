@@ -42,6 +42,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
+from bench.common import viewer_offer  # noqa: E402
 from streamer.server.openapi import DOCUMENT  # noqa: E402
 
 CHECKS = [
@@ -139,7 +140,7 @@ def _real_offers(
             report.failures.append(f"{name} [offer] -> {response.status_code}: {str(exc).splitlines()[0][:300]}")
         return response
 
-    body = {"template": TEMPLATE, "sdp": asyncio.run(_offer()), "type": "offer"}
+    body = {"template": TEMPLATE, "sdp": asyncio.run(viewer_offer()), "type": "offer"}
     opened = check("POST /api/sessions", ops["POST /api/sessions"].Case(body=body, media_type="application/json"))
     if opened.status_code == 201:
         sid, token = opened.json()["session_id"], opened.json()["token"]
@@ -149,28 +150,13 @@ def _real_offers(
             close.Case(path_parameters={"session_id": sid}, headers={"Authorization": f"Bearer {token}"}),
         )
     whep = ops["POST /whep/{id}"].Case(
-        path_parameters={"id": TEMPLATE}, body=asyncio.run(_offer()), media_type="application/sdp"
+        path_parameters={"id": TEMPLATE}, body=asyncio.run(viewer_offer()), media_type="application/sdp"
     )
     opened = check("POST /whep/{id}", whep)
     if opened.status_code == 201:
         sid = opened.headers["location"][0].rsplit("/", 1)[1]  # lowercase keys, lists of values
         auth = {"Authorization": f"Bearer {opened.headers['x-session-token'][0]}"}
         check("DELETE /whep/{id}", ops["DELETE /whep/{id}"].Case(path_parameters={"id": sid}, headers=auth))
-
-
-async def _offer() -> str:
-    """A viewer's offer (video and audio to receive, the events channel), no STUN server."""
-    from aiortc import RTCConfiguration, RTCPeerConnection
-
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    try:
-        pc.addTransceiver("video", direction="recvonly")
-        pc.addTransceiver("audio", direction="recvonly")
-        pc.createDataChannel("events")
-        await pc.setLocalDescription(await pc.createOffer())
-        return str(pc.localDescription.sdp)
-    finally:
-        await pc.close()
 
 
 @contextmanager

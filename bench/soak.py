@@ -7,9 +7,10 @@ whole run (a headless viewer attached, spoken to every round); beside it, each r
 session, speaks, speaks again and interrupts, and closes it. After the warm-up and at the end
 it reads, for the server and each child process (render workers, audio decoders): memory as
 USS and PSS (so shared mappings do not count twice), open fds and threads; and the server's
-asyncio tasks (keyless `/api/stats` `process`). The watcher's A/V offset comes from the RTP
-timestamps of the frames it receives, mapped to the sender's clock through the RTCP sender
-reports of each track, in the first and in the last minute (the sender reports and the RTP
+asyncio tasks (keyless `/api/stats` `process`); and the server's USS and threads once a minute.
+The watcher's A/V offset: each received video frame's RTP timestamp and the audio RTP timestamp
+of the same media instant, each mapped to the sender's clock through its track's RTCP sender
+reports, averaged over the first and over the last minute (the sender reports and the RTP
 timestamp origin are aiortc's private receiver state: a bench may read them). Prints one JSON object.
 """
 
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,15 +65,29 @@ def process_figures(pid: int, url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url + "/api/stats", timeout=10) as r:
         stats = json.load(r)
     kids = [one(c) for c in children]
+    names = [" ".join(c.cmdline()[-2:])[-60:] for c in children]
     return {
-        "server": one(server) | {"asyncio_tasks": stats["process"]["tasks"]},
+        "server": one(server) | {"asyncio_tasks": stats["process"]["tasks"], "thread_names": thread_names(pid)},
         "children": len(kids),
         "children_uss_mib": round(sum(k["uss_mib"] for k in kids), 2),
         "children_pss_mib": round(sum(k["pss_mib"] for k in kids), 2),
         "children_fds": sum(int(k["fds"]) for k in kids),
         "children_threads": sum(int(k["threads"]) for k in kids),
+        "children_uss_each_mib": {
+            f"{i}: {name}": k["uss_mib"] for i, (name, k) in enumerate(zip(names, kids, strict=True))
+        },
         "open_sessions": stats["sessions"]["open"],
     }
+
+
+def server_uss_mib(pid: int) -> float:
+    return _mib(psutil.Process(pid).memory_full_info().uss)
+
+
+def thread_names(pid: int) -> dict[str, int]:
+    """How many of the process's threads bear each name (a grown pool shows which)."""
+    names = Counter(Path(f"/proc/{pid}/task/{t}/comm").read_text().strip() for t in os.listdir(f"/proc/{pid}/task"))
+    return dict(sorted(names.items()))
 
 
 @dataclass
@@ -97,12 +113,17 @@ class SenderClock:
 
 @dataclass
 class AvWatch:
-    """At each received video frame: its send time minus that of the latest audio frame."""
+    """At each received video frame: its send time minus that of the audio of the same media instant.
+
+    Both tracks stamp pts from one unit counter, so a video pts names a media instant that an
+    audio RTP timestamp also names; each side is mapped to the sender's clock through its own
+    track's latest sender report. A constant offset (which unit each track's first packet
+    carried) cancels out of the drift.
+    """
 
     clocks: dict[str, SenderClock] = field(default_factory=lambda: {k: SenderClock(r) for k, r in CLOCK_RATES.items()})
     mappers: dict[str, Any] = field(default_factory=dict)
     """aiortc's receive-side TimestampMapper per track: frame pts = RTP timestamp - its origin."""
-    last_audio: float | None = None
     samples: list[tuple[float, float]] = field(default_factory=list)
     """(local monotonic time, video - audio send time in ms)."""
 
@@ -122,17 +143,16 @@ class AvWatch:
 
             receiver._handle_rtcp_packet = handle
 
-    def frame(self, kind: str, pts: int | None) -> None:
-        origin = getattr(self.mappers.get(kind), "_origin", None)
-        if pts is None or origin is None:
+    def video_frame(self, pts: int | None) -> None:
+        video = getattr(self.mappers.get("video"), "_origin", None)
+        audio = getattr(self.mappers.get("audio"), "_origin", None)
+        if pts is None or video is None or audio is None:
             return
-        sent = self.clocks[kind].sent_at((pts + origin) & 0xFFFFFFFF)
-        if sent is None:
-            return
-        if kind == "audio":
-            self.last_audio = sent
-        elif self.last_audio is not None:
-            self.samples.append((time.monotonic(), 1000 * (sent - self.last_audio)))
+        sent_video = self.clocks["video"].sent_at((pts + video) & 0xFFFFFFFF)
+        audio_pts = pts * CLOCK_RATES["audio"] // CLOCK_RATES["video"]
+        sent_audio = self.clocks["audio"].sent_at((audio_pts + audio) & 0xFFFFFFFF)
+        if sent_video is not None and sent_audio is not None:
+            self.samples.append((time.monotonic(), 1000 * (sent_video - sent_audio)))
 
     def mean_between(self, start: float, end: float) -> float | None:
         inside = [ms for t, ms in self.samples if start <= t < end]
@@ -147,23 +167,16 @@ class Watcher(Client):
         self.av = AvWatch()
 
     async def _read_video(self, track: Any) -> None:
-        await self._read(track, "video", super()._read_video)
-
-    async def _read_audio(self, track: Any) -> None:
-        await self._read(track, "audio", super()._read_audio)
-
-    async def _read(self, track: Any, kind: str, inner: Any) -> None:
-        if kind == "video":
-            self.av.attach(self.pc)
+        self.av.attach(self.pc)
         original = track.recv
 
         async def recv() -> Any:
             frame = await original()
-            self.av.frame(kind, frame.pts)
+            self.av.video_frame(frame.pts)
             return frame
 
         track.recv = recv
-        await inner(track)
+        await super()._read_video(track)
 
 
 async def churn_round(url: str, speech: bytes) -> None:
@@ -189,10 +202,21 @@ async def soak(url: str, pid: int, speech: bytes, minutes: float, warmup_minutes
     warm_until = started + warmup_minutes * 60
     end = started + minutes * 60
     rounds, before = 0, None
+    series: list[dict[str, float]] = []
     while time.monotonic() < end:
         await watcher.speak(speech, "audio/wav")
         await churn_round(url, speech)
         rounds += 1
+        minute = (time.monotonic() - started) / 60
+        if not series or minute >= series[-1]["minute"] + 1:
+            series.append(
+                {
+                    "minute": round(minute, 2),
+                    "rounds": rounds,
+                    "server_uss_mib": server_uss_mib(pid),
+                    "server_threads": psutil.Process(pid).num_threads(),
+                }
+            )
         if before is None and time.monotonic() >= warm_until:
             before = await loop.run_in_executor(None, process_figures, pid, url)
             before_rounds = rounds
@@ -219,6 +243,7 @@ async def soak(url: str, pid: int, speech: bytes, minutes: float, warmup_minutes
         "av_offset_ms_last_minute": last,
         "av_drift_ms": None if first is None or last is None else round(last - first, 2),
         "av_samples": len(watcher.av.samples),
+        "server_uss_by_minute": series,
     }
 
 

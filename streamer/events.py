@@ -42,7 +42,7 @@ class WelcomeEnded:
 @dataclass(frozen=True)
 class Closing:
     reason: str
-    """Why the server ends the session (e.g. `closed`, `limit`, `idle`, `draining`, `error`)."""
+    """Why the server ends the session (`limit`, `idle`, `draining`, `error`)."""
     type: Literal["closing"] = "closing"
 
 

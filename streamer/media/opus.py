@@ -102,7 +102,7 @@ def audio_level_dbov(frame: av.AudioFrame) -> int:
     """RFC 6465's audio level of a frame, as aiortc's `compute_audio_level_dbov`, in numpy."""
     count = frame.samples * len(frame.layout.channels)
     pcm = bytes(frame.planes[0])[: 2 * count]
-    if pcm == bytes(len(pcm)):
+    if pcm.count(0) == len(pcm):  # silence, without a zeroed buffer to compare with
         return MIN_LEVEL
     samples = np.frombuffer(pcm, np.int16)
     rms = math.sqrt(float(np.dot(samples.astype(np.float64), samples)) / (frame.samples * 32767 * 32767))

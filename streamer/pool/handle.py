@@ -75,6 +75,7 @@ class Handle:
         self.render_timeout_s = render_timeout_s
         self._pending: dict[int, Pending] = {}
         self._ids = itertools.count()
+        self._restarted = asyncio.Condition()
 
     @property
     def alive(self) -> bool:
@@ -86,6 +87,18 @@ class Handle:
         self.audio_context_units = int(hello["audio_context_units"])
         self.set_curve(CostCurve.from_json(hello["curve"]))
         self.stats.alive = True
+
+    async def restarted(self, times: int, timeout: float) -> None:
+        """Until this worker runs again after its `times`-th restart (tests and tools wait on it)."""
+        async with self._restarted:
+            await asyncio.wait_for(
+                self._restarted.wait_for(lambda: self.alive and self.stats.restarts >= times), timeout
+            )
+
+    async def announce_restart(self) -> None:
+        """The worker runs again after a restart (counted by the backend): wake who waits."""
+        async with self._restarted:
+            self._restarted.notify_all()
 
     def set_curve(self, curve: CostCurve) -> None:
         self.curve = curve

@@ -48,6 +48,7 @@ class LocalPool(Dispatcher):
                     await worker.start()
                     await self.reload(worker)
                     log.info("worker %d restarted", worker.stats.index)
+                    await worker.announce_restart()
                     return
                 except Exception as exc:  # noqa: BLE001 - tried again after the next wait
                     log.error("worker %d could not restart: %s", worker.stats.index, exc)

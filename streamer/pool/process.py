@@ -9,13 +9,13 @@ import multiprocessing as mp
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
 from streamer.config import Settings, settings_to_json
 from streamer.errors import NotReady, WorkerDied
+from streamer.pool.channel import Channel
 from streamer.pool.handle import Handle
 from streamer.pool.wire import decode, encode
 from streamer.pool.worker import worker_main
@@ -36,7 +36,7 @@ class ProcessWorker(Handle):
         # a thread of the default pool that video encoding needs. One thread also means
         # messages never interleave on the pipe.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"worker{index}-io")
-        self._conn: Connection | None = None
+        self._conn: Channel | None = None
         self._process: mp.process.BaseProcess | None = None
 
     async def start(self) -> None:
@@ -51,16 +51,16 @@ class ProcessWorker(Handle):
         )
         self._process.start()
         child.close()
-        self._conn = parent
+        self._conn = conn = Channel.adopt(parent)
         try:
-            ready = await asyncio.wait_for(loop.run_in_executor(self._io, self._read_hello, parent), START_TIMEOUT_S)
+            ready = await asyncio.wait_for(loop.run_in_executor(self._io, self._read_hello, conn), START_TIMEOUT_S)
         except TimeoutError:
             ready = {"type": "failed", "error": f"not ready in {START_TIMEOUT_S:.0f} s"}
         if ready.get("type") != "ready":
             self._discard_process()
             raise NotReady(f"worker {self.stats.index} on {self.stats.device} failed: {ready.get('error')}")
         self.ready(ready)
-        threading.Thread(target=self._read_loop, args=(loop, parent), daemon=True).start()
+        threading.Thread(target=self._read_loop, args=(loop, conn), daemon=True).start()
         log.info(
             "worker %d on %s ready (%s, %.0f frames/s)",
             self.stats.index,
@@ -74,17 +74,17 @@ class ProcessWorker(Handle):
         return self._process.pid if self._process is not None else None
 
     @staticmethod
-    def _read_hello(conn: Connection) -> dict[str, Any]:
+    def _read_hello(conn: Channel) -> dict[str, Any]:
         try:
-            return decode(conn.recv_bytes())[0]
+            return decode(conn.recv())[0]
         except (EOFError, OSError):
             return {"type": "failed", "error": "exited while starting"}
 
-    def _read_loop(self, loop: asyncio.AbstractEventLoop, conn: Connection) -> None:
+    def _read_loop(self, loop: asyncio.AbstractEventLoop, conn: Channel) -> None:
         try:
             while True:
                 try:
-                    data = conn.recv_bytes()
+                    data = conn.recv()
                 except (EOFError, OSError):
                     loop.call_soon_threadsafe(self._on_exit)
                     return
@@ -92,7 +92,7 @@ class ProcessWorker(Handle):
         except RuntimeError:  # the event loop closed first (shutdown): nobody is waiting
             return
 
-    def _deliver(self, data: bytes) -> None:
+    def _deliver(self, data: memoryview) -> None:
         meta, arrays = decode(data)
         if meta.get("type") == "started":
             self._started(meta["ids"])
@@ -113,7 +113,7 @@ class ProcessWorker(Handle):
         if conn is None:
             raise WorkerDied(f"worker {self.stats.index} is not running")
         # Shielded: a caller cancelled mid-write must not leave half a message on the pipe.
-        send = asyncio.get_running_loop().run_in_executor(self._io, conn.send_bytes, encode(meta, arrays))
+        send = asyncio.get_running_loop().run_in_executor(self._io, conn.send, encode(meta, arrays))
         try:
             await asyncio.shield(send)
         except OSError:  # the process is gone; its reader thread may not know yet
@@ -124,7 +124,7 @@ class ProcessWorker(Handle):
         conn = self._conn
         if conn is not None:
             future = asyncio.get_running_loop().run_in_executor(
-                self._io, conn.send_bytes, encode({"op": "cancel", "session_id": session_id})
+                self._io, conn.send, encode({"op": "cancel", "session_id": session_id})
             )
             future.add_done_callback(lambda f: f.exception())  # a dead pipe is noticed elsewhere
 
@@ -140,7 +140,7 @@ class ProcessWorker(Handle):
         alive, self.stats.alive = self.alive, False  # an exit now is not a death
         if self._conn is not None and alive:
             with contextlib.suppress(OSError):
-                self._conn.send_bytes(encode({"op": "stop"}))
+                self._conn.send(encode({"op": "stop"}))
         if self._process is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._process.join, 5)
         self._died()

@@ -114,6 +114,7 @@ class ActorWorker(Handle):
                 log.error("render actor %d not back yet: %s", self.stats.index, exc)
                 await asyncio.sleep(1.0)
         self.stats.restarts += 1
+        await self.announce_restart()
         await self._on_back(self)
 
     def _send_cancel(self, session_id: str) -> None:

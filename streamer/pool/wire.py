@@ -33,10 +33,12 @@ def encode(meta: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) ->
     return b"".join([_LEN.pack(len(header)), header, *blobs])
 
 
-def decode(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    (size,) = _LEN.unpack_from(data)
-    header = json.loads(data[_LEN.size : _LEN.size + size])
-    body = memoryview(data)[_LEN.size + size :]
+def decode(data: bytes | memoryview) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A message's header and its arrays, which are views of `data` (not copies)."""
+    view = memoryview(data)
+    (size,) = _LEN.unpack_from(view)
+    header = json.loads(bytes(view[_LEN.size : _LEN.size + size]))
+    body = view[_LEN.size + size :]
     arrays = {}
     for spec in header["arrays"]:
         if spec["dtype"] not in DTYPES:

@@ -17,6 +17,8 @@ import numpy as np
 from streamer.config import settings_from_json
 from streamer.errors import StreamerError
 from streamer.lifeline import exit_with_parent
+from streamer.memory import tune_malloc
+from streamer.pool.channel import Channel
 from streamer.pool.serve import Server
 from streamer.pool.wire import decode, encode
 
@@ -24,9 +26,11 @@ log = logging.getLogger(__name__)
 
 
 def worker_main(
-    conn: Connection, index: int, device: str, settings_json: dict[str, Any], progress: bool = False
+    pipe: Connection, index: int, device: str, settings_json: dict[str, Any], progress: bool = False
 ) -> None:
+    tune_malloc()
     exit_with_parent(os.getppid())
+    conn = Channel.adopt(pipe)
     logging.basicConfig(
         level=os.environ.get("STREAMER_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s %(levelname)s worker{index}[{device}] %(name)s: %(message)s",
@@ -36,25 +40,25 @@ def worker_main(
     try:
         server = Server(settings_from_json(settings_json), device, progress)
     except StreamerError as exc:
-        conn.send_bytes(encode({"type": "failed", "error": str(exc)}))
+        conn.send(encode({"type": "failed", "error": str(exc)}))
         return
-    conn.send_bytes(encode(server.hello()))
+    conn.send(encode(server.hello()))
     threading.Thread(target=_read, args=(conn, server), name="pipe-reader", daemon=True).start()
 
     def send(meta: dict[str, Any], arrays: dict[str, np.ndarray] | None) -> None:
         try:
-            conn.send_bytes(encode(meta, arrays))
+            conn.send(encode(meta, arrays))
         except OSError:  # the web process is gone
             server.queue.close()
 
     server.run(send)
 
 
-def _read(conn: Connection, server: Server) -> None:
+def _read(conn: Channel, server: Server) -> None:
     """Feed the queue from the pipe until `stop` or the pipe closes, then close the queue."""
     while True:
         try:
-            meta, arrays = decode(conn.recv_bytes())
+            meta, arrays = decode(conn.recv())
         except (EOFError, OSError):
             break
         if meta["op"] == "stop":

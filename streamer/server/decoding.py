@@ -17,9 +17,15 @@ import numpy as np
 from streamer import audio
 from streamer.errors import BadInput
 from streamer.lifeline import exit_with_parent
+from streamer.memory import tune_malloc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def _start_decoder(parent: int) -> None:
+    tune_malloc()
+    exit_with_parent(parent)
 
 
 class Decoders:
@@ -35,7 +41,7 @@ class Decoders:
             self._pool = ProcessPoolExecutor(
                 self._processes,
                 mp_context=mp.get_context("spawn"),
-                initializer=exit_with_parent,
+                initializer=_start_decoder,
                 initargs=(os.getpid(),),
             )
         return self._pool

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from bench import fuzz
+from bench.common import viewer_offer
 from streamer.client import Client
 from streamer.errors import BadInput
 from streamer.metrics import Metrics
@@ -37,7 +38,7 @@ async def test_generated_requests_get_json_4xx_and_the_session_keeps_streaming(s
         await viewer.connect("astronaut")
         await viewer.wait_frames(5)
         target = fuzz.Target(server.url, viewer.session_id, viewer.token)
-        real = fuzz.Corpus(await fuzz._real_offer(), fuzz.audio_corpus())
+        real = fuzz.Corpus(await viewer_offer(), fuzz.audio_corpus())
         assert {"audio/wav", "audio/ogg", "audio/webm", "audio/pcm;rate=16000", "audio/L16;rate=16000"} <= set(
             real.audio
         )

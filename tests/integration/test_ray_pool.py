@@ -62,7 +62,8 @@ async def test_actors_render_spread_batch_cancel_and_keep_error_classes(pool):
     with pytest.raises(NotFound):
         await pool.render(replace(job(2), template_id="nobody"))
     mine = [asyncio.create_task(pool.render(job(16, session="me"))) for _ in range(6)]
-    await asyncio.sleep(0.05)
+    while sum(w.stats.in_flight for w in pool.workers) < len(mine):  # until all six are sent
+        await asyncio.sleep(0)
     pool.cancel("me")
     for task in mine:
         with pytest.raises(Cancelled):
@@ -79,10 +80,7 @@ async def test_an_actor_killed_by_pid_mid_stream_restarts_and_renders_later_wind
         crops = await pool.render(job(5, session="live", first=5 * k, due=0.2))
         rendered.append(crops.shape[0])
     assert rendered == [5] * 12  # every window rendered, retried on the other actor if need be
-    for _ in range(600):  # Ray restarts the actor: wait (by events, not time) until it answers
-        if victim.alive and victim.stats.restarts:
-            break
-        await asyncio.sleep(0.1)
+    await victim.restarted(1, timeout=60)  # Ray restarts the actor; it answers again
     assert victim.alive and victim.stats.restarts == 1 and victim.pid != pid
     before = victim.stats.jobs
     await asyncio.gather(*(pool.render(job(5, session=f"after{i}", due=0.3)) for i in range(4)))

@@ -3,7 +3,6 @@ actor killed by its PID mid-stream whose later windows render after Ray restarts
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -61,10 +60,10 @@ async def test_a_session_on_ray_speaks_in_sync_and_survives_a_killed_actor(ray_s
         idle = [f for t, f in zip(r.video_times, r.frames, strict=True) if t < sent][-1].astype(np.int16)
         offset = av_offset_ms(r, sent, ended + 0.3, idle)
         assert offset is not None and abs(offset) <= 80  # in sync
-        for _ in range(600):  # until Ray has restarted it and it answered
+        for _ in range(600):  # until Ray has restarted it and it answered (watching frames)
             if victim.alive and victim.stats.restarts:
                 break
-            await asyncio.sleep(0.1)
+            await client.wait_frames(5)
         assert victim.alive and victim.pid != pid
         before = victim.stats.jobs
         reply, _ = await client.speak(speech_wav.read_bytes(), "audio/wav")
