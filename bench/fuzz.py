@@ -25,6 +25,8 @@ import tempfile
 import time
 import urllib.parse
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -402,13 +404,26 @@ def http_batch(target: Target, real: Corpus, tally: Tally, examples: int, seed: 
         if strict:
             _raise_new(tally, before)
 
-    batch()
+    with _others_use_random():
+        batch()
+
+
+@contextmanager
+def _others_use_random() -> Iterator[None]:
+    """Hypothesis warns when `random`'s state moves during an example; here the watched session's
+    aiortc (another thread) and aiohttp's WebSocket masks move it, not the strategies."""
+    from hypothesis.errors import HypothesisDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Do not use the `random` module", category=HypothesisDeprecationWarning
+        )
+        yield
 
 
 def ws_batch(target: Target, tally: Tally, examples: int, seed: int, strict: bool = False) -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as with_seed
-    from hypothesis.errors import HypothesisDeprecationWarning
 
     @with_seed(seed)
     @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -422,10 +437,7 @@ def ws_batch(target: Target, tally: Tally, examples: int, seed: int, strict: boo
         if strict:
             _raise_new(tally, before)
 
-    with warnings.catch_warnings():  # aiohttp masks each client frame with `random.getrandbits`
-        warnings.filterwarnings(
-            "ignore", message="Do not use the `random` module", category=HypothesisDeprecationWarning
-        )
+    with _others_use_random():
         batch()
 
 
