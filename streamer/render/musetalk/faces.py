@@ -16,7 +16,7 @@ from streamer.config import Settings
 from streamer.errors import ModelError
 from streamer.render.musetalk.layout import DWPOSE_FILE, Layout
 
-FACES_VERSION = "1"
+FACES_VERSION = "2"
 """Bump when MuseTalk's boxes are computed differently."""
 
 
