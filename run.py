@@ -81,7 +81,8 @@ def prepare(args: argparse.Namespace) -> None:
         t = load_or_prepare(
             sources[template_id], renderer, settings.cache_dir, force=args.force, models=settings.models
         )
-        label = " DEGRADED: face boxes without landmarks" if t.degraded else ""
+        why = "face boxes without landmarks" if t.faces == "haar" else "no face parsing"
+        label = f" DEGRADED: {why}" if t.degraded else ""
         print(f"{t.id}: {t.frame_count} frames, {renderer.name}, faces {t.faces}{label}")
 
 

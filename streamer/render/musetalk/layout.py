@@ -45,7 +45,8 @@ class Layout:
     whisper_weights: Path
     whisper_dir: Path
     face_parse: Path | None
-    """BiSeNet face-parsing weights; optional (the geometric blend mask is used without)."""
+    """BiSeNet face-parsing weights; the renderer refuses without them unless told to use the
+    geometric blend mask (`musetalk_mask = "geometric"`, labelled degraded)."""
     dwpose: Path | None = None
     """DWPose wholebody weights, whose face landmarks frame the crops (see render/musetalk/faces)."""
 
