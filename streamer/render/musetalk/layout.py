@@ -51,7 +51,7 @@ class Layout:
     """DWPose wholebody weights, whose face landmarks frame the crops (see render/musetalk/faces)."""
 
 
-def _weights_in(folder: Path) -> Path | None:
+def weights_in(folder: Path) -> Path | None:
     for name in WEIGHT_NAMES:
         if (folder / name).is_file():
             return folder / name
@@ -80,7 +80,7 @@ def find_layout(models: Path, version: str = "v15") -> Layout:
         "preprocessor": whisper_dir / "preprocessor_config.json",
     }
     missing = [str(p) for p in required.values() if not p.is_file()]
-    vae_weights, whisper_weights = _weights_in(vae_dir), _weights_in(whisper_dir)
+    vae_weights, whisper_weights = weights_in(vae_dir), weights_in(whisper_dir)
     if vae_weights is None:
         missing.append(f"{vae_dir}/diffusion_pytorch_model.(bin|safetensors)")
     if whisper_weights is None:
