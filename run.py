@@ -1,4 +1,4 @@
-"""python run.py [serve|prepare|render|client|grant] — see `python run.py <command> --help`."""
+"""python run.py [serve|prepare|render|client|grant|check-models] — see `python run.py <command> --help`."""
 
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def prepare(args: argparse.Namespace) -> None:
         t = load_or_prepare(
             sources[template_id], renderer, settings.cache_dir, force=args.force, models=settings.models
         )
-        label = " DEGRADED: face boxes without landmarks" if t.degraded else ""
+        why = "face boxes without landmarks" if t.faces == "haar" else "no face parsing"
+        label = f" DEGRADED: {why}" if t.degraded else ""
         print(f"{t.id}: {t.frame_count} frames, {renderer.name}, faces {t.faces}{label}")
 
 
@@ -122,6 +123,15 @@ def grant(args: argparse.Namespace) -> None:
         raise StreamerError("the server key is needed to mint a grant: --key, STREAMER_KEY or the config file")
     minted = asyncio.run(mint_grant(args.server, key, args.template, args.ttl_s))
     print(f"{args.server.rstrip('/')}/#grant={minted}")
+
+
+def check_models(args: argparse.Namespace) -> None:
+    """Report on a MuseTalk models folder; exit 0 only when MuseTalk will start (doctor.py)."""
+    from streamer.render.musetalk.doctor import check_models, format_report, report_json
+
+    report = check_models(args.dir, _settings(args, models=args.dir))
+    print(report_json(report) if args.json else format_report(report))
+    sys.exit(report.exit_code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key", help="the server key (default: from the settings)")
     p.add_argument("--config", type=Path, help="TOML file of settings (see docs/)")
     p.set_defaults(run=grant)
+
+    p = commands.add_parser("check-models", aliases=["doctor"], help="check a MuseTalk models folder")
+    p.add_argument("dir", type=Path, help="the models folder (official layout)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--config", type=Path, help="TOML file of settings (musetalk_faces, musetalk_mask)")
+    p.set_defaults(run=check_models)
 
     args = parser.parse_args(argv)
     if args.command is None:

@@ -81,6 +81,9 @@ class Settings:
     """Face landmarks for MuseTalk's crops: `auto` (DWPose from models/dwpose/, else
     face-alignment's FAN when installed), `dwpose`, `fan`, or `haar` (OpenCV boxes, framed unlike
     the training crops: the template is labelled degraded)."""
+    musetalk_mask: str = "bisenet"
+    """MuseTalk's blend mask: `bisenet` (face parsing from face-parse-bisent/79999_iter.pth; the
+    renderer refuses to start without it) or `geometric` (a fixed jaw shape: labelled degraded)."""
     realtime_fp16: bool = False
     """On CUDA, run whisper, the VAE and the positional encoding in fp16 too (the official
     realtime script's precision); off until GPU figures say it is safe."""
@@ -164,6 +167,8 @@ class Settings:
             raise BadInput("--renderer musetalk needs --models DIR (the official weights layout)")
         if self.musetalk_faces not in ("auto", "dwpose", "fan", "haar"):
             raise BadInput(f"unknown musetalk_faces {self.musetalk_faces!r} (auto, dwpose, fan or haar)")
+        if self.musetalk_mask not in ("bisenet", "geometric"):
+            raise BadInput(f"unknown musetalk_mask {self.musetalk_mask!r} (bisenet or geometric)")
         if self.video_codec not in ("auto", "h264", "vp8"):
             raise BadInput(f"unknown video codec {self.video_codec!r} (auto, h264 or vp8)")
         if not 0.04 <= self.first_window_s <= self.window_s:

@@ -87,7 +87,7 @@
         const name = Object.assign(document.createElement("span"), { textContent: t.name || t.id });
         const info = Object.assign(document.createElement("small"), {
           textContent: t.ready === false ? "preparing…"
-            : `${t.kind}, ${t.width}×${t.height}${t.degraded ? ", degraded (no face landmarks)" : ""}`,
+            : `${t.kind}, ${t.width}×${t.height}${t.degraded ? `, degraded (${t.faces === "haar" ? "no face landmarks" : "no face parsing"})` : ""}`,
         });
         label.append(input, img, name, info);
         ui.templates.append(label);

@@ -99,12 +99,13 @@ def _old_vae_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def build_tiny_models(
-    root: Path, seed: int = 0, full: bool = False, face_parse: bool = False, dwpose: bool = True
+    root: Path, seed: int = 0, full: bool = False, face_parse: bool = True, dwpose: bool = True
 ) -> Path:
     """Write random weights in the official layout under `root`; returns `root`.
 
     `full` uses the real channel counts (for GPU benchmarks; about 4 GB of files).
-    `face_parse` adds a random BiSeNet (always its real size, 50 MB).
+    `face_parse` adds a random BiSeNet (always its real size, 50 MB; without it the renderer
+    needs `musetalk_mask = "geometric"`).
     `dwpose` adds a random DWPose (tiny, or the real size with `full`): its landmarks are
     random, so tests that prepare templates set `musetalk_faces = "haar"` or inject landmarks.
     """
