@@ -45,11 +45,11 @@ async def _serve(settings: Settings) -> None:
     from aiohttp import web
 
     from streamer.memory import freeze_startup_objects
-    from streamer.server.app import create_app
+    from streamer.server.app import create_app, server_options
     from streamer.server.drain import drain
 
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **server_options(settings))
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     freeze_startup_objects()
