@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EXPOSED_HEADERS = "Location, Link, X-Session-Token"
-FORWARDED_CLIENT = "streamer.forwarded_client"
+FORWARDED_CLIENT = web.RequestKey("forwarded_client", bool)
 """Request key: True when `request.remote` came from X-Forwarded-For."""
 HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 

@@ -36,7 +36,7 @@ async def open_session(request: web.Request, template_id: object, sdp: object, g
             raise Unauthorized("a grant opens a session on a named template")
         app[GRANTS].check(grant, template_id)
     limit = grant.max_session_s if grant is not None else None
-    client, forwarded = request.remote, bool(request.get(FORWARDED_CLIENT))
+    client, forwarded = request.remote, request.get(FORWARDED_CLIENT, False)
     opened = await sessions.open(template_id, sdp, client=client, max_session_s=limit, from_proxy=forwarded)
     if grant is not None:
         try:
