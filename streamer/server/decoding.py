@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 DTYPES = ("float32", "int16")
 """The array types a reply may carry."""
 STOP_S = 2.0
+START_S = 60.0
+"""How long a new decoder process may take to import what it needs (a loaded machine)."""
+READY = b"ready"
 
 
 class DecoderCrashed(BadInput):
@@ -71,6 +74,7 @@ def _serve(conn: Connection, parent: int) -> None:
     """A decoder process: calls in, replies out, until the pipe closes."""
     tune_malloc()
     exit_with_parent(parent)
+    conn.send_bytes(READY)  # imports done: a job's time limit starts from here
     while True:
         try:
             header = json.loads(conn.recv_bytes())
@@ -121,10 +125,15 @@ class _Process:
         self.process = ctx.Process(target=_serve, args=(child, os.getpid()), name="audio-decoder", daemon=True)
         self.process.start()
         child.close()
+        self.ready = False
 
     def call(self, request: list[bytes], timeout_s: float) -> list[bytes]:
         """The reply's frames (blocking); `_Died` when the process dies, `_Late` past `timeout_s`."""
         try:
+            if not self.ready:
+                if not self.conn.poll(START_S) or self.conn.recv_bytes() != READY:
+                    raise _Died
+                self.ready = True
             for frame in request:
                 self.conn.send_bytes(frame)
             if not self.conn.poll(timeout_s):
