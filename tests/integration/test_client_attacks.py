@@ -145,17 +145,17 @@ async def test_a_stream_past_its_cap_is_ended_there_and_said_so_never_holed(keye
     try:
         await client.connect(TEMPLATE)
         url = keyed.url.replace("http", "ws") + f"/api/sessions/{client.session_id}/audio"
-        async with aiohttp.ClientSession() as http:
-            async with http.ws_connect(url, protocols=("streamer-audio", f"token.{client.token}")) as ws:
-                await ws.send_json({"type": "start", "sample_rate": 16000})
-                started = await ws.receive_json()
-                await ws.send_bytes(bytes(2 * 12800))  # 0.8 s
-                await ws.send_bytes(bytes(2 * 6400))  # 0.4 s more: past max_audio_seconds (1 s)
-                error, ended = await ws.receive_json(), await ws.receive_json()
-                assert error["type"] == "error" and error["status"] == 413 and "ended at 0.80 s" in error["error"]
-                assert ended == {"type": "ended", "utterance_id": started["utterance_id"], "duration_s": 0.8}
-                await ws.send_bytes(bytes(3200))  # nothing more is taken into it
-                assert "send start" in (await ws.receive_json())["error"]
+        protocols = ("streamer-audio", f"token.{client.token}")
+        async with aiohttp.ClientSession() as http, http.ws_connect(url, protocols=protocols) as ws:
+            await ws.send_json({"type": "start", "sample_rate": 16000})
+            started = await ws.receive_json()
+            await ws.send_bytes(bytes(2 * 12800))  # 0.8 s
+            await ws.send_bytes(bytes(2 * 6400))  # 0.4 s more: past max_audio_seconds (1 s)
+            error, ended = await ws.receive_json(), await ws.receive_json()
+            assert error["type"] == "error" and error["status"] == 413 and "ended at 0.80 s" in error["error"]
+            assert ended == {"type": "ended", "utterance_id": started["utterance_id"], "duration_s": 0.8}
+            await ws.send_bytes(bytes(3200))  # nothing more is taken into it
+            assert "send start" in (await ws.receive_json())["error"]
     finally:
         await client.close()
 
@@ -163,6 +163,7 @@ async def test_a_stream_past_its_cap_is_ended_there_and_said_so_never_holed(keye
 async def test_speech_is_refused_with_503_while_draining(keyed):
     client = Client(keyed.url, key=KEY)
     startup = keyed.app[STARTUP]
+
     async def draining(value: bool) -> None:
         startup.draining = value
 

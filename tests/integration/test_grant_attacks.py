@@ -102,9 +102,9 @@ async def test_refusals_leave_the_grant_usable(pair, offer):
     bad_offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 x\r\n"
     status, body = await _open(first.url, grant, bad_offer)
     assert status == 400 and "could not be parsed" in body["error"] and "unpack" not in body["error"]
-    status, body = await _call(first.url, "POST", f"/whep/{TEMPLATE}", grant, data="v=0\r\n", headers=[
-        ("Content-Type", "application/sdp")
-    ])
+    status, body = await _call(
+        first.url, "POST", f"/whep/{TEMPLATE}", grant, data="v=0\r\n", headers=[("Content-Type", "application/sdp")]
+    )
     assert status == 400
     status, _ = await _open(first.url, grant, offer, template="dog")
     assert status in (401, 404)

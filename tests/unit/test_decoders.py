@@ -65,7 +65,7 @@ def test_a_reply_is_json_and_plain_arrays_never_objects():
     header = json.dumps({"arrays": [{"dtype": "object", "shape": [1]}], "tuple": False}).encode()
     with pytest.raises(StreamerError, match="unknown type"):
         _result([header, b"\x80\x04K\x01."])
-    with pytest.raises(BadInput, match="^no$"):
+    with pytest.raises(BadInput, match=r"^no$"):
         _result([json.dumps({"error": "BadInput", "message": "no"}).encode()])
     with pytest.raises(StreamerError) as raised:  # errors cross by the name of one of ours only
         _result([json.dumps({"error": "system", "message": "x"}).encode()])
