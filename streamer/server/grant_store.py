@@ -52,6 +52,9 @@ class ReplayStore:
     def __len__(self) -> int:
         return len(self._used)
 
+    def __contains__(self, jti: object) -> bool:
+        return jti in self._used
+
 
 class MemoryStore:
     """This process's memory: right for one server, forgotten on restart."""
@@ -64,7 +67,7 @@ class MemoryStore:
 
     async def used(self, jti: str) -> bool:
         self.replays.prune()
-        return jti in self.replays._used
+        return jti in self.replays
 
     async def close(self) -> None:
         return None
