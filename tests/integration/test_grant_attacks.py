@@ -160,3 +160,14 @@ async def test_an_unreachable_store_is_a_503_not_a_session(cache_dir):
     with pytest.raises(NotReady, match="unreachable"):
         await store.claim("jti", int(time.time()) + 60)
     await store.close()
+
+
+async def test_one_grant_raced_on_two_servers_at_once_opens_one_session(pair, offer):
+    first, second = pair
+    grant = await _grant(first.url)
+    answers = await asyncio.gather(_open(first.url, grant, offer), _open(second.url, grant, offer))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [201, 401], answers
+    for (status, body), live in zip(answers, (first, second), strict=True):
+        if status == 201:
+            await _call(live.url, "DELETE", f"/api/sessions/{body['session_id']}", KEY)
