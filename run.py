@@ -25,7 +25,8 @@ def _settings_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, **extra) -> Settings:
-    names = ("renderer", "models", "devices", "host", "port", "key", "cors_origins", "pool", "ray_address", "drain_s")
+    names = ("renderer", "models", "devices", "host", "port", "key", "key_file", "cors_origins", "pool", "ray_address")
+    names += ("drain_s",)
     cli = {k: getattr(args, k, None) for k in names}
     return load_settings(getattr(args, "config", None), {**cli, **extra})
 
@@ -45,11 +46,11 @@ async def _serve(settings: Settings) -> None:
     from aiohttp import web
 
     from streamer.memory import freeze_startup_objects
-    from streamer.server.app import create_app
+    from streamer.server.app import create_app, server_options
     from streamer.server.drain import drain
 
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **server_options(settings))
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     freeze_startup_objects()
@@ -139,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command")
 
     p = commands.add_parser("serve", help="serve the web page, the API and WebRTC sessions (default)")
-    p.add_argument("--host", help="address to bind (default 127.0.0.1; anything else needs --key)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; anything else needs a key)")
     p.add_argument("--port", type=int, help="port (default 8080)")
-    p.add_argument("--key", help="server key: needed to open sessions, controls every session")
+    p.add_argument("--key", help="server key (better STREAMER_KEY or --key-file: `ps` shows a command line)")
+    p.add_argument("--key-file", dest="key_file", help="a file holding the server key (first line)")
     p.add_argument("--cors", dest="cors_origins", help="origins allowed to call the API, comma-separated")
     p.add_argument("--drain", dest="drain_s", type=float, help="on SIGTERM, seconds speech may take to finish (30)")
     _settings_args(p)

@@ -29,6 +29,8 @@ class Settings:
     port: int = 8080
     key: str | None = None
     """Server key; required when binding anything but loopback. Grants control of every session."""
+    key_file: Path | None = None
+    """A file holding the server key (first line), so that no command line shows it."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (an allow-list; there is no wildcard)."""
 
@@ -109,6 +111,9 @@ class Settings:
     grant_ttl_s: float = 60.0
     """A grant's default lifetime; `POST /api/grants` may ask for up to `grant_max_ttl_s`."""
     grant_max_ttl_s: float = 3600.0
+    grant_store: str = "memory"
+    """Where used grants are remembered: `memory` (one server) or `redis://host:port/db` (a Redis
+    every server behind the load balancer shares, so a grant opens one session across them)."""
     metrics_token: str | None = None
     """A bearer token for `/metrics` only (Prometheus `bearer_token`), beside the server key."""
     trusted_proxies: tuple[str, ...] = ()
@@ -133,6 +138,14 @@ class Settings:
     """Sessions one client address may hold (loopback clients are not limited)."""
     max_uploads_per_session: int = 2
     """Uploads (speak, say) one session may have decoding at once."""
+    max_sockets_per_session: int = 2
+    """Audio WebSockets one session may hold open at once; the next gets 429."""
+    decode_timeout_s: float = 30.0
+    """One upload's decode may take this long; past it its decoder process is killed (400)."""
+    read_timeout_s: float = 30.0
+    """A client must send a request's headers, and then its body, within this long (or 408)."""
+    max_headers: int = 32
+    """Header lines one request may carry (each at most 8 KiB: 256 KiB in all at most)."""
     drain_s: float = 30.0
     """On SIGTERM, how long utterances already playing may take to finish."""
 
@@ -177,6 +190,10 @@ class Settings:
             1024 <= self.ice_port_min <= self.ice_port_max <= 65535
         ):
             raise BadInput("ice_port_min..ice_port_max must be a range within 1024..65535")
+        if self.grant_store != "memory" and not self.grant_store.startswith(("redis://", "rediss://", "unix://")):
+            raise BadInput(f"unknown grant_store {self.grant_store!r} (memory or redis://host:port/db)")
+        if self.read_timeout_s <= 0 or self.decode_timeout_s <= 0 or self.max_sockets_per_session < 1:
+            raise BadInput("read_timeout_s, decode_timeout_s and max_sockets_per_session must be positive")
         parse_ice_servers(self.ice_servers)  # a bad URL stops the start, with its reason
         return self
 
@@ -192,7 +209,7 @@ def _coerce(name: str, value: Any) -> Any:
     kind = type(default)
     if value is None:
         return None
-    if name in ("models", "piper_voice") or isinstance(default, Path):
+    if name in ("models", "piper_voice", "key_file") or isinstance(default, Path):
         return Path(value).expanduser()
     if isinstance(default, tuple):
         if isinstance(value, str):
@@ -233,7 +250,38 @@ def load_settings(
     for name, value in (cli or {}).items():
         if value is not None:
             values[name] = _coerce(name, value)
+    if values.get("key_file") is not None and not values.get("key"):
+        values["key"] = read_key_file(values["key_file"])
     return Settings(**values).validate()
+
+
+def read_key_file(path: Path) -> str:
+    """The server key from the first line of `path`."""
+    try:
+        key = Path(path).read_text().strip().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read key_file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not key or not key[0].strip():
+        raise BadInput(f"key_file {path} is empty")
+    return key[0].strip()
+
+
+SECRET_SUFFIXES = ("_api_key", "_key", "_secret", "_token")
+SECRET_NAMES = ("key", "key_file")
+
+
+def is_secret(name: str) -> bool:
+    """A setting that must not leave the web process: the key, and every *_key, *_secret, *_token."""
+    return name in SECRET_NAMES or name.endswith(SECRET_SUFFIXES)
+
+
+def without_secrets(settings: Settings) -> Settings:
+    """`settings` with every secret blanked: what render workers and Ray actors are given."""
+    blank: dict[str, Any] = {}
+    for name, f in _FIELDS.items():
+        if is_secret(name) and getattr(settings, name) not in (None, ""):
+            blank[name] = None if f.default in (None, dataclasses.MISSING) else type(f.default)()
+    return dataclasses.replace(settings, **blank)
 
 
 def settings_to_json(settings: Settings) -> dict[str, Any]:

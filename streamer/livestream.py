@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from streamer import audio
-from streamer.errors import BadInput, Busy
+from streamer.errors import BadInput, Busy, StreamerError, TooLarge
 from streamer.media.utterance import Utterance
 from streamer.units import FPS, MODEL_RATE, OUT_RATE
 
@@ -40,10 +40,10 @@ class LiveStream:
             raise BadInput(f"stream {self.utterance.id} {state}: send start to speak again")
         limit = self._conversation.settings.max_audio_seconds
         if self.seconds + len(chunk) / 2 / self.sample_rate > limit:
-            raise BadInput(f"stream longer than {limit:.0f} s: send end, then start another")
+            self.refuse(TooLarge(f"stream longer than {limit:.0f} s: send end, then start another"))
         queued = self._conversation.settings.max_queued_seconds
         if self.buffered_s() + len(chunk) / 2 / self.sample_rate > queued:
-            raise Busy(f"more than {queued:.0f} s of speech buffered on this session: wait for it to play")
+            self.refuse(Busy(f"more than {queued:.0f} s of speech buffered on this session: wait for it to play"))
         out = self._pcm.push(chunk)
         self.seconds += len(out[MODEL_RATE]) / MODEL_RATE
         self.last_audio_at = self._conversation.clock.now()
@@ -57,6 +57,12 @@ class LiveStream:
             and utterance.known_units - utterance.played < LOW_WATER_UNITS
         ):
             self._conversation.windows_cut(utterance.cut_available())
+
+    def refuse(self, error: StreamerError) -> NoReturn:
+        """A chunk that cannot be taken ends the stream where it stands (never a hole in the
+        speech): what arrived before it plays, nothing after it is taken."""
+        self.end()
+        raise error
 
     def buffered_s(self) -> float:
         """Speech received but not played on the session, this stream's audio not cut yet included."""

@@ -106,7 +106,8 @@ class Session:
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on bad SDP
-            raise BadInput(f"malformed SDP offer: {exc}") from None
+            log.info("session %s: the offer was refused by the SDP parser: %r", self.id, exc)  # not for the client
+            raise BadInput("malformed SDP offer: it could not be parsed as a WebRTC offer") from None
         _check_directions(offer_sdp)
 
         @self.pc.on("datachannel")

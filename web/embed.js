@@ -298,6 +298,13 @@
 
     interrupt() { return this._control("/interrupt", { method: "POST" }); }
 
+    /** The live audio WebSocket (s16le PCM in, events out); the token rides as a subprotocol, not in the URL. */
+    audioSocket() {
+      if (!this.sessionId) throw new ApiError(0, "not connected");
+      const url = this.url(`/api/sessions/${this.sessionId}/audio`).replace(/^http/, "ws");
+      return new WebSocket(url, ["streamer-audio", `token.${this.token}`]);
+    }
+
     /** The session JSON (state, queued seconds, counters, renderer). */
     async state() {
       this.info = await this._control("");

@@ -8,7 +8,9 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Net.Http;
 using System.Net.Http.Headers;
+using System.Net.WebSockets;
 using System.Text;
+using System.Threading;
 using System.Threading.Tasks;
 
 namespace DigitalHuman
@@ -153,9 +155,11 @@ namespace DigitalHuman
             return new StringContent(json, Encoding.UTF8, "application/json");
         }
 
+        internal Uri Resolve(string path) { return new Uri(server, path); }
+
         internal async Task<object> Send(HttpMethod method, string path, HttpContent content, string bearer)
         {
-            using (var request = new HttpRequestMessage(method, new Uri(server, path)))
+            using (var request = new HttpRequestMessage(method, Resolve(path)))
             {
                 request.Content = content;
                 if (!string.IsNullOrEmpty(bearer))
@@ -214,6 +218,21 @@ namespace DigitalHuman
         {
             var body = DigitalHumanClient.Content("{\"text\":" + MiniJson.Quote(text) + "}");
             return ToUtterance(await client.Send(HttpMethod.Post, Path("/say"), body, Token));
+        }
+
+        /// <summary>
+        /// Opens the live audio WebSocket (s16le mono PCM in, session events out). The token rides
+        /// in Sec-WebSocket-Protocol beside "streamer-audio", never in the URL (proxies log those).
+        /// </summary>
+        public async Task<ClientWebSocket> OpenAudioSocket()
+        {
+            var socket = new ClientWebSocket();
+            socket.Options.AddSubProtocol("streamer-audio");
+            socket.Options.AddSubProtocol("token." + Token);
+            var http = client.Resolve(Path("/audio"));
+            var uri = new UriBuilder(http) { Scheme = http.Scheme == "https" ? "wss" : "ws" }.Uri;
+            await socket.ConnectAsync(uri, CancellationToken.None);
+            return socket;
         }
 
         /// <summary>Drops queued speech; the avatar is idle within a frame.</summary>

@@ -14,6 +14,9 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Net.WebSockets;
+using System.Text;
+using System.Threading;
 using System.Threading.Tasks;
 
 namespace DigitalHuman
@@ -81,6 +84,18 @@ namespace DigitalHuman
                     break;
                 case "state":
                     Print(await client.ForSession(args[2], args[3]).State());
+                    break;
+                case "socket":  // opens the live audio socket (token as a subprotocol), starts and ends a stream
+                    using (var socket = await client.ForSession(args[2], args[3]).OpenAudioSocket())
+                    {
+                        Console.WriteLine("protocol=" + socket.SubProtocol);
+                        var start = Encoding.UTF8.GetBytes("{\"type\":\"start\",\"sample_rate\":16000}");
+                        await socket.SendAsync(new ArraySegment<byte>(start), WebSocketMessageType.Text, true, CancellationToken.None);
+                        var buffer = new byte[4096];
+                        var got = await socket.ReceiveAsync(new ArraySegment<byte>(buffer), CancellationToken.None);
+                        Console.WriteLine("reply=" + Encoding.UTF8.GetString(buffer, 0, got.Count));
+                        await socket.CloseAsync(WebSocketCloseStatus.NormalClosure, "done", CancellationToken.None);
+                    }
                     break;
                 case "stats":
                     Print(await client.Stats());

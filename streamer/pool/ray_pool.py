@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.config import Settings, settings_to_json
+from streamer.config import Settings, settings_to_json, without_secrets
 from streamer.errors import NotReady, WorkerDied
 from streamer.pool.dispatch import Dispatcher
 from streamer.pool.handle import Handle
@@ -55,7 +55,7 @@ class ActorWorker(Handle):
         )
         cls = ray.remote(max_restarts=-1, max_task_retries=0, **options)(RenderActor)
         device = "cuda:0" if gpu else self.stats.device  # Ray shows each actor its one GPU
-        self.actor = cls.remote(self.stats.index, device, settings_to_json(self._settings))
+        self.actor = cls.remote(self.stats.index, device, settings_to_json(without_secrets(self._settings)))
         await self._hello(START_TIMEOUT_S)
 
     async def _hello(self, timeout: float) -> None:

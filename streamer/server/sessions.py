@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -61,6 +62,8 @@ class SessionManager:
         """Session id → the client address that opened it (for the per-client limit)."""
         self.refusals = 0
         """Sessions refused because the render devices were at capacity."""
+        self.ends_at: dict[str, float] = {}
+        """Session id → the monotonic time its longest life ends (TURN credentials last no longer)."""
 
     def template(self, template_id: str) -> PreparedTemplate:
         check_id(template_id)
@@ -69,16 +72,22 @@ class SessionManager:
         return self.templates[template_id]
 
     async def open(
-        self, template_id: object, sdp: object, client: str | None = None, max_session_s: float | None = None
+        self,
+        template_id: object,
+        sdp: object,
+        client: str | None = None,
+        max_session_s: float | None = None,
+        from_proxy: bool = False,
     ) -> Opened:
-        """A new session; `client` (its address) counts against `max_sessions_per_client`, and
-        `max_session_s` (a grant's) may only shorten the server's `max_session_s`."""
+        """A new session; `client` (its address, `from_proxy` when a forwarding header named it)
+        counts against `max_sessions_per_client`, and `max_session_s` (a grant's) may only
+        shorten the server's `max_session_s`."""
         if not isinstance(template_id, str) or not isinstance(sdp, str):
             raise BadInput("`template` and `sdp` must be strings")
         template = self.template(template_id)
         if len(self.sessions) + self._opening >= self.settings.max_sessions:
             raise Busy(f"the server holds its limit of {self.settings.max_sessions} sessions")
-        check_client(self.settings, client, list(self.clients.values()))
+        check_client(self.settings, client, list(self.clients.values()), from_proxy)
         if not self.pool.renderer:
             raise NotReady("render workers are starting")
         try:
@@ -102,6 +111,7 @@ class SessionManager:
         self.metrics.session_opened(template_id)
         self.metrics.sessions.set(len(self.sessions))
         longest = min(self.settings.max_session_s, max_session_s or self.settings.max_session_s)
+        self.ends_at[session.id] = time.monotonic() + longest
         self._watchers.spawn(self._watch(session, longest), name=f"watch-{session.id}")
         log.info("session %s opened on %s", session.id, template_id)
         return Opened(session.id, session.token, answer)
@@ -138,6 +148,10 @@ class SessionManager:
             self.pool.capacity(), self.load(), self.settings.admission_threshold, self.settings.speaking_share
         )
 
+    def remaining_s(self, session_id: str) -> float:
+        """How much longer the session may last (0 for one that is not open)."""
+        return max(0.0, self.ends_at.get(session_id, 0.0) - time.monotonic())
+
     def get(self, session_id: object) -> Session:
         session = self.sessions.get(session_id) if isinstance(session_id, str) else None
         if session is None:
@@ -154,6 +168,7 @@ class SessionManager:
     async def close(self, session_id: str) -> None:
         session = self.sessions.pop(session_id, None)
         self.clients.pop(session_id, None)
+        self.ends_at.pop(session_id, None)
         if session is None:
             return
         await session.close()
