@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from streamer.errors import Busy
 from streamer.pool.base import Capacity, Load
-
 from streamer.units import FPS
 
 __all__ = ["Decision", "Load", "admit", "decide"]
