@@ -45,6 +45,7 @@ class Job:
     session_id: str
     frames: int
     replies: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+    started: bool = False
 
 
 @dataclass
@@ -66,6 +67,8 @@ class RenderActor:
         self._jobs: dict[int, Job] = {}
         self._ids = itertools.count()
         self._fronts: dict[str, Front] = {}
+        self._ahead: dict[str, int] = {}
+        """Jobs of each front started while another front's earlier jobs waited (EDF at work)."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def hello(self) -> dict[str, Any]:
@@ -116,6 +119,7 @@ class RenderActor:
             "fronts": {name: f.load for name, f in self._fronts.items()},
             "jobs_by_front": by_front,
             "frames_by_front": frames_by_front,
+            "ahead_by_front": dict(self._ahead),
             "queued": self.server.queue.depth(),
             "predicted_finish_s": round(self.server.curve.seconds(sum(frames_by_front.values())), 3),
         }
@@ -153,14 +157,27 @@ class RenderActor:
 
     def _send(self, meta: dict[str, Any], arrays: dict[str, np.ndarray] | None) -> None:
         """From the render thread: each answer, with its front's id, to its job's call."""
-        ids = meta["ids"] if meta.get("type") == "started" else [meta.get("id", -1)]
-        for local in ids:
-            job = self._jobs.get(int(local))
-            if job is None or self._loop is None:
-                continue
-            if meta.get("type") == "started":
-                data = encode({"type": "started", "ids": [job.front_id]})
-            else:
-                data = encode({**meta, "id": job.front_id}, arrays)
+        if meta.get("type") == "started":
+            jobs = {int(i): self._jobs[int(i)] for i in meta["ids"] if int(i) in self._jobs}
+            new = {i: j for i, j in jobs.items() if not j.started}  # not a later part of a split job
+            for job in new.values():
+                job.started = True
+            for local, job in new.items():
+                self._count_ahead(local, job)
+                self._put(job, encode({"type": "started", "ids": [job.front_id]}))
+            return
+        job = self._jobs.get(int(meta.get("id", -1)))
+        if job is not None:
+            self._put(job, encode({**meta, "id": job.front_id}, arrays))
+
+    def _put(self, job: Job, data: bytes) -> None:
+        if self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closing
                 self._loop.call_soon_threadsafe(job.replies.put_nowait, data)
+
+    def _count_ahead(self, local: int, job: Job) -> None:
+        """Count a job started before an earlier render job of another front (render thread;
+        `list` copies the dict under the GIL)."""
+        waiting = [j for i, j in list(self._jobs.items()) if i < local and not j.started and j.frames]
+        if any(other.front != job.front for other in waiting):
+            self._ahead[job.front] = self._ahead.get(job.front, 0) + 1

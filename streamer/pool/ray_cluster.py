@@ -47,6 +47,18 @@ def token_available() -> bool:
     return Path(path).is_file() if path else (Path.home() / ".ray" / "auth_token").is_file()
 
 
+def _enable_token_auth() -> None:
+    """Token mode for this process, as Ray sets it for `auto` (its config is cached: the
+    environment variable alone comes too late once ray is imported)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 def _check_reachable(address: str) -> None:
     """Fail at once when nothing listens at `host:port` (Ray would retry for minutes)."""
     host, _, port = address.rpartition(":")
@@ -68,7 +80,7 @@ def connect(settings: Settings) -> Any:
     if address not in ("", "auto", "local"):
         _check_reachable(address)
         if "RAY_AUTH_MODE" not in os.environ and token_available():
-            os.environ["RAY_AUTH_MODE"] = "token"  # as Ray does for `auto`
+            _enable_token_auth()
     try:
         ray.init(address=address or None, namespace=settings.ray_namespace, include_dashboard=False)
     except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; each ends the start-up

@@ -175,6 +175,7 @@ class RayPool(Dispatcher):
         self._settings = settings
         self._devices = devices
         self.front = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        """This front's id on the actors (its leases, its jobs)."""
         self._own_load: Callable[[], Load] = self._load_from_jobs
         self._leases: asyncio.Task[None] | None = None
         super().__init__([])
@@ -229,7 +230,10 @@ class RayPool(Dispatcher):
         for row, worker in zip(out, self.workers, strict=True):
             report = worker.report
             row["cluster"] = {
+                "pid": report.get("pid", worker.pid),
+                "front": self.front,
                 "fronts": sorted(report.get("fronts", {})),
+                "ahead_by_front": report.get("ahead_by_front", {}),
                 "jobs_by_front": report.get("jobs_by_front", {}),
                 "queued": report.get("queued", 0),
                 "predicted_finish_s": report.get("predicted_finish_s", 0.0),
