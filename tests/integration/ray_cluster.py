@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,14 +66,13 @@ class RayHead:
         """Its process group: the head's processes and the actors' workers it started."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=3)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self._log.close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def get(url: str, path: str) -> tuple[int, Any]:

@@ -71,7 +71,9 @@ async def speaking_client(url: str) -> Client:
     return client
 
 
-async def test_two_fronts_share_two_actors_speak_in_sync_and_a_third_makes_none(cluster, cache_dir, tmp_path, speech_wav):
+async def test_two_fronts_share_two_actors_speak_in_sync_and_a_third_makes_none(
+    cluster, cache_dir, tmp_path, speech_wav
+):
     head, a, b = cluster
     pids = {c["pid"] for c in clusters(a)}
     assert len(pids) == 2 and {c["pid"] for c in clusters(b)} == pids  # two actors, the same for both
@@ -154,7 +156,8 @@ async def test_sessions_past_the_cluster_capacity_get_429_on_either_front(cluste
     clients = []
     try:
         for front in (a, b, a):  # the cluster's three, across the fronts
-            clients.append(await speaking_client(front.url))
+            clients.append(Client(front.url))
+            await clients[-1].connect(TEMPLATE)
         for front in (b, a):
             assert await _refused(front.url) == (429, "10")
     finally:
