@@ -158,17 +158,17 @@ class RenderActor:
     def _send(self, meta: dict[str, Any], arrays: dict[str, np.ndarray] | None) -> None:
         """From the render thread: each answer, with its front's id, to its job's call."""
         if meta.get("type") == "started":
-            jobs = {int(i): self._jobs[int(i)] for i in meta["ids"] if int(i) in self._jobs}
-            new = {i: j for i, j in jobs.items() if not j.started}  # not a later part of a split job
+            jobs = {int(i): self._jobs.get(int(i)) for i in meta["ids"]}
+            new = {i: j for i, j in jobs.items() if j is not None and not j.started}  # not a later part
             for job in new.values():
                 job.started = True
             for local, job in new.items():
                 self._count_ahead(local, job)
                 self._put(job, encode({"type": "started", "ids": [job.front_id]}))
             return
-        job = self._jobs.get(int(meta.get("id", -1)))
-        if job is not None:
-            self._put(job, encode({**meta, "id": job.front_id}, arrays))
+        done = self._jobs.get(int(meta.get("id", -1)))
+        if done is not None:
+            self._put(done, encode({**meta, "id": done.front_id}, arrays))
 
     def _put(self, job: Job, data: bytes) -> None:
         if self._loop is not None:
