@@ -5,19 +5,25 @@ and share its two named render actors: one EDF queue and one admission for all o
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 import numpy as np
+import psutil
 import pytest
 
 from streamer.client import Client
 from streamer.measure import av_offset_ms
-from tests.integration.ray_cluster import Front, RayHead
+from streamer.testing import free_port
+from tests.integration.ray_cluster import ROOT, Front, RayHead, get
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -166,8 +172,6 @@ async def test_sessions_past_the_cluster_capacity_get_429_on_either_front(cluste
 
 
 def _stats(front: Front) -> dict:
-    from tests.integration.ray_cluster import get
-
     status, body = get(front.url, "/api/stats")
     assert status == 200
     return body
@@ -193,3 +197,34 @@ async def test_a_front_killed_leaves_the_other_streaming_and_its_jobs_cancelled(
     finally:
         await viewer.close()
         await upload.close()
+
+
+def test_actors_stop_removes_the_shared_actors(cluster):
+    head, _, b = cluster
+    pids = {c["pid"] for c in clusters(b)}
+    done = subprocess.run(
+        [sys.executable, "run.py", "actors", "--stop", "--ray-address", head.address],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(json.loads(done.stdout.strip().splitlines()[-1])["stopped"]) == ["render-sim-0", "render-sim-1"]
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).wait(timeout=30)  # the actors' processes end
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_front_with_no_head_at_its_address_exits_at_once_with_the_reason():
+    args = ["--pool", "ray", "--ray-address", f"127.0.0.1:{free_port()}", "--renderer", "sim", "--devices", "sim:0"]
+    done = subprocess.run(
+        [sys.executable, "run.py", "serve", "--port", str(free_port()), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "no Ray head answers at 127.0.0.1:" in done.stderr.splitlines()[-1]
