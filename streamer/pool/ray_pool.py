@@ -210,12 +210,17 @@ class RayPool(Dispatcher):
             log.debug("lease on actor %d failed: %s", worker.stats.index, exc)
 
     def others(self) -> Load:
-        """Open and speaking sessions of the other fronts, as the actors last reported them."""
-        fronts: dict[str, dict[str, int]] = {}
+        """Open and speaking sessions of the other fronts, as the actors last reported them
+        (each front's highest figure over the actors: the reports are up to a lease apart)."""
+        fronts: dict[str, Load] = {}
         for worker in self.workers:
-            fronts.update(worker.report.get("fronts", {}))
+            for name, load in worker.report.get("fronts", {}).items():
+                known = fronts.get(name, Load(0, 0))
+                fronts[name] = Load(
+                    max(known.open_sessions, load.get("open", 0)), max(known.speaking, load.get("speaking", 0))
+                )
         fronts.pop(self.front, None)
-        return Load(sum(f.get("open", 0) for f in fronts.values()), sum(f.get("speaking", 0) for f in fronts.values()))
+        return sum(fronts.values(), Load(0, 0))
 
     async def reserve(self, mine: Load) -> Load:
         """Count one more session of this front on the first actor, and read the others' loads
