@@ -186,6 +186,11 @@ async def ramp(pools: list[RenderPool], args: argparse.Namespace) -> dict[str, A
     return {"best": best, "failed": failed, "levels": levels, "capacity": pools[0].capacity()}
 
 
+def _levels(run: dict[str, Any] | None) -> list[dict[str, Any]]:
+    levels = run["levels"] if run else []
+    return [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in lv.items()} for lv in levels]
+
+
 def _sessions(run: dict[str, Any] | None) -> int | None:
     return (run["best"]["sessions"] if run["best"] else 0) if run else None
 
@@ -261,7 +266,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "bench_cpu_pct": max(level["bench_cpu_pct"] for level in run["levels"]),
         "valid": cpu <= CPU_LIMIT_PCT,
         "note": "" if cpu <= CPU_LIMIT_PCT else f"host CPU passed {CPU_LIMIT_PCT:.0f} %: figures invalid",
-        "levels": [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in lv.items()} for lv in run["levels"]],
+        "levels": _levels(run),
+        "one_front_levels": _levels(run.get("one_front")),
         "machine": machine(),
     }
     if not args.json:
