@@ -102,8 +102,7 @@ async def render(pool: RenderPool, stream: Stream, window: Window, tick: int, no
 async def level(pools: list[RenderPool], sessions: int, args: argparse.Namespace) -> dict[str, Any]:
     """N sessions streaming together (on the fronts in turn); their misses after the warm-up,
     latencies and frames (the workers' counters, which count every front's work)."""
-    pool = pools[0]
-    before = pool.stats()
+    before = _counted(pools)
     streams = [Stream(i, speech(args.seconds + 1, seed=i), args.lead / FPS) for i in range(sessions)]
     tasks: list[asyncio.Task] = []
     t0 = time.monotonic()
@@ -116,12 +115,11 @@ async def level(pools: list[RenderPool], sessions: int, args: argparse.Namespace
     cpu = psutil.cpu_percent(None)
     elapsed = time.monotonic() - t0
     own = (_own_cpu_s() - own) / elapsed / (psutil.cpu_count() or 1) * 100
-    after = pool.stats()
+    after = _counted(pools)
     windows = [w for s in streams for w in s.windows]
     steady = [w for w in windows if w.first_unit >= args.warmup_s * FPS]
     latencies = [(w.ready_at - w.sent_at) * 1000 for w in windows if w.ready_at is not None]
-    calls = sum(a["calls"] - b["calls"] for a, b in zip(after, before, strict=False))
-    frames = sum(a["frames"] - b["frames"] for a, b in zip(after, before, strict=False))
+    calls, frames = after[0] - before[0], after[1] - before[1]
     return {
         "sessions": sessions,
         "missed_deadlines": sum(w.missed for w in steady),
@@ -134,6 +132,14 @@ async def level(pools: list[RenderPool], sessions: int, args: argparse.Namespace
         "host_cpu_pct": cpu,
         "bench_cpu_pct": round(own, 1),
     }
+
+
+def _counted(pools: list[RenderPool]) -> tuple[int, int]:
+    """Model calls (each worker's own count, which every front sees, the newest the highest)
+    and frames (each front counts the frames it was sent back)."""
+    rows = [pool.stats() for pool in pools]
+    calls = sum(max(r[i]["calls"] for r in rows) for i in range(len(rows[0])))
+    return calls, sum(row["frames"] for r in rows for row in r)
 
 
 def _own_cpu_s() -> float:
