@@ -36,6 +36,7 @@ from streamer.pool.wire import decode, encode
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 600.0
+LEASE_WAIT_S = 3 * LEASE_S
 
 
 def actor_settings(settings: Settings) -> dict[str, Any]:
@@ -204,8 +205,9 @@ class RayPool(Dispatcher):
             await asyncio.sleep(LEASE_S)
 
     async def _lease(self, worker: ActorWorker, load: Load) -> None:
+        """One lease; an actor being restarted holds its call, never the leases on the others."""
         try:
-            await worker.lease(load)
+            await asyncio.wait_for(worker.lease(load), LEASE_WAIT_S)
         except Exception as exc:  # noqa: BLE001 - a dead actor is found by its calls; leases go on
             log.debug("lease on actor %d failed: %s", worker.stats.index, exc)
 
