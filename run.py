@@ -1,4 +1,4 @@
-"""python run.py [serve|prepare|render|client|grant|check-models] — see `python run.py <command> --help`."""
+"""python run.py [serve|prepare|render|client|grant|check-models|actors] — see `python run.py <command> --help`."""
 
 from __future__ import annotations
 
@@ -59,11 +59,24 @@ async def _serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await _until_stopped_or_failed(app, stop)
         logging.getLogger("streamer").info("shutting down: draining for up to %.0f s", settings.drain_s)
         await drain(app)
     finally:
         await runner.cleanup()
+
+
+async def _until_stopped_or_failed(app, stop: asyncio.Event) -> None:
+    """Until SIGTERM or Ctrl-C; a start-up that fails ends the process with its reason."""
+    from streamer.server.keys import STARTUP
+
+    startup = app[STARTUP]
+    waiting = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([waiting, startup.task], return_when=asyncio.FIRST_COMPLETED)
+    if startup.phase == "failed":
+        waiting.cancel()
+        raise StreamerError(f"start-up failed: {startup.error}")
+    await waiting
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -113,6 +126,12 @@ def client(args: argparse.Namespace) -> None:
     else:
         for name, value in figures.items():
             print(f"{name:>28}: {value}")
+
+
+def actors(args: argparse.Namespace) -> None:
+    from streamer.pool.ray_cluster import stop_actors
+
+    print(json.dumps({"stopped": stop_actors(_settings(args))}))
 
 
 def grant(args: argparse.Namespace) -> None:
@@ -186,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--config", type=Path, help="TOML file of settings (musetalk_faces, musetalk_mask)")
     p.set_defaults(run=check_models)
+
+    p = commands.add_parser("actors", help="the shared render actors of a Ray cluster (pool = ray)")
+    p.add_argument("--stop", action="store_true", required=True, help="remove them (every front's)")
+    _settings_args(p)
+    p.set_defaults(run=actors)
 
     args = parser.parse_args(argv)
     if args.command is None:

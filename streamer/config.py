@@ -95,6 +95,8 @@ class Settings:
     """`local` (a worker process per device) or `ray` (a render actor per device of a Ray cluster)."""
     ray_address: str = "auto"
     """The Ray cluster `pool = "ray"` joins (`auto`: the one this machine belongs to)."""
+    ray_namespace: str = "streamer"
+    """Ray namespace of the named render actors: fronts in the same one share them."""
     sim_fixed_ms: float = 200.0
     """`sim` device cost model: a call of n frames sleeps sim_fixed_ms + n × sim_per_frame_ms."""
     sim_per_frame_ms: float = 6.0

@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING, NoReturn
 from streamer import audio
 from streamer.errors import BadInput, Busy, StreamerError, TooLarge
 from streamer.media.utterance import Utterance
+from streamer.pool.costs import low_water_units
 from streamer.units import FPS, MODEL_RATE, OUT_RATE
 
 if TYPE_CHECKING:
     from streamer.conversation import Conversation
 
 LOW_WATER_UNITS = 4
-"""A playing stream with fewer rendered-or-cut units than this ahead gets a window cut now."""
+"""A playing stream with fewer rendered-or-cut units than this ahead gets a window cut now
+(or more: four full-batch calls of the slowest device, `pool.costs.low_water_units`)."""
 
 
 class LiveStream:
@@ -27,6 +29,7 @@ class LiveStream:
         self.seconds = 0.0
         self.last_audio_at = conversation.clock.now()
         self.ended = False
+        self.low_water_units = max(LOW_WATER_UNITS, low_water_units(conversation._pool.stats()))
         self.dropped = False
         """Interrupted: what it sent is gone and it takes no more audio."""
 
@@ -54,7 +57,7 @@ class LiveStream:
         if (
             self._conversation.playout.current is utterance
             and utterance.played > 0
-            and utterance.known_units - utterance.played < LOW_WATER_UNITS
+            and utterance.known_units - utterance.played < self.low_water_units
         ):
             self._conversation.windows_cut(utterance.cut_available())
 

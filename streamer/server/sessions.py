@@ -64,6 +64,7 @@ class SessionManager:
         """Sessions refused because the render devices were at capacity."""
         self.ends_at: dict[str, float] = {}
         """Session id → the monotonic time its longest life ends (TURN credentials last no longer)."""
+        pool.watch_load(self.own_load)
 
     def template(self, template_id: str) -> PreparedTemplate:
         check_id(template_id)
@@ -91,7 +92,8 @@ class SessionManager:
         if not self.pool.renderer:
             raise NotReady("render workers are starting")
         try:
-            admit(self.pool.capacity(), self.load(), self.settings.admission_threshold, self.settings.speaking_share)
+            load = self.own_load() + await self.pool.reserve(self.own_load())
+            admit(self.pool.capacity(), load, self.settings.admission_threshold, self.settings.speaking_share)
         except Busy:
             self.refusals += 1
             log.warning("session refused: the render devices are at capacity (%d open)", len(self.sessions))
@@ -137,10 +139,14 @@ class SessionManager:
                 await asyncio.wait_for(session.closed.wait(), WATCH_S)
         await self.close(session.id)
 
-    def load(self) -> Load:
+    def own_load(self) -> Load:
         """Open sessions (those being opened included) and how many speak now."""
         speaking = sum(1 for s in self.sessions.values() if s.conversation.playout.state == "speaking")
         return Load(len(self.sessions) + self._opening, speaking)
+
+    def load(self) -> Load:
+        """This server's load and that of the others sharing its render workers."""
+        return self.own_load() + self.pool.others()
 
     def admission(self) -> Decision:
         """Whether a session opened now would be admitted, and the figures behind it."""
