@@ -132,13 +132,15 @@ class Client:
         self.received.events.append((time.monotonic(), event))
         for waiter in list(self._waiters):
             kind, uid, future = waiter
-            if event.get("type") == kind and uid in (None, event.get("utterance_id")) and not future.done():
+            if _matches(event, kind, uid) and not future.done():
                 future.set_result(event)
                 self._waiters.remove(waiter)
 
     async def wait_event(self, kind: str, utterance_id: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+        """The first event of `kind` (of that utterance, or of that turn: `utterance_id` is
+        matched against a reply event's `turn_id` too), received or to come."""
         for _, event in self.received.events:
-            if event.get("type") == kind and utterance_id in (None, event.get("utterance_id")):
+            if _matches(event, kind, utterance_id):
                 return event
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters.append((kind, utterance_id, future))
@@ -203,6 +205,12 @@ class Client:
         content_type = mimetypes.guess_type(str(path))[0] or "application/octet-stream"
         return await self.speak(Path(path).read_bytes(), content_type)
 
+    async def chat(self, text: str) -> tuple[str, float]:
+        """Ask the reply engine; returns the turn id and the time it was sent."""
+        sent = time.monotonic()
+        reply = await self.call("POST", f"/api/sessions/{self.session_id}/chat", expect=202, json={"text": text})
+        return str(reply["turn_id"]), sent
+
     async def interrupt(self) -> dict[str, Any]:
         return await self.call("POST", f"/api/sessions/{self.session_id}/interrupt")
 
@@ -221,6 +229,10 @@ class Client:
             self._recorder.close()
         if self._http is not None:
             await self._http.close()
+
+
+def _matches(event: dict[str, Any], kind: str, uid: str | None) -> bool:
+    return event.get("type") == kind and uid in (None, event.get("utterance_id"), event.get("turn_id"))
 
 
 # --- measurements ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from streamer.memory import release_free_memory
 from streamer.metrics import Metrics
 from streamer.pool.admission import Decision, Load, admit, decide
 from streamer.pool.base import RenderPool
+from streamer.reply.services import ReplyServices
 from streamer.server.auth import bearer_matches
 from streamer.server.limits import check_client, limit_reached
 from streamer.session import Session
@@ -61,6 +62,8 @@ class SessionManager:
         """Session id → the client address that opened it (for the per-client limit)."""
         self.refusals = 0
         """Sessions refused because the render devices were at capacity."""
+        self.replies = ReplyServices(settings)
+        """The reply engine's shared parts (one HTTP pool to the LLM and TTS servers)."""
 
     def template(self, template_id: str) -> PreparedTemplate:
         check_id(template_id)
@@ -87,7 +90,7 @@ class SessionManager:
             self.refusals += 1
             log.warning("session refused: the render devices are at capacity (%d open)", len(self.sessions))
             raise
-        session = Session(template, self.pool, self.settings, self.metrics, self._clock_factory())
+        session = Session(template, self.pool, self.settings, self.metrics, self._clock_factory(), self.replies)
         self._opening += 1
         try:
             answer = await session.answer(sdp)
@@ -164,3 +167,4 @@ class SessionManager:
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(sid) for sid in list(self.sessions)))
         await self._watchers.close()
+        await self.replies.close()
