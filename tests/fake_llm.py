@@ -37,6 +37,8 @@ class Script:
     fail_after: int | None = None
     """Tokens sent before it drops the connection without [DONE]."""
     status: int = 200
+    malformed_after: int | None = None
+    """Tokens sent before a chunk that is not JSON."""
 
 
 def tokens(text: str) -> list[str]:
@@ -82,6 +84,8 @@ class FakeLlm:
         for i, token in enumerate(tokens(script.text)):
             if i == script.stall_after:
                 await self._until_hung_up(request)
+            if i == script.malformed_after:
+                await response.write(b"data: {not json\n\n")
             if i == script.fail_after:
                 assert request.transport is not None
                 request.transport.close()
