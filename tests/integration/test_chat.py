@@ -18,6 +18,7 @@ from streamer.measure import audio_envelope, mouth_motion
 from streamer.server.keys import SESSIONS
 from tests.fake_llm import FakeLlm, Script, fake_llm
 from tests.integration.conftest import LiveServer, live_server
+from tests.integration.test_dotnet import build_program, dotnet_available, run
 from tests.integration.test_session import MOVING, SPEECH_RMS
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
@@ -215,5 +216,19 @@ async def test_chat_refuses_bad_text(chat: Chat):
         path = f"/api/sessions/{client.session_id}/chat"
         for body in ({"text": ""}, {"text": "x" * 2001}, {"text": 3}, {}):
             assert "text" in (await client.call("POST", path, expect=400, json=body))["error"]
+    finally:
+        await client.close()
+
+
+@pytest.mark.skipif(not dotnet_available(), reason="Mono (mcs, mono, System.Net.Http) is not installed")
+async def test_the_csharp_backend_asks_and_the_viewer_hears_the_answer(chat: Chat, tmp_path: Path):
+    program = build_program(tmp_path / "dh.exe")
+    chat.llm.scripts[:] = [Script("Hello from the backend's question.")]
+    client = await viewer(chat.server)
+    try:
+        asked = await run(program, "chat", chat.server.url, client.session_id, client.token, "Hi from C#")
+        ended = await client.wait_event("reply_ended", asked["turn_id"], timeout=30)
+        assert ended["spoken_text"] == "Hello from the backend's question."
+        assert chat.llm.requests[-1]["messages"][-1] == {"role": "user", "content": "Hi from C#"}
     finally:
         await client.close()
