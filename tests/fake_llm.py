@@ -14,6 +14,7 @@ import contextlib
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,8 @@ class FakeLlm:
     """Every chat request's JSON body, in order (and its Authorization header as `_auth`)."""
     hung_up: int = 0
     """Clients that closed their answer's stream before its end."""
+    hung_up_at: list[float] = field(default_factory=list)
+    """When each hang-up was seen (time.monotonic(), for the benches)."""
     speech_requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
     loop: asyncio.AbstractEventLoop | None = None
@@ -75,6 +78,7 @@ class FakeLlm:
         try:
             await self._stream(request, response, script)
         except (ConnectionResetError, ConnectionError):
+            self.hung_up_at.append(time.monotonic())
             self.hung_up += 1
             await self._notify()
         return response

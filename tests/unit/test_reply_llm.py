@@ -67,15 +67,14 @@ async def test_cancelling_the_reader_hangs_up_too(http):
 
 async def test_a_stall_times_out_and_hangs_up(http):
     with fake_llm(Script("one two three", stall_after=1)) as llm:
-        with pytest.raises(LlmError, match="sent nothing for 0.3 s"):
+        with pytest.raises(LlmError, match=r"sent nothing for 0\.3 s"):
             await collect(ChatStream(http, config(llm.url, timeout_s=0.3), MESSAGES))
         await llm.wait_for(hung_up=1)
 
 
 async def test_no_first_token_in_time(http):
-    with fake_llm(Script("late", first_token_s=2.0)) as llm:
-        with pytest.raises(LlmError, match="sent nothing"):
-            await collect(ChatStream(http, config(llm.url, timeout_s=0.3), MESSAGES))
+    with fake_llm(Script("late", first_token_s=2.0)) as llm, pytest.raises(LlmError, match="sent nothing"):
+        await collect(ChatStream(http, config(llm.url, timeout_s=0.3), MESSAGES))
 
 
 @pytest.mark.parametrize(
