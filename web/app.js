@@ -149,7 +149,7 @@
     session.addEventListener("connected", async () => {
       ui.connection.textContent = `connected (session ${session.sessionId})`;
       setConnected(true);
-      setChatMode(session.chat);
+      setChatMode(session.chatAvailable);
       log("connected");
       try {
         const info = await session.state();
@@ -266,7 +266,7 @@
     if (!text) return;
     ui.sayText.value = "";
     log(`You: ${text}`, "you");
-    if (state.session && state.session.chat) {
+    if (state.session && state.session.chatAvailable) {
       await control((s) => s.chat(text), "chat");
     } else {
       await control((s) => s.say(text), "say");

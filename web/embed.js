@@ -154,7 +154,7 @@
       this.pc = null;
       this.sessionId = null;
       this.token = null;
-      this.chat = false;  // the server has a reply engine (POST /api/sessions says so)
+      this.chatAvailable = false;  // the server has a reply engine (POST /api/sessions says so)
       this.info = null;
       this._closed = true;
       this._disconnectTimer = null;
@@ -218,7 +218,7 @@
       if (this.pc !== pc) return;  // closed meanwhile
       this.sessionId = answer.session_id;
       this.token = answer.token;
-      this.chat = answer.chat === true;
+      this.chatAvailable = answer.chat === true;
       await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
     }
 
@@ -436,7 +436,7 @@
     speak(audio, contentType) { return this._call((s) => s.speak(audio, contentType)); }
     say(text) { return this._call((s) => s.say(text)); }
     chat(text) { return this._call((s) => s.chat(text)); }
-    get chatAvailable() { return Boolean(this.session && this.session.chat); }
+    get chatAvailable() { return Boolean(this.session && this.session.chatAvailable); }
     interrupt() { return this._call((s) => s.interrupt()); }
     stats() { return this._call((s) => s.stats()); }
 
