@@ -3,6 +3,7 @@ server with `llm_url` set, and an aiortc viewer on loopback that hears the answe
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from collections.abc import Iterator
@@ -15,7 +16,8 @@ import pytest
 from streamer.client import Client
 from streamer.config import ROOT, Settings
 from streamer.measure import audio_envelope, mouth_motion
-from streamer.server.keys import SESSIONS
+from streamer.server.keys import SESSIONS, SETTINGS
+from streamer.testing import free_port
 from tests.fake_llm import FakeLlm, Script, fake_llm
 from tests.integration.conftest import LiveServer, live_server
 from tests.integration.test_dotnet import build_program, dotnet_available, run
@@ -232,3 +234,40 @@ async def test_the_csharp_backend_asks_and_the_viewer_hears_the_answer(chat: Cha
         assert chat.llm.requests[-1]["messages"][-1] == {"role": "user", "content": "Hi from C#"}
     finally:
         await client.close()
+
+
+async def test_two_sessions_chatting_at_once_never_mix_histories(chat: Chat):
+    chat.llm.scripts[:] = [Script("Noted, thank you.", token_s=0.02)]
+    a, b = await asyncio.gather(viewer(chat.server), viewer(chat.server))
+    try:
+        turns = await asyncio.gather(a.chat("I am Alice."), b.chat("I am Bob."))
+        await asyncio.gather(
+            *(c.wait_event("reply_ended", t, timeout=30) for c, (t, _) in zip((a, b), turns, strict=True))
+        )
+        again = await asyncio.gather(a.chat("Who am I, Alice?"), b.chat("Who am I, Bob?"))
+        await asyncio.gather(
+            *(c.wait_event("reply_ended", t, timeout=30) for c, (t, _) in zip((a, b), again, strict=True))
+        )
+        for name, other in (("Alice", "Bob"), ("Bob", "Alice")):
+            request = next(r for r in chat.llm.requests if r["messages"][-1]["content"] == f"Who am I, {name}?")
+            said = " ".join(m["content"] for m in request["messages"])
+            assert f"I am {name}." in said and other not in said
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_an_llm_that_is_down_gives_an_error_and_the_session_streams_on(chat: Chat, cache_dir: Path):
+    templates = chat.server.app[SETTINGS].templates_dir
+    down = Settings(cache_dir=cache_dir, templates_dir=templates, llm_url=f"http://127.0.0.1:{free_port()}/v1")
+    with live_server(down) as server:
+        client = await viewer(server)
+        try:
+            turn, _ = await client.chat("Anyone there?")
+            error = await client.wait_event("error", turn, timeout=20)
+            assert "cannot reach the LLM" in error["error"]
+            ended = await client.wait_event("reply_ended", turn)
+            assert ended["spoken_text"] == "" and ended["interrupted"] is False
+            await client.wait_frames(10)  # the stream goes on
+            assert (await client.state())["state"] == "idle"
+        finally:
+            await client.close()
