@@ -74,6 +74,7 @@ class Replier:
         log.info("session %s: turn %s (%d characters)", self._conversation.id, turn_id, len(text))
         self._emit(ReplyStarted(turn_id))
         reply.chat = self._services.chat(self.history.messages(self.persona.prompt))
+        self._warm_speech()
         reply.tasks = [
             self._tasks.spawn(self._write(reply), name=f"llm-{turn_id}"),
             self._tasks.spawn(self._say(reply), name=f"tts-{turn_id}"),
@@ -122,6 +123,8 @@ class Replier:
             self._halt(self._reply)
             self._reply = None
         await self._tasks.close()
+        if self._speech is not None:
+            await self._speech.close()
 
     # --- the two tasks of a reply -----------------------------------------------------------
 
@@ -160,10 +163,26 @@ class Replier:
             reply.stream.end()
         self._finish_if_done(reply)
 
+    def _warm_speech(self) -> None:
+        """Have the TTS engine ready for the next sentence while the LLM writes it."""
+        try:
+            if self._speech is None:
+                self._speech = self._services.speech(self.persona.voice)
+        except StreamerError:
+            return  # said when a sentence needs it
+        self._tasks.spawn(self._warm(self._speech), name="tts-warm")
+
+    async def _warm(self, speech: Speech) -> None:
+        try:
+            await speech.warm()
+        except StreamerError as exc:
+            log.warning("session %s: TTS not ready: %s", self._conversation.id, exc)
+
     async def _say_sentence(self, reply: Reply, sentence: str) -> None:
         if self._speech is None:
             self._speech = self._services.speech(self.persona.voice)
         speech = self._speech
+        self._warm_speech()  # the next sentence's process starts while this one speaks
         start = reply.audio_s
         reply.spoken.append(Spoken(sentence, start, start))
         async for chunk in speech.stream(sentence):

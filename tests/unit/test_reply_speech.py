@@ -65,3 +65,18 @@ async def test_the_engine_follows_the_settings_and_the_template(tmp_path):
         assert not services.available and ReplyServices(replace(settings, llm_url="http://x/v1")).available
     finally:
         await services.close()
+
+
+@needs_espeak
+async def test_a_warmed_espeak_speaks_with_its_spare_and_close_ends_it():
+    speech = EspeakSpeech("en-us")
+    await speech.warm()
+    await speech.warm()  # one spare at a time
+    spare = speech._spare
+    assert spare is not None and spare.returncode is None
+    got = await chunks(speech, "Hello there, how are you?")
+    assert spare.returncode is not None and len(b"".join(got)) > 22050  # the spare spoke
+    await speech.warm()
+    assert speech._spare is not None and speech._spare is not spare
+    await speech.close()
+    assert speech._spare is None
