@@ -26,7 +26,7 @@ def _settings_args(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace, **extra) -> Settings:
     names = ("renderer", "models", "devices", "host", "port", "key", "key_file", "cors_origins", "pool", "ray_address")
-    names += ("drain_s",)
+    names += ("drain_s", "llm_url", "llm_model", "tts", "tts_voice")
     cli = {k: getattr(args, k, None) for k in names}
     return load_settings(getattr(args, "config", None), {**cli, **extra})
 
@@ -165,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key-file", dest="key_file", help="a file holding the server key (first line)")
     p.add_argument("--cors", dest="cors_origins", help="origins allowed to call the API, comma-separated")
     p.add_argument("--drain", dest="drain_s", type=float, help="on SIGTERM, seconds speech may take to finish (30)")
+    p.add_argument(
+        "--llm-url", dest="llm_url", help="OpenAI-compatible base URL ending in /v1: the page's chat answers"
+    )
+    p.add_argument("--llm-model", dest="llm_model", help="the model the LLM server answers with")
+    p.add_argument("--tts", choices=["auto", "espeak", "piper", "openai", "none"], help="speech engine (auto)")
+    p.add_argument("--tts-voice", dest="tts_voice", help="espeak-ng voice (en-us, cmn, …) or the OpenAI voice")
     _settings_args(p)
     p.set_defaults(run=serve)
 

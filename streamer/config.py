@@ -65,9 +65,32 @@ class Settings:
     """`auto` (NVENC when ffmpeg has it, else libx264), `libx264` or `h264_nvenc`."""
 
     tts: str = "auto"
-    """`espeak`, `piper`, `none`, or `auto` (piper when a voice is set, else espeak-ng if installed)."""
+    """`espeak` (espeak-ng, embedded), `openai` (`tts_url`), `piper`, `none`, or `auto` (piper
+    when a voice is set, else espeak-ng if installed). `/say` and the reply engine use it."""
     piper_voice: Path | None = None
     tts_voice: str = "en-us"
+    """An espeak-ng voice (`en-us`, `cmn` for Mandarin, …) or the OpenAI voice (`alloy`, …);
+    a template's sidecar `voice` overrides it for that template."""
+    tts_url: str = ""
+    """`tts = "openai"`: base URL ending in /v1; POST {tts_url}/audio/speech, 24 kHz s16le back."""
+    tts_model: str = "tts-1"
+    tts_api_key: str | None = None
+    """Bearer for `tts_url`; never logged, never passed to render workers."""
+
+    # Reply engine (conversation mode): empty llm_url = no engine, /chat answers 409
+    llm_url: str = ""
+    """OpenAI-compatible base URL ending in /v1 (vLLM, Ollama, llama.cpp, LM Studio, OpenAI)."""
+    llm_model: str = ""
+    llm_api_key: str | None = None
+    """Sent as `Authorization: Bearer`; never logged, never passed to render workers."""
+    llm_system_prompt: str = "You are a friendly digital human. Answer briefly, in plain spoken sentences."
+    """A template sidecar's `persona` overrides it for that template."""
+    llm_history_turns: int = 20
+    """Exchanges (question and answer) kept per session and sent with each question."""
+    llm_max_tokens: int = 512
+    llm_temperature: float = 0.7
+    llm_timeout_s: float = 20.0
+    """Longest wait for the first token of an answer."""
 
     # MuseTalk
     musetalk_version: str = "v15"
@@ -196,6 +219,12 @@ class Settings:
             raise BadInput(f"unknown grant_store {self.grant_store!r} (memory or redis://host:port/db)")
         if self.read_timeout_s <= 0 or self.decode_timeout_s <= 0 or self.max_sockets_per_session < 1:
             raise BadInput("read_timeout_s, decode_timeout_s and max_sockets_per_session must be positive")
+        if self.tts not in ("auto", "espeak", "piper", "openai", "none"):
+            raise BadInput(f"unknown tts {self.tts!r} (espeak, openai, piper, none or auto)")
+        if self.tts == "openai" and not self.tts_url:
+            raise BadInput('tts = "openai" needs tts_url (a base URL ending in /v1)')
+        if self.llm_history_turns < 0 or self.llm_timeout_s <= 0 or self.llm_max_tokens < 1:
+            raise BadInput("llm_history_turns must be >= 0, llm_timeout_s > 0 and llm_max_tokens >= 1")
         parse_ice_servers(self.ice_servers)  # a bad URL stops the start, with its reason
         return self
 

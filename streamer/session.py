@@ -24,7 +24,7 @@ from streamer.avatar.prepared import PreparedTemplate
 from streamer.config import Settings
 from streamer.conversation import Conversation
 from streamer.errors import BadInput
-from streamer.events import Closing, Event, Failed, to_json
+from streamer.events import Closing, Event, Failed, Interrupted, to_json
 from streamer.media import encoding
 from streamer.media.clock import Clock
 from streamer.media.compositor import compose_i420
@@ -34,6 +34,8 @@ from streamer.media.playout import Unit
 from streamer.media.tracks import MediaPump
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
+from streamer.reply.engine import Replier
+from streamer.reply.services import ReplyServices
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,9 @@ class Session:
         settings: Settings,
         metrics: Metrics,
         clock: Clock,
+        replies: ReplyServices | None = None,
     ) -> None:
+        """`replies`: the server's reply engine services; with `llm_url` set the session answers `/chat`."""
         self.id = secrets.token_hex(8)
         self.token = secrets.token_urlsafe(24)
         self.template = template
@@ -74,6 +78,9 @@ class Session:
         self.conversation = Conversation(
             self.id, template, pool, settings, clock, metrics, self.emit, on_failure=self._task_failed
         )
+        self.replier: Replier | None = None
+        if replies is not None and replies.available:
+            self.replier = Replier(self.conversation, replies, self.emit, replies.persona(template.id))
         self.ladder = Ladder(settings.video_bitrate, adaptive=settings.adaptive_bitrate)
         self.pump = MediaPump(
             self.conversation.tick,
@@ -137,6 +144,8 @@ class Session:
         return compose_i420(self.template, unit.position, unit.crop)
 
     def emit(self, event: Event) -> None:
+        if self.replier is not None:
+            self.replier.observe(event)
         message = to_json(event, self.id)
         if self.channel is not None and self.channel.readyState == "open":
             self.channel.send(json.dumps(message))
@@ -153,9 +162,17 @@ class Session:
         self.emit(Closing("error"))
         self.closed.set()
 
+    def interrupt(self) -> list[Interrupted]:
+        """Stop all speech, and the reply being written and spoken (its LLM stream closed)."""
+        if self.replier is not None:
+            return self.replier.interrupt_all()
+        return self.conversation.interrupt()
+
     def describe(self) -> dict[str, Any]:
         return {
             **self.conversation.describe(),
+            "chat": self.replier is not None,
+            "replying": self.replier is not None and self.replier.replying,
             "connection": self.pc.connectionState,
             "dropped_frames": self.pump.video.dropped,
             "link": self.link.describe() if self.link is not None else None,
@@ -167,6 +184,8 @@ class Session:
             if self._link_task is not None:
                 self._link_task.cancel()
                 await asyncio.gather(self._link_task, return_exceptions=True)
+            if self.replier is not None:
+                await self.replier.close()
             await self.conversation.close()
             await self.pump.stop()
             await self.pc.close()

@@ -31,6 +31,10 @@
     interrupted: "interrupted",
     welcome_ended: "welcome-ended",
     closing: "closing",
+    reply_started: "reply-started",
+    reply_text: "reply-text",
+    reply_ended: "reply-ended",
+    turn_timing: "turn-timing",
   };
 
   /** An HTTP error from the server; `status` and the server's `error` message. */
@@ -150,6 +154,7 @@
       this.pc = null;
       this.sessionId = null;
       this.token = null;
+      this.chatAvailable = false;  // the server has a reply engine (POST /api/sessions says so)
       this.info = null;
       this._closed = true;
       this._disconnectTimer = null;
@@ -213,6 +218,7 @@
       if (this.pc !== pc) return;  // closed meanwhile
       this.sessionId = answer.session_id;
       this.token = answer.token;
+      this.chatAvailable = answer.chat === true;
       await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
     }
 
@@ -225,6 +231,7 @@
         if (message.type === "closing") this._closingSeen = true;  // limit, idle or drain: stay closed
         const name = EVENT_NAMES[message.type];
         if (name) this._emit(name, message);
+        if (message.type === "error") this._emit("error", { message: message.error, turn_id: message.turn_id || null });
       });
     }
 
@@ -296,6 +303,13 @@
       return this._control("/say", { method: "POST", contentType: "application/json", body: JSON.stringify({ text }) });
     }
 
+    /** Asks the server's reply engine; resolves to the turn id (the reply-* events carry it). */
+    async chat(text) {
+      const body = JSON.stringify({ text });
+      const reply = await this._control("/chat", { method: "POST", contentType: "application/json", body });
+      return reply.turn_id;
+    }
+
     interrupt() { return this._control("/interrupt", { method: "POST" }); }
 
     /** The live audio WebSocket (s16le PCM in, events out); the token rides as a subprotocol, not in the URL. */
@@ -348,7 +362,7 @@
     button[hidden] { display: none; }
   `;
   const FORWARDED = ["connected", "speaking-started", "speaking-ended", "interrupted", "welcome-ended",
-    "closing", "reconnecting", "disconnected", "error"];
+    "closing", "reconnecting", "disconnected", "error", "reply-started", "reply-text", "reply-ended", "turn-timing"];
 
   /**
    * <digital-human server template grant>: a video of one session, and its controls as methods.
@@ -428,6 +442,8 @@
 
     speak(audio, contentType) { return this._call((s) => s.speak(audio, contentType)); }
     say(text) { return this._call((s) => s.say(text)); }
+    chat(text) { return this._call((s) => s.chat(text)); }
+    get chatAvailable() { return Boolean(this.session && this.session.chatAvailable); }
     interrupt() { return this._call((s) => s.interrupt()); }
     stats() { return this._call((s) => s.stats()); }
 

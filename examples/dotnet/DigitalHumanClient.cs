@@ -118,6 +118,7 @@ namespace DigitalHuman
                 HttpMethod.Post, "api/sessions", Content(body), key);
             var session = ForSession(MiniJson.Str(json, "session_id"), MiniJson.Str(json, "token"));
             session.AnswerSdp = MiniJson.Str(json, "sdp");
+            session.ChatAvailable = json.ContainsKey("chat") && Equals(json["chat"], true);
             return session;
         }
 
@@ -190,6 +191,8 @@ namespace DigitalHuman
         public string Token { get; private set; }
         /// <summary>Set by CreateSession: the answer for the viewer's peer connection.</summary>
         public string AnswerSdp { get; internal set; }
+        /// <summary>Set by CreateSession: the server has a reply engine (llm_url), so ChatAsync works.</summary>
+        public bool ChatAvailable { get; internal set; }
 
         internal SessionClient(DigitalHumanClient client, string id, string token)
         {
@@ -235,7 +238,19 @@ namespace DigitalHuman
             return socket;
         }
 
-        /// <summary>Drops queued speech; the avatar is idle within a frame.</summary>
+        /// <summary>
+        /// Asks the server's reply engine (POST /chat): the streamer's LLM answers aloud, sentence by
+        /// sentence. Returns the turn id; the session's events (reply_text, reply_ended, …) carry it.
+        /// Fails with 409 when the server has no llm_url: then push your own TTS audio with Speak.
+        /// </summary>
+        public async Task<string> ChatAsync(string text)
+        {
+            var body = DigitalHumanClient.Content("{\"text\":" + MiniJson.Quote(text) + "}");
+            var json = (Dictionary<string, object>)await client.Send(HttpMethod.Post, Path("/chat"), body, Token);
+            return MiniJson.Str(json, "turn_id");
+        }
+
+        /// <summary>Drops queued speech and stops a reply being written (its LLM stream is closed).</summary>
         public Task Interrupt()
         {
             return client.Send(HttpMethod.Post, Path("/interrupt"), null, Token);

@@ -4,6 +4,7 @@
 //   mono dh.exe open      SERVER TEMPLATE OFFER.sdp ANSWER.sdp
 //   mono dh.exe speak     SERVER SESSION TOKEN AUDIO_FILE [CONTENT_TYPE]
 //   mono dh.exe say       SERVER SESSION TOKEN TEXT
+//   mono dh.exe chat      SERVER SESSION TOKEN TEXT    (the server's reply engine answers)
 //   mono dh.exe interrupt SERVER SESSION TOKEN
 //   mono dh.exe state     SERVER SESSION TOKEN
 //   mono dh.exe stats     SERVER
@@ -33,7 +34,7 @@ namespace DigitalHuman
         {
             if (args.Length < 2)
             {
-                Console.Error.WriteLine("usage: dh.exe templates|open|speak|say|interrupt|state|stats|grant SERVER ... (see Program.cs)");
+                Console.Error.WriteLine("usage: dh.exe templates|open|speak|say|chat|interrupt|state|stats|grant SERVER ... (see Program.cs)");
                 return 2;
             }
             try
@@ -77,6 +78,9 @@ namespace DigitalHuman
                     break;
                 case "say":
                     Print(await client.ForSession(args[2], args[3]).Say(args[4]));
+                    break;
+                case "chat":
+                    Console.WriteLine("turn_id=" + await client.ForSession(args[2], args[3]).ChatAsync(args[4]));
                     break;
                 case "interrupt":
                     await client.ForSession(args[2], args[3]).Interrupt();

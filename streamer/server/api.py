@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -12,14 +11,14 @@ from typing import Any
 import cv2
 from aiohttp import web
 
-from streamer import tts
-from streamer.errors import BadInput, NotFound, StreamerError, Unauthorized, UnsupportedMedia
+from streamer.errors import BadInput, Conflict, NotFound, NotReady, StreamerError, Unauthorized, UnsupportedMedia
 from streamer.events import to_json
+from streamer.reply.speech import synthesize as speech_pcm
 from streamer.server import lifetime, live
 from streamer.server.auth import bearer_matches
 from streamer.server.guard import authorize_open, authorize_session
 from streamer.server.http import read_capped
-from streamer.server.keys import AUDIO_DECODERS, DECODERS, HOLDERS, SESSIONS, SETTINGS, STARTUP
+from streamer.server.keys import AUDIO_DECODERS, HOLDERS, SESSIONS, SETTINGS, STARTUP
 from streamer.server.limits import check_sockets
 from streamer.server.live import LiveSocket
 from streamer.server.sessions import SessionManager
@@ -30,6 +29,7 @@ from streamer.units import FPS
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 SESSION_ID = re.compile(r"[0-9a-f]{16}")
+CHAT_MAX_CHARS = 2000
 
 
 def _session_id(request: web.Request) -> str:
@@ -100,8 +100,9 @@ async def open_session(request: web.Request) -> web.Response:
     if body.get("type", "offer") != "offer":
         raise BadInput("`type` must be offer")
     opened = await lifetime.open_session(request, body.get("template"), body.get("sdp"), grant)
+    chat = request.app[SESSIONS].replies.available
     return web.json_response(
-        {"session_id": opened.session_id, "token": opened.token, "sdp": opened.sdp, "type": opened.type},
+        {"session_id": opened.session_id, "token": opened.token, "sdp": opened.sdp, "type": opened.type, "chat": chat},
         status=201,
     )
 
@@ -149,25 +150,40 @@ def _text(body: dict[str, Any]) -> str:
 
 @routes.post("/api/sessions/{session_id}/say")
 async def say(request: web.Request) -> web.Response:
+    """Speak `text` with the configured TTS engine (the reply engine's), in the template's voice."""
     session = _authorized(request)
     with lifetime.upload(request, session.id):
         text = _text(await read_json(request))
-        settings = request.app[SETTINGS]
+        replies = request.app[SESSIONS].replies
+        speech = replies.speech(replies.persona(session.template.id).voice)
         try:
-            wav = await asyncio.get_running_loop().run_in_executor(
-                request.app[DECODERS], tts.synthesize, text, settings
-            )
+            pcm = await speech_pcm(speech, text)
         except StreamerError as exc:
             if exc.status < 500:
                 raise
             log.error("session %s: speech synthesis failed: %s", session.id, exc)  # the engine's text stays here
             raise type(exc)("speech synthesis failed (the server log says why)") from None
-        return await _speak_bytes(request, session, wav, "audio/wav")
+        return await _speak_bytes(request, session, pcm, f"audio/pcm;rate={speech.sample_rate}")
+
+
+@routes.post("/api/sessions/{session_id}/chat")
+async def chat(request: web.Request) -> web.Response:
+    """A question for the reply engine; the answer is spoken, its text sent as events."""
+    session = _authorized(request)
+    text = _text(await read_json(request))
+    if not text.strip() or len(text) > CHAT_MAX_CHARS:
+        raise BadInput(f"`text` must hold 1 to {CHAT_MAX_CHARS} characters, not {len(text.strip())}")
+    if session.replier is None:
+        raise Conflict("no reply engine: set llm_url (an OpenAI-compatible base URL ending in /v1) to chat")
+    if request.app[STARTUP].draining:
+        raise NotReady("the server is shutting down: it takes no more speech")
+    turn_id = await session.replier.start_turn(text.strip())
+    return web.json_response({"turn_id": turn_id}, status=202)
 
 
 @routes.post("/api/sessions/{session_id}/interrupt")
 async def interrupt(request: web.Request) -> web.Response:
-    events = _authorized(request).conversation.interrupt()
+    events = _authorized(request).interrupt()
     return web.json_response({"interrupted": [to_json(e) for e in events]})
 
 

@@ -119,7 +119,7 @@ class LiveSocket:
             seconds = stream.end()
             await self.ws.send_json({"type": "ended", "utterance_id": stream.utterance_id, "duration_s": seconds})
         elif kind == "interrupt":
-            self.session.conversation.interrupt()
+            self.session.interrupt()  # a reply being written stops too
             self.stream = None
         else:
             raise BadInput("messages are start, end or interrupt")

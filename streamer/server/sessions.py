@@ -19,6 +19,7 @@ from streamer.memory import release_free_memory
 from streamer.metrics import Metrics
 from streamer.pool.admission import Decision, Load, admit, decide
 from streamer.pool.base import RenderPool
+from streamer.reply.services import ReplyServices
 from streamer.server.auth import bearer_matches
 from streamer.server.limits import check_client, limit_reached
 from streamer.session import Session
@@ -65,6 +66,8 @@ class SessionManager:
         self.ends_at: dict[str, float] = {}
         """Session id → the monotonic time its longest life ends (TURN credentials last no longer)."""
         pool.watch_load(self.own_load)
+        self.replies = ReplyServices(settings)
+        """The reply engine's shared parts (one HTTP pool to the LLM and TTS servers)."""
 
     def template(self, template_id: str) -> PreparedTemplate:
         check_id(template_id)
@@ -98,7 +101,7 @@ class SessionManager:
             self.refusals += 1
             log.warning("session refused: the render devices are at capacity (%d open)", len(self.sessions))
             raise
-        session = Session(template, self.pool, self.settings, self.metrics, self._clock_factory())
+        session = Session(template, self.pool, self.settings, self.metrics, self._clock_factory(), self.replies)
         self._opening += 1
         try:
             answer = await session.answer(sdp)
@@ -185,3 +188,4 @@ class SessionManager:
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(sid) for sid in list(self.sessions)))
         await self._watchers.close()
+        await self.replies.close()
