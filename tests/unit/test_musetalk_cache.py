@@ -97,7 +97,7 @@ def test_dwpose_landmarks_frame_the_crops_when_present(tmp_path: Path, monkeypat
     would give random boxes) through the official box rule; nothing is downloaded."""
     from streamer.render.musetalk import landmarks
 
-    settings = tiny_musetalk_settings(tmp_path, musetalk_faces="auto")
+    settings = tiny_musetalk_settings(tmp_path, musetalk_faces="auto", musetalk_mask="bisenet")
     points = np.zeros((68, 2))
     points[:, 0] = np.linspace(180, 270, 68)
     points[:, 1] = np.linspace(90, 170, 68)
@@ -117,7 +117,7 @@ def test_without_face_parsing_the_renderer_refuses_unless_told_and_then_says_deg
 
     with pytest.raises(BadInput, match="musetalk_mask"):
         Settings(musetalk_mask="parsing").validate()
-    settings = tiny_musetalk_settings(tmp_path, musetalk_faces="auto")
+    settings = tiny_musetalk_settings(tmp_path, musetalk_faces="auto", musetalk_mask="bisenet")
     (settings.models / "face-parse-bisent" / "79999_iter.pth").unlink()
     with pytest.raises(ModelError, match=r"face-parse-bisent/79999_iter\.pth is missing.*musetalk_mask"):
         MuseTalkRenderer(settings.models, "cpu", settings)

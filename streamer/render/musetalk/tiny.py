@@ -188,7 +188,8 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> Path:
 def tiny_musetalk_settings(root: Path, **overrides: Any) -> Settings:
     """Settings for a MuseTalk install of tiny weights and a one-photo templates folder.
 
-    The welcome line is short: preparation renders it, and that is slow on the CPU.
+    The welcome line is short: preparation renders it, and that is slow on the CPU. Haar boxes
+    and the geometric mask (labelled degraded) stand in for the random landmarks and parsing.
     """
     import json
     import shutil
@@ -200,7 +201,8 @@ def tiny_musetalk_settings(root: Path, **overrides: Any) -> Settings:
     shutil.copy(ROOT / "templates" / "astronaut.png", templates / "astronaut.png")
     write_wav(templates / "hi.wav", speech_like(0.3, seed=9))
     (templates / "astronaut.json").write_text(json.dumps({"name": "A", "welcome_audio": "hi.wav"}))
-    options = {"musetalk_faces": "haar", **overrides}  # random DWPose weights: random boxes
+    # Random DWPose weights give random boxes, random BiSeNet weights near-empty masks.
+    options = {"musetalk_faces": "haar", "musetalk_mask": "geometric", **overrides}
     return Settings(
         templates_dir=templates,
         cache_dir=root / "cache",
