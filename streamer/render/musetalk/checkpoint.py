@@ -26,7 +26,6 @@ import codecs
 import collections
 import pickle
 import types
-import zipfile
 from functools import cache
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -131,6 +130,15 @@ RESTRICTED.Unpickler = Unpickler  # type: ignore[attr-defined]  # a module built
 RESTRICTED.load = load  # type: ignore[attr-defined]
 
 
+def _records(path: Path) -> list[str] | None:
+    """The records of a zip-format torch file, read by torch's own zip reader (the one
+    torch.load uses, so both see the same archive); None when it is not one."""
+    try:
+        return list(torch._C.PyTorchFileReader(str(path)).get_all_records())
+    except RuntimeError:
+        return None
+
+
 def read_checkpoint(path: Path) -> Any:
     """The object pickled in a torch file, tensors on the CPU, no pickled code run.
 
@@ -138,12 +146,12 @@ def read_checkpoint(path: Path) -> Any:
     Raises ModelError for a TorchScript archive or a file torch cannot read.
     """
     path = Path(path)
-    is_zip = zipfile.is_zipfile(path)
-    if is_zip:
-        with zipfile.ZipFile(path) as archive:
-            if any(n.split("/", 1)[-1] == "constants.pkl" for n in archive.namelist()):
-                raise ModelError(f"{path} is a TorchScript archive, not a checkpoint; refused (it would run code)")
+    records = _records(path) if path.is_file() else None
+    if records is not None and "constants.pkl" in records:
+        raise ModelError(f"{path} is a TorchScript archive, not a checkpoint; refused (it would run code)")
     try:
-        return torch.load(path, map_location="cpu", pickle_module=RESTRICTED, weights_only=False, mmap=is_zip)
+        return torch.load(
+            path, map_location="cpu", pickle_module=RESTRICTED, weights_only=False, mmap=records is not None
+        )
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a truncated or foreign file
         raise ModelError(f"cannot read weights {path} (truncated, corrupt or not a checkpoint): {exc}") from None

@@ -129,6 +129,8 @@ def _check(entry: _Entry, root: Path) -> FileCheck:
             detail = "not checked against its config, which is missing or unreadable (see its line)"
         else:
             status = WRONG_SHAPE if any(text in detail for text in _WRONG) else UNREADABLE
+    except Exception as exc:  # noqa: BLE001 - a library failing on a strange file: report it, go on
+        status, detail = UNREADABLE, f"{type(exc).__name__}: {exc}"
     return FileCheck(relative, entry.part, entry.required, status, size, digest, detail)
 
 
