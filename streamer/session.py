@@ -144,13 +144,13 @@ class Session:
         return compose_i420(self.template, unit.position, unit.crop)
 
     def emit(self, event: Event) -> None:
-        if self.replier is not None:
-            self.replier.observe(event)
         message = to_json(event, self.id)
         if self.channel is not None and self.channel.readyState == "open":
             self.channel.send(json.dumps(message))
         for listener in list(self.listeners):
             listener(message)
+        if self.replier is not None:  # after: speaking_started before turn_timing, and so on
+            self.replier.observe(event)
 
     def _task_failed(self, name: str, exc: BaseException) -> None:
         """A background task died: count it, tell the viewer, end the session (no frozen stream)."""

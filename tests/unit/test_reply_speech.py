@@ -12,7 +12,7 @@ import pytest
 from streamer.config import Settings
 from streamer.errors import BadInput
 from streamer.reply.services import ReplyServices
-from streamer.reply.speech import EspeakSpeech, OpenAiSpeech, make_speech, synthesize
+from streamer.reply.speech import EspeakSpeech, OpenAiSpeech, TtsError, make_speech, synthesize
 from tests.fake_llm import TTS_SECONDS_PER_CHAR, fake_llm
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
@@ -80,3 +80,9 @@ async def test_a_warmed_espeak_speaks_with_its_spare_and_close_ends_it():
     assert speech._spare is not None and speech._spare is not spare
     await speech.close()
     assert speech._spare is None
+
+
+@needs_espeak
+async def test_an_unknown_espeak_voice_is_a_clear_tts_error():
+    with pytest.raises(TtsError, match="does not exist"):
+        await chunks(EspeakSpeech("xyz"), "Hello.")
