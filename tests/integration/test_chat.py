@@ -16,7 +16,7 @@ import pytest
 from streamer.client import Client
 from streamer.config import ROOT, Settings
 from streamer.measure import audio_envelope, mouth_motion
-from streamer.server.keys import SESSIONS, SETTINGS
+from streamer.server.keys import SESSIONS, SETTINGS, STARTUP
 from streamer.testing import free_port
 from tests.fake_llm import FakeLlm, Script, fake_llm
 from tests.integration.conftest import LiveServer, live_server
@@ -219,6 +219,24 @@ async def test_chat_refuses_bad_text(chat: Chat):
         for body in ({"text": ""}, {"text": "x" * 2001}, {"text": 3}, {}):
             assert "text" in (await client.call("POST", path, expect=400, json=body))["error"]
     finally:
+        await client.close()
+
+
+async def test_a_chat_is_refused_with_503_while_draining(chat: Chat):
+    client = Client(chat.server.url)
+    await client.connect("astronaut")
+    startup = chat.server.app[STARTUP]
+
+    async def draining(value: bool) -> None:
+        startup.draining = value
+
+    try:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(draining(True), chat.server.loop))
+        path = f"/api/sessions/{client.session_id}/chat"
+        body = await client.call("POST", path, expect=503, json={"text": "Are you there?"})
+        assert "shutting down" in body["error"]
+    finally:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(draining(False), chat.server.loop))
         await client.close()
 
 
