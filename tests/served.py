@@ -14,10 +14,18 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import streamer
 from streamer.testing import SUBPROCESS_PORTS, free_port_in
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 240.0
+
+
+def same_streamer() -> dict[str, str]:
+    """The environment for a subprocess that must import the `streamer` this process imported
+    (a checkout's, or the installed wheel's), whatever its working directory."""
+    home = str(Path(streamer.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [home, os.environ.get("PYTHONPATH")]))}
 
 
 def readyz(url: str) -> int:
@@ -33,15 +41,23 @@ def readyz(url: str) -> int:
 
 
 class Served:
-    """`python run.py serve --port P ARGS` with `env` added to the environment; its output in a file."""
+    """`python run.py serve --port P ARGS` with `env` added to the environment; its output in a file.
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    `launcher` and `cwd` start it otherwise (e.g. `python -m streamer` from another folder)."""
+
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        launcher: tuple[str, ...] = (sys.executable, "run.py"),
+        cwd: Path = ROOT,
+    ) -> None:
         self.port = free_port_in(SUBPROCESS_PORTS)
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = tempfile.NamedTemporaryFile(prefix="served-", suffix=".log", delete=False)  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "run.py", "serve", "--port", str(self.port), *args],
-            cwd=ROOT,
+            [*launcher, "serve", "--port", str(self.port), *args],
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

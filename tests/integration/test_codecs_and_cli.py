@@ -6,15 +6,13 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from streamer.client import Client
 from streamer.config import Settings
 from tests.integration.conftest import live_server
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.served import same_streamer
 
 
 @pytest.mark.parametrize("codec", ["h264", "vp8"])
@@ -59,7 +57,8 @@ def test_client_command_prints_its_figures(server, speech_wav, tmp_path):
     out = subprocess.run(
         [
             sys.executable,
-            "run.py",
+            "-m",
+            "streamer",
             "client",
             "--server",
             server.url,
@@ -71,7 +70,8 @@ def test_client_command_prints_its_figures(server, speech_wav, tmp_path):
             str(record),
             "--json",
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
+        env=same_streamer(),  # the installed package or the checkout's, whichever this test imports
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,18 +3,17 @@ bench/lite.py and bench/encoder.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from streamer import resources
 from streamer.avatar.face import crop_face
 from streamer.avatar.sources import discover
 from streamer.media.compositor import compose
 from streamer.render.lite import LiteRenderer
 from streamer.render.prepare import load_or_prepare
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES = resources.TEMPLATES
 
 
 @pytest.fixture(scope="module")

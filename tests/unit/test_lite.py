@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from streamer import resources
 from streamer.avatar.face import crop_face
 from streamer.avatar.sources import discover
 from streamer.render.base import RenderJob
@@ -14,7 +13,7 @@ from streamer.render.lite import LiteRenderer, openings
 from streamer.render.prepare import load_or_prepare
 from streamer.units import MODEL_RATE, MODEL_SAMPLES_PER_UNIT
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES = resources.TEMPLATES
 
 
 @pytest.fixture(scope="module")
