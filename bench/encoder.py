@@ -51,11 +51,11 @@ from aiortc.codecs.vpx import Vp8Encoder  # noqa: E402
 from bench.common import lite_template, machine, one_core, speech16k  # noqa: E402
 from streamer.avatar.prepared import PreparedTemplate  # noqa: E402
 from streamer.media.compositor import compose_i420  # noqa: E402
-from streamer.media.encoding import EncoderSettings, TunedH264Encoder, TunedVp8Encoder, nvenc_available  # noqa: E402
 from streamer.media.yuv import planes  # noqa: E402
 from streamer.render.base import RenderJob  # noqa: E402
 from streamer.render.lite import LiteRenderer, openings  # noqa: E402
 from streamer.units import FPS, MODEL_SAMPLES_PER_UNIT  # noqa: E402
+from streamer.webrtc.encoding import EncoderSettings, TunedH264Encoder, TunedVp8Encoder, nvenc_available  # noqa: E402
 
 SLOT_MS = 1000.0 / FPS
 TARGET_SESSIONS = 4

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamer import resources
 from streamer.errors import BadInput
 from streamer.ice import parse_ice_servers
 
@@ -34,9 +35,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (an allow-list; there is no wildcard)."""
 
-    templates_dir: Path = ROOT / "templates"
-    cache_dir: Path = ROOT / "cache"
-    web_dir: Path = ROOT / "web"
+    templates_dir: Path = resources.TEMPLATES
+    cache_dir: Path = resources.CACHE
+    web_dir: Path = resources.WEB
 
     renderer: str = "auto"
     """`lite`, `musetalk`, or `auto` (musetalk when `models` holds its weights, else lite)."""

@@ -78,7 +78,7 @@ class Metrics:
             self.workers_alive.labels(str(d["index"]), d["device"]).set(1 if d["alive"] else 0)
 
     def link_quality(self, session_id: str, quality: dict[str, float | int | None]) -> None:
-        """One session's RTCP link quality (see media/link.py) as gauges labelled by session."""
+        """One session's RTCP link quality (see webrtc/link.py) as gauges labelled by session."""
         for key, gauge in self.link.items():
             value = quality.get(key)
             if value is not None:

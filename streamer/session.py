@@ -25,17 +25,17 @@ from streamer.config import Settings
 from streamer.conversation import Conversation
 from streamer.errors import BadInput
 from streamer.events import Closing, Event, Failed, Interrupted, to_json
-from streamer.media import encoding
 from streamer.media.clock import Clock
 from streamer.media.compositor import compose_i420
-from streamer.media.ladder import Ladder
-from streamer.media.link import LinkMonitor, LinkQuality
 from streamer.media.playout import Unit
-from streamer.media.tracks import MediaPump
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
 from streamer.reply.engine import Replier
 from streamer.reply.services import ReplyServices
+from streamer.webrtc import encoding
+from streamer.webrtc.ladder import Ladder
+from streamer.webrtc.link import LinkMonitor, LinkQuality
+from streamer.webrtc.tracks import MediaPump
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,6 @@ class Session:
             self.conversation.tick,
             self._compose,
             clock,
-            ladder=self.ladder,
             on_failure=lambda exc: self._task_failed("media-pump", exc),
         )
         self.link: LinkMonitor | None = None
@@ -130,6 +129,7 @@ class Session:
 
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
+        encoding.attach(self.pc, encoding.encoder_settings(self.settings), self.ladder)
         if encoding.sends_opus(self.pc.localDescription.sdp):
             self.pump.encode_audio()
         self.link = LinkMonitor(video.sender, self.ladder, self._on_link)

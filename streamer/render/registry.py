@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import sys
 
-from streamer.config import ROOT, Settings
+from streamer import resources
+from streamer.config import Settings
 from streamer.errors import BadInput, ModelError
 from streamer.render.base import Renderer
 
@@ -18,7 +18,7 @@ MUSETALK_MODULES = ("torch", "diffusers", "transformers", "safetensors", "face_a
 
 def musetalk_install() -> str:
     """The command that adds the MuseTalk extra to the Python running this."""
-    return f"{sys.executable} -m pip install -e '{ROOT}[musetalk]'"
+    return resources.install_command("musetalk")
 
 
 def musetalk_missing() -> list[str]:

@@ -19,7 +19,6 @@ from streamer.avatar.prepared import PreparedTemplate
 from streamer.avatar.sources import TemplateSource, discover, file_sha256
 from streamer.config import Settings
 from streamer.errors import NotFound, NotReady
-from streamer.media import encoding, ports
 from streamer.media.clock import Clock, MonotonicClock
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
@@ -44,6 +43,7 @@ from streamer.server.keys import (
 )
 from streamer.server.sessions import SessionManager
 from streamer.server.state import Startup
+from streamer.webrtc import encoding, ports
 
 log = logging.getLogger(__name__)
 MAX_HEADER_LINE = 8190

@@ -12,9 +12,9 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from streamer.config import ROOT
+from streamer import resources
 
-DOCUMENT = ROOT / "docs" / "openapi.yaml"
+DOCUMENT = resources.OPENAPI
 
 
 @functools.cache

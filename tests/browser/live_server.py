@@ -1,4 +1,4 @@
-"""A static site on a second loopback origin, for bare pages (the server itself: streamer.testing.serve)."""
+"""A static site on a second loopback origin, for bare pages (the server itself: tests/served.py)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamer.testing import serve
 from tests.browser.harness import TEMPLATE, Recorder, video_variation_js
+from tests.served import serve
 
 pytestmark = pytest.mark.browser
 

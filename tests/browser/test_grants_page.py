@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from streamer.server.grants import Grants
-from streamer.testing import serve
 from tests.browser.harness import TEMPLATE, Recorder
 from tests.integration.test_dotnet import build_program, dotnet_available
+from tests.served import serve
 
 pytestmark = [
     pytest.mark.browser,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from streamer.config import ROOT
-from streamer.testing import serve
 from tests.browser.harness import TEMPLATE, Recorder, video_variation_js, watch
+from tests.served import serve
 
 pytestmark = pytest.mark.browser
 

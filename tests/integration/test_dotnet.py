@@ -110,8 +110,12 @@ async def test_open_speak_state_and_stats(program: Path, server: LiveServer, tmp
         assert spoken["utterance_id"] and abs(float(spoken["duration_s"]) - 6.12) < 0.1
         state = await run(program, "state", url, session, token)
         assert state["session_id"] == session and state["renderer"] in ("lite", "musetalk")
-        assert state["state"] in ("welcome", "speaking", "idle") and int(state["utterances"]) == 1
+        # 6 s of speech were just queued: the welcome clip or the speech plays, never idle.
+        assert state["state"] in ("welcome", "speaking") and int(state["utterances"]) == 1
+        assert float(state["queued_seconds"]) > 0
         await run(program, "interrupt", url, session, token)
+        after = await run(program, "state", url, session, token)
+        assert after["state"] == "idle" and float(after["queued_seconds"]) == 0
 
         refused = await run(program, "speak", url, session, "wrong-token", str(offer), "audio/wav", ok=False)
         assert "401" in refused["error"]

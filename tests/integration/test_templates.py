@@ -8,14 +8,15 @@ import aiohttp
 import cv2
 import numpy as np
 
-from streamer.config import ROOT, Settings
+from streamer import resources
+from streamer.config import Settings
 from tests.integration.conftest import live_server
 
 
 async def test_a_faceless_template_is_listed_not_ready_and_the_others_serve(tmp_path):
     templates = tmp_path / "templates"
     templates.mkdir()
-    shutil.copy(ROOT / "templates" / "astronaut.png", templates / "astronaut.png")
+    shutil.copy(resources.TEMPLATES / "astronaut.png", templates / "astronaut.png")
     cv2.imwrite(str(templates / "wall.png"), np.full((256, 256, 3), 128, np.uint8))
     with live_server(Settings(templates_dir=templates, cache_dir=tmp_path / "cache")) as server:
         async with aiohttp.ClientSession() as http:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from streamer import resources
 from streamer.avatar.face import detect_faces
 from streamer.avatar.masks import blend_boxes, jaw_mask, padded_crop
 from streamer.avatar.sources import check_id, discover, file_sha256, load_frames
 from streamer.errors import BadInput
 from streamer.units import CROP_SIZE
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES = resources.TEMPLATES
 
 
 @pytest.fixture(scope="module")

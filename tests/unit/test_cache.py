@@ -6,17 +6,17 @@ import dataclasses
 import json
 import logging
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from streamer import resources
 from streamer.avatar import cache
 from streamer.avatar.sources import discover
 from streamer.render.lite import LiteRenderer
 from streamer.render.prepare import is_fresh, load_or_prepare
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES = resources.TEMPLATES
 
 
 class KeyedLite(LiteRenderer):

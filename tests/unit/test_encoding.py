@@ -1,21 +1,19 @@
 """Encoder settings: a fast x264 preset, a right-sized VP8, a bitrate REMB cannot move far
-enough to rebuild, the codec order offered, and the aiortc internals all of it leans on."""
+enough to rebuild, the codec order offered, each session's senders given our encoders (the aiortc
+internals all of it leans on: test_webrtc_hooks.py)."""
 
 import fractions
-import importlib
-import inspect
-from importlib import metadata
-from pathlib import Path
 
 import av
 import numpy as np
-from aiortc import RTCRtpCodecParameters, rtcrtpsender, rtp
-from aiortc.codecs import get_encoder as aiortc_get_encoder
+from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection, VideoStreamTrack, rtp
 from aiortc.codecs.h264 import H264Encoder
 
-from streamer.media import encoding
-from streamer.media.encoding import EncoderSettings, TunedH264Encoder, TunedVp8Encoder
-from streamer.media.opus import LeanOpusEncoder, audio_level_dbov
+from streamer.config import Settings
+from streamer.webrtc import encoding, hooks
+from streamer.webrtc.encoding import EncoderSettings, TunedH264Encoder, TunedVp8Encoder
+from streamer.webrtc.ladder import Ladder
+from streamer.webrtc.opus import LeanOpusEncoder, audio_level_dbov
 
 
 def frames(count: int, size: int = 256):
@@ -70,19 +68,48 @@ def test_remb_moves_do_not_rebuild_our_encoders_but_rebuild_stock_ones():
     assert stock.codec is not codec  # what the clamp prevents
 
 
-def test_install_swaps_the_senders_encoder_factory_and_uninstall_restores_it():
-    h264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
-    opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+async def test_attach_gives_each_sender_our_encoder_for_the_answers_codec_with_the_ladder():
+    ladder = Ladder(900_000)
+    for codec, ours in (("h264", TunedH264Encoder), ("vp8", TunedVp8Encoder)):
+        viewer, server = (
+            RTCPeerConnection(RTCConfiguration(iceServers=[])),
+            RTCPeerConnection(RTCConfiguration(iceServers=[])),
+        )
+        try:
+            viewer.addTransceiver("video", direction="recvonly")
+            viewer.addTransceiver("audio", direction="recvonly")
+            await viewer.setLocalDescription(await viewer.createOffer())
+            video = server.addTransceiver(VideoStreamTrack(), direction="sendonly")
+            video.setCodecPreferences(encoding.codec_preferences(codec, prefer_cheaper=True))
+            audio = server.addTransceiver(AudioStreamTrack(), direction="sendonly")
+            await server.setRemoteDescription(viewer.localDescription)
+            await server.setLocalDescription(await server.createAnswer())
+            assert hooks.encoder_of(video.sender) is None  # aiortc builds its own on the first frame
+            encoding.attach(server, EncoderSettings(bitrate=900_000), ladder)
+            encoder = hooks.encoder_of(video.sender)
+            assert type(encoder) is ours and encoder._ladder is ladder
+            encoder.target_bitrate = 400_000  # what the sender does on REMB
+            assert ladder.remb == 400_000
+            assert type(hooks.encoder_of(audio.sender)) is LeanOpusEncoder
+        finally:
+            await viewer.close()
+            await server.close()
+
+
+def test_encoder_settings_follow_the_settings():
+    made = encoding.encoder_settings(Settings(video_bitrate=700_000, x264_preset="veryfast", h264_encoder="libx264"))
+    assert made == EncoderSettings(bitrate=700_000, x264_preset="veryfast", h264_codec="libx264", vp8_cpu_used=16)
+    assert encoding.make_encoder("audio/PCMU", made) is None  # aiortc's own for anything else
+
+
+def test_install_computes_audio_levels_in_numpy_and_uninstall_restores_aiortcs():
     try:
         encoding.install(EncoderSettings())
-        assert isinstance(rtcrtpsender.get_encoder(h264), TunedH264Encoder)
-        assert isinstance(rtcrtpsender.get_encoder(opus), LeanOpusEncoder)
         assert rtp.compute_audio_level_dbov is audio_level_dbov
     finally:
         encoding.uninstall()
-    assert rtcrtpsender.get_encoder is aiortc_get_encoder
-    assert type(rtcrtpsender.get_encoder(opus)).__name__ == "OpusEncoder"
-    assert rtp.compute_audio_level_dbov is not audio_level_dbov
+    assert rtp.compute_audio_level_dbov is encoding._aiortc_audio_level
+    encoding.install(EncoderSettings())  # as every server in this process has it
 
 
 def test_nvenc_that_cannot_open_falls_back_to_x264():
@@ -120,42 +147,6 @@ def test_codec_order_offers_the_cheaper_codec_first_or_keeps_the_browsers_choice
     assert {"video/vp8", "video/h264", "video/rtx"} <= set(auto)  # a viewer without it still connects
     assert encoding.codec_preferences("auto", prefer_cheaper=False) == []  # the browser's order
     assert set(names(encoding.codec_preferences("vp8", prefer_cheaper=True))) == {"video/vp8", "video/rtx"}
-
-
-def test_install_runs_once_per_process_and_later_settings_reach_new_encoders():
-    h264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
-    try:
-        encoding.install(EncoderSettings(bitrate=1_000_000))
-        factory = rtcrtpsender.get_encoder
-        encoding.install(EncoderSettings(bitrate=1_000_000))
-        assert rtcrtpsender.get_encoder is factory
-        encoding.install(EncoderSettings(bitrate=800_000))
-        assert rtcrtpsender.get_encoder is factory
-        assert rtcrtpsender.get_encoder(h264).target_bitrate == 800_000
-    finally:
-        encoding.uninstall()
-
-
-def test_aiortc_is_the_pinned_minor_and_still_has_every_hook_we_override():
-    """If this fails, aiortc moved the private parts media/encoding.py replaces: re-read aiortc's
-    rtcrtpsender.py and codecs/{h264,vpx}.py before moving the pin in pyproject.toml."""
-    version = metadata.version("aiortc")
-    assert version.startswith("1.16."), f"aiortc {version}: encoding.py was written against 1.16"
-    pin = next(line for line in Path("pyproject.toml").read_text().splitlines() if '"aiortc' in line)
-    assert ">=1.16" in pin and "<1.17" in pin, pin
-    for owner, names in encoding.HOOKS.items():
-        module_name, _, class_name = owner.partition(":")
-        target = importlib.import_module(module_name)
-        if class_name:
-            target = getattr(target, class_name)()  # instance attributes count too
-        for name in names:
-            assert hasattr(target, name), f"{owner}.{name} is gone"
-    sender = inspect.getsource(rtcrtpsender.RTCRtpSender)
-    assert "get_encoder(codec)" in sender  # the factory is looked up at call time, by module name
-    assert "target_bitrate = bitrate" in sender  # REMB still reaches the encoder's setter
-    assert "run_in_executor" in sender  # encoding still runs off the event loop
-    h264 = inspect.signature(H264Encoder._encode_frame)
-    assert list(h264.parameters) == ["self", "frame", "force_keyframe"]
 
 
 def test_a_still_picture_is_not_padded_to_the_bitrate_in_vp8():

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from streamer import resources
 from streamer.render.registry import MUSETALK_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,11 +44,10 @@ def test_the_server_and_lite_need_no_musetalk_stack() -> None:
 
 def test_musetalk_without_the_extra_says_what_to_install(tmp_path: Path) -> None:
     done = _python(
-        "import runpy\n"
-        "sys.argv = ['run.py', 'serve', '--renderer', 'musetalk', '--models', str(sys.argv[1]), '--port', '1']\n"
-        "sys.exit(runpy.run_path('run.py', run_name='__main__'))\n",
+        "from streamer.cli import main\n"
+        "sys.exit(main(['serve', '--renderer', 'musetalk', '--models', str(sys.argv[1]), '--port', '1']))\n",
         str(tmp_path),
     )
     assert done.returncode == 2, done.stderr
     assert "needs torch" in done.stderr
-    assert f"{sys.executable} -m pip install -e '{ROOT}[musetalk]'" in done.stderr
+    assert resources.install_command("musetalk") in done.stderr

@@ -1,13 +1,11 @@
-"""The embedded lite renderer: shapes, silence, speech, determinism, speed."""
+"""The embedded lite renderer: shapes, silence, speech, determinism (its speed: bench/lite.py)."""
 
 from __future__ import annotations
-
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from streamer import resources
 from streamer.avatar.face import crop_face
 from streamer.avatar.sources import discover
 from streamer.render.base import RenderJob
@@ -15,7 +13,7 @@ from streamer.render.lite import LiteRenderer, openings
 from streamer.render.prepare import load_or_prepare
 from streamer.units import MODEL_RATE, MODEL_SAMPLES_PER_UNIT
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES = resources.TEMPLATES
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +82,3 @@ def test_deterministic_and_window_independent(template):
     # Rendering in windows gives the same frames (the audio context covers the smoothing).
     parts = np.concatenate([r.render(template, job(audio, s, 5)) for s in range(0, 25, 5)])
     assert np.array_equal(parts, whole)
-
-
-def test_faster_than_real_time(template):
-    audio = voiced(2.0, 0.4)
-    r = LiteRenderer()
-    r.render(template, job(audio, 0, 5))
-    started = time.perf_counter()
-    r.render(template, job(audio))
-    ratio = 2.0 / (time.perf_counter() - started)
-    assert ratio > 2, f"lite renders {ratio:.1f}× real time"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from run import main
+from streamer.cli import main
 from streamer.config import ROOT, Settings
 from streamer.render.musetalk.doctor import EXIT_BROKEN, EXIT_MISSING, EXIT_READY, check_models, format_report
 from streamer.render.musetalk.tiny import build_tiny_models

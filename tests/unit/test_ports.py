@@ -11,7 +11,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 
 from streamer.config import Settings
 from streamer.errors import BadInput, Busy
-from streamer.media import ports
+from streamer.webrtc import ports
 
 
 def _free_range(width: int) -> int:

@@ -4,11 +4,11 @@ import av
 import numpy as np
 
 from streamer.media.clock import FakeClock
-from streamer.media.opus import LeanOpusEncoder
 from streamer.media.playout import Playout
 from streamer.media.segmenter import Window
-from streamer.media.tracks import MediaPump
 from streamer.media.utterance import Utterance
+from streamer.webrtc.opus import LeanOpusEncoder
+from streamer.webrtc.tracks import MediaPump
 
 
 def compose(unit):

@@ -53,15 +53,6 @@ class Step:
         return max(2, int(width * self.scale) // 2 * 2), max(2, int(height * self.scale) // 2 * 2)
 
 
-@dataclass(frozen=True, eq=False)
-class LadderRef:
-    """What a frame carries to its encoder (`frame.opaque`): one per frame, and unequal to every
-    other, since PyAV forgets an opaque object (or an equal one) shared by several frames as
-    soon as any one of them is freed."""
-
-    ladder: Ladder
-
-
 class Ladder:
     """One session's position on the ladder. Fed from the RTP sender (REMB, loss) and from the
     encoder (bytes sent); read by the encoder for the bitrate and frame size to use."""

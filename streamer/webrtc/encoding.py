@@ -3,32 +3,35 @@ clamped bitrate.
 
 aiortc builds x264 with its default preset `medium` (~33 ms per 720p frame on one core), VP8
 with `cpu-used -6`, and rebuilds the encoder (a keyframe and a visible stall) whenever REMB
-moves the bitrate by more than 10 %. aiortc has no setting for any of it, so `install` replaces
-the encoder factory its RTP sender calls with one that returns the encoders below. They lean on
-private parts of aiortc (`HOOKS`), which is why pyproject pins aiortc to one minor version.
+moves the bitrate by more than 10 %. aiortc has no setting for any of it, so each session hands
+its senders the encoders below (`attach`), built with its settings and its ladder. They lean on
+private parts of aiortc (webrtc/hooks.py), which is why pyproject pins aiortc to one minor version.
 """
 
 from __future__ import annotations
 
 import fractions
+import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import cast
 
 import av
-from aiortc import rtcrtpsender, rtp, sdp
-from aiortc.codecs import get_encoder as aiortc_get_encoder
+from aiortc import RTCPeerConnection, rtp, sdp
 from aiortc.codecs.base import Encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.rtcrtpsender import RTCRtpSender
 from av.video.codeccontext import VideoCodecContext
 
-from streamer.media.opus import LeanOpusEncoder, audio_level_dbov
-from streamer.media.rate import BAND, ClampedBitrate
+from streamer.config import Settings
 from streamer.units import FPS, VIDEO_CLOCK
+from streamer.webrtc import hooks
+from streamer.webrtc.ladder import Ladder
+from streamer.webrtc.opus import LeanOpusEncoder, audio_level_dbov
+from streamer.webrtc.rate import BAND, ClampedBitrate
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +39,6 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 CHEAPER_CODEC = "h264"
 """Offered first when the viewer takes both (bench/encoder.py: x264 costs less than VP8 at the
 same PSNR on a talking head)."""
-HOOKS = {
-    "aiortc.rtcrtpsender": ("get_encoder", "rtp"),
-    "aiortc.rtp": ("compute_audio_level_dbov",),
-    "aiortc.codecs.h264:H264Encoder": ("_encode_frame", "_split_bitstream", "buffer_data", "buffer_pts", "codec"),
-    "aiortc.codecs.vpx:Vp8Encoder": ("_packetize", "picture_id", "codec"),
-}
-"""The private names of aiortc this module overrides or uses (tests/unit/test_encoding.py)."""
 
 
 @dataclass(frozen=True)
@@ -80,10 +76,11 @@ def nvenc_available() -> bool:
 class TunedH264Encoder(ClampedBitrate, H264Encoder):
     """aiortc's H.264 packetizer with our own encoder context: preset, NVENC, fixed bitrate."""
 
-    def __init__(self, settings: EncoderSettings) -> None:
+    def __init__(self, settings: EncoderSettings, ladder: Ladder | None = None) -> None:
         super().__init__()
         self._settings: EncoderSettings = settings
         self._bitrate = settings.bitrate
+        self._ladder = ladder
 
     def _open(self, frame: av.VideoFrame) -> VideoCodecContext:
         if self._settings.h264_codec == "h264_nvenc":
@@ -137,10 +134,11 @@ class TunedVp8Encoder(ClampedBitrate, Vp8Encoder):
     a one-second buffer capped at the bitrate (no floor: a still face is not padded to it), at a
     fixed bitrate band so REMB never rebuilds it."""
 
-    def __init__(self, settings: EncoderSettings) -> None:
+    def __init__(self, settings: EncoderSettings, ladder: Ladder | None = None) -> None:
         super().__init__()
         self._settings: EncoderSettings = settings
         self._bitrate = settings.bitrate
+        self._ladder = ladder
 
     def _context(self, frame: av.VideoFrame) -> VideoCodecContext:
         codec = av.CodecContext.create("libvpx", "w")
@@ -185,15 +183,45 @@ class TunedVp8Encoder(ClampedBitrate, Vp8Encoder):
         return payloads, int(frame.pts * frame.time_base / VIDEO_TIME_BASE)
 
 
-def make_encoder(codec: RTCRtpCodecParameters, settings: EncoderSettings) -> Encoder:
-    mime = codec.mimeType.lower()
+def make_encoder(mime: str, settings: EncoderSettings, ladder: Ladder | None = None) -> Encoder | None:
+    """Our encoder for a negotiated codec (`video/VP8`, …); None leaves aiortc's own."""
+    mime = mime.lower()
     if mime == "video/h264":
-        return TunedH264Encoder(settings)
+        return TunedH264Encoder(settings, ladder)
     if mime == "video/vp8":
-        return TunedVp8Encoder(settings)
+        return TunedVp8Encoder(settings, ladder)
     if mime == "audio/opus":
         return LeanOpusEncoder()
-    return aiortc_get_encoder(codec)
+    return None
+
+
+def encoder_settings(settings: Settings) -> EncoderSettings:
+    """A session's encoder settings (`h264_encoder = auto`: NVENC when this machine has it)."""
+    h264 = settings.h264_encoder
+    if h264 == "auto":
+        h264 = "h264_nvenc" if _nvenc() else "libx264"
+    return EncoderSettings(
+        bitrate=settings.video_bitrate,
+        x264_preset=settings.x264_preset,
+        h264_codec=h264,
+        vp8_cpu_used=settings.vp8_cpu_used,
+    )
+
+
+@functools.cache
+def _nvenc() -> bool:
+    return nvenc_available()
+
+
+def attach(pc: RTCPeerConnection, settings: EncoderSettings, ladder: Ladder | None) -> None:
+    """Give each sender of `pc` our encoder for the codec its answer chose (call after
+    setLocalDescription, before the media starts); the video encoder follows `ladder`."""
+    chosen = sent_codecs(pc.localDescription.sdp)
+    for transceiver in pc.getTransceivers():
+        mime = chosen.get(transceiver.kind)
+        encoder = make_encoder(mime, settings, ladder if transceiver.kind == "video" else None) if mime else None
+        if encoder is not None:
+            hooks.set_encoder(transceiver.sender, encoder)
 
 
 def codec_preferences(video_codec: str, prefer_cheaper: bool) -> list[RTCRtpCodecCapability]:
@@ -214,35 +242,27 @@ def codec_preferences(video_codec: str, prefer_cheaper: bool) -> list[RTCRtpCode
     return ours + others + rtx
 
 
+def sent_codecs(answer_sdp: str) -> dict[str, str]:
+    """The codec each media kind of this answer sends (the first of its section), by kind."""
+    chosen: dict[str, str] = {}
+    for media in sdp.SessionDescription.parse(answer_sdp).media:
+        if media.kind in ("audio", "video") and media.rtp.codecs:
+            chosen.setdefault(media.kind, media.rtp.codecs[0].mimeType)
+    return chosen
+
+
 def sends_opus(answer_sdp: str) -> bool:
     """Whether the audio this answer sends is Opus (the first codec of its audio section)."""
-    for media in sdp.SessionDescription.parse(answer_sdp).media:
-        if media.kind == "audio" and media.rtp.codecs:
-            return media.rtp.codecs[0].mimeType.lower() == "audio/opus"
-    return False
+    return sent_codecs(answer_sdp).get("audio", "").lower() == "audio/opus"
 
 
-_installed: EncoderSettings | None = None
 _aiortc_audio_level = rtp.compute_audio_level_dbov
 
 
-def _factory(codec: RTCRtpCodecParameters) -> Encoder:
-    assert _installed is not None
-    return make_encoder(codec, _installed)
-
-
 def install(settings: EncoderSettings) -> None:
-    """Make every aiortc RTP sender in this process use `make_encoder` with `settings` (and
-    compute audio levels in numpy, not in a Python loop on the event loop).
-
-    The factory is swapped once per process; a later call with other settings (another app in
-    the same process) only changes the settings new encoders get.
-    """
-    global _installed
-    if settings == _installed and rtcrtpsender.get_encoder is _factory:  # type: ignore[attr-defined]  # aiortc's hook, not re-exported
-        return
-    _installed = settings
-    rtcrtpsender.get_encoder = _factory  # type: ignore[attr-defined]  # aiortc's hook, not re-exported
+    """Compute audio levels in numpy, not in a Python loop on the event loop (for viewers whose
+    audio aiortc encodes; Opus audio comes encoded from the pump), and log the default encoder
+    settings. Each session builds its own encoders (`attach`)."""
     rtp.compute_audio_level_dbov = audio_level_dbov
     log.info(
         "video encoders: H.264 %s%s, VP8 libvpx cpu-used %d, %d kbit/s ±%d %%",
@@ -255,8 +275,5 @@ def install(settings: EncoderSettings) -> None:
 
 
 def uninstall() -> None:
-    """Back to aiortc's stock encoders (the benchmark compares both in one run)."""
-    global _installed
-    _installed = None
-    rtcrtpsender.get_encoder = aiortc_get_encoder  # type: ignore[attr-defined]  # aiortc's hook, not re-exported
+    """Back to aiortc's own audio levels."""
     rtp.compute_audio_level_dbov = _aiortc_audio_level

@@ -1,8 +1,8 @@
 """An encoder's bitrate, frame size and keyframes as its session's ladder (or a fixed band) sets them.
 
-Mixed into our aiortc encoders (media/encoding.py): aiortc's RTP sender sets `target_bitrate`
-from REMB and passes `force_keyframe` on PLI; the session's ladder reaches the encoder with
-each frame, as `frame.opaque`.
+Mixed into our aiortc encoders (webrtc/encoding.py): aiortc's RTP sender sets `target_bitrate`
+from REMB and passes `force_keyframe` on PLI; the session's ladder is the encoder's own, given
+when the session builds it (webrtc/hooks.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Protocol
 import av
 from av.video.codeccontext import VideoCodecContext
 
-from streamer.media.ladder import Ladder, LadderRef
+from streamer.webrtc.ladder import Ladder
 
 BAND = 0.05
 """REMB may move the bitrate only this far from the target: below aiortc's 10 % rebuild step."""
@@ -29,9 +29,8 @@ class RateSettings(Protocol):
 class ClampedBitrate:
     """`target_bitrate` as aiortc's encoders expose it (REMB sets it).
 
-    With a ladder (the session's, carried by its frames as `frame.opaque`) the bitrate and frame
-    size are the ladder step's and REMB goes to the ladder; without one the bitrate is held
-    within BAND of the target.
+    With a ladder (the session's) the bitrate and frame size are the ladder step's and REMB goes
+    to the ladder; without one the bitrate is held within BAND of the target.
     """
 
     _settings: RateSettings
@@ -70,11 +69,9 @@ class ClampedBitrate:
     def _follow(self, frame: av.VideoFrame) -> av.VideoFrame:
         """`frame` at its ladder step's size, with `_bitrate` set to the step's bitrate (and a
         keyframe when the ladder asks for one)."""
-        ref = frame.opaque
-        ladder = ref.ladder if isinstance(ref, LadderRef) else None
+        ladder = self._ladder
         if ladder is None:
             return frame
-        self._ladder = ladder
         self._keyframe_asked = self._keyframes != ladder.keyframes
         self._keyframes = ladder.keyframes
         step = ladder.step

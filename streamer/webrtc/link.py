@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from streamer.media.ladder import Ladder
+from streamer.webrtc import hooks
+from streamer.webrtc.ladder import Ladder
 
 POLL_S = 1.0
 RETRANSMIT_GAP_S = 0.1
@@ -61,10 +62,9 @@ class LinkMonitor:
     def _count(self, sender: Any) -> None:
         """Count the NACKed packets and keyframe requests the sender serves (wrapping its own
         handlers on this instance only)."""
-        retransmit, keyframe = sender._retransmit, sender._send_keyframe
         resent: dict[int, float] = {}
 
-        async def counted_retransmit(sequence_number: int) -> None:
+        async def counted_retransmit(original: Callable[[int], Awaitable[None]], sequence_number: int) -> None:
             self.quality.nacks += 1
             now = time.monotonic()
             if now - resent.get(sequence_number, -math.inf) < RETRANSMIT_GAP_S:
@@ -74,13 +74,13 @@ class LinkMonitor:
             if len(resent) > 1024:
                 for old in [k for k, t in resent.items() if t < now - 1.0]:
                     del resent[old]
-            await retransmit(sequence_number)
+            await original(sequence_number)
 
-        def counted_keyframe() -> None:
+        def counted_keyframe(original: Callable[[], None]) -> None:
             self.quality.plis += 1
-            keyframe()
+            original()
 
-        sender._retransmit, sender._send_keyframe = counted_retransmit, counted_keyframe
+        hooks.wrap_handlers(sender, counted_retransmit, counted_keyframe)
 
     async def run(self) -> None:
         while True:

@@ -28,10 +28,9 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from streamer.media.clock import Clock
-from streamer.media.ladder import Ladder, LadderRef
-from streamer.media.opus import LeanOpusEncoder
 from streamer.media.playout import Unit
 from streamer.units import FPS, OUT_RATE, OUT_SAMPLES_PER_PACKET, OUT_SAMPLES_PER_UNIT, VIDEO_CLOCK
+from streamer.webrtc.opus import LeanOpusEncoder
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +78,10 @@ class MediaPump:
         compose: Compose,
         clock: Clock,
         on_failure: Callable[[BaseException], None] | None = None,
-        ladder: Ladder | None = None,
     ) -> None:
         """`next_unit` gives the unit of each tick (the conversation's `tick`); `on_failure`
-        hears of a pump that died (the stream would freeze); `ladder` is the session's adaptive
-        ladder, which its frames carry to the encoder (`frame.opaque`)."""
+        hears of a pump that died (the stream would freeze)."""
         self._next_unit = next_unit
-        self.ladder = ladder
         self._compose = compose
         self._clock = clock
         self._on_failure = on_failure
@@ -148,7 +144,6 @@ class MediaPump:
 
     def _video_frame(self, unit: Unit, n: int) -> av.VideoFrame:
         frame = av.VideoFrame.from_numpy_buffer(self._compose(unit), format="yuv420p")
-        frame.opaque = LadderRef(self.ladder) if self.ladder is not None else None
         frame.pts = n * (VIDEO_CLOCK // FPS)
         frame.time_base = VIDEO_TIME_BASE
         return frame
