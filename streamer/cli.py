@@ -30,8 +30,10 @@ def _settings_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    names = ("renderer", "models", "devices", "host", "port", "key", "key_file", "cors_origins", "pool", "ray_address")
-    names += ("drain_s", "llm_url", "llm_model", "tts", "tts_voice")
+    names = (
+        *("renderer", "models", "devices", "host", "port", "key", "key_file", "cors_origins", "pool", "ray_address"),
+        *("drain_s", "llm_url", "llm_model", "tts", "tts_voice"),
+    )
     cli = {k: getattr(args, k, None) for k in names}
     return load_settings(getattr(args, "config", None), {**cli, **extra})
 
