@@ -33,7 +33,10 @@ from streamer.media.link import LinkMonitor, LinkQuality
 from streamer.media.playout import Unit
 from streamer.media.tracks import MediaPump
 from streamer.metrics import Metrics
+from streamer.mic import Microphone, audio_direction
 from streamer.pool.base import RenderPool
+from streamer.voice.control import ReplyControl
+from streamer.voice.services import VoiceServices
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,9 @@ class Session:
         settings: Settings,
         metrics: Metrics,
         clock: Clock,
+        voice: VoiceServices | None = None,
     ) -> None:
+        """`voice`: the server's listening services; without them a microphone is not heard."""
         self.id = secrets.token_hex(8)
         self.token = secrets.token_urlsafe(24)
         self.template = template
@@ -89,6 +94,9 @@ class Session:
         self.listeners: set[Listener] = set()
         """Called with each event's JSON (the audio WebSocket forwards them)."""
         self.closed = asyncio.Event()
+        self.reply: ReplyControl | None = None
+        """The session's reply engine, when the server has one (voice turns go to it)."""
+        self.mic = Microphone(self.conversation, voice, self.emit, lambda: self.reply) if voice else None
 
     async def answer(self, offer_sdp: str) -> str:
         if not offer_sdp.lstrip().startswith("v=0"):
@@ -102,7 +110,13 @@ class Session:
         if codecs:
             video.setCodecPreferences(codecs)
         if "audio" in offered:
-            self.pc.addTransceiver(self.pump.audio, direction="sendonly")
+            self.pc.addTransceiver(self.pump.audio, direction=audio_direction(offer_sdp))
+
+        @self.pc.on("track")
+        def on_track(track: Any) -> None:
+            if track.kind == "audio" and self.mic is not None:
+                self.mic.attach(track)
+
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on bad SDP
@@ -166,6 +180,8 @@ class Session:
             if self._link_task is not None:
                 self._link_task.cancel()
                 await asyncio.gather(self._link_task, return_exceptions=True)
+            if self.mic is not None:
+                await self.mic.close()
             await self.conversation.close()
             await self.pump.stop()
             await self.pc.close()

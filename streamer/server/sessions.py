@@ -22,6 +22,7 @@ from streamer.server.auth import bearer_matches
 from streamer.server.limits import check_client, limit_reached
 from streamer.session import Session
 from streamer.tasks import TaskSet
+from streamer.voice.services import VoiceServices
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class SessionManager:
         """Session id → the client address that opened it (for the per-client limit)."""
         self.refusals = 0
         """Sessions refused because the render devices were at capacity."""
+        self.voice = VoiceServices(settings)
+        """Listening (VAD threads, the speech recognizer) shared by every session's microphone."""
 
     def template(self, template_id: str) -> PreparedTemplate:
         check_id(template_id)
@@ -87,7 +90,7 @@ class SessionManager:
             self.refusals += 1
             log.warning("session refused: the render devices are at capacity (%d open)", len(self.sessions))
             raise
-        session = Session(template, self.pool, self.settings, self.metrics, self._clock_factory())
+        session = Session(template, self.pool, self.settings, self.metrics, self._clock_factory(), self.voice)
         self._opening += 1
         try:
             answer = await session.answer(sdp)
@@ -164,3 +167,4 @@ class SessionManager:
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(sid) for sid in list(self.sessions)))
         await self._watchers.close()
+        await self.voice.close()
