@@ -25,6 +25,10 @@ from streamer.voice.vad import RATE, Framer, Vad, make_vad
 
 log = logging.getLogger(__name__)
 
+EARLY_S = 0.4
+"""After a pause, when recognition first looks at the speech so far (about 1 s of it by then)."""
+EARLY_RETRY_S = 0.1
+
 
 def turn_settings(settings: Settings) -> TurnSettings:
     return TurnSettings(
@@ -91,21 +95,24 @@ class Listener:
             self._tasks.spawn(self._recognize(self.turn_id, event), name=f"asr-{self.turn_id}")
 
     def _arm_bargein(self) -> None:
-        """Look for words halfway to the deadline (the user may still be talking); resume at it."""
+        """Look for words while the user goes on talking (from `EARLY_S` after the pause, as often
+        as recognition allows); resume at the deadline if none came."""
         loop = asyncio.get_running_loop()
-        wait_s = self.bargein.false_interruption_s
         turn_id = self.turn_id
         self._timers = [
-            loop.call_later(wait_s / 2, lambda: self._tasks.spawn(self._early_words(turn_id), name="early-asr")),
-            loop.call_later(wait_s, self.bargein.expire),
+            loop.call_later(EARLY_S, lambda: self._tasks.spawn(self._early_words(turn_id), name="early-asr")),
+            loop.call_later(self.bargein.false_interruption_s, self.bargein.expire),
         ]
 
     async def _early_words(self, turn_id: str) -> None:
-        if self.bargein.state != "paused" or self.turn_id != turn_id or self.turns.state == "quiet":
-            return
-        text = await self._services.recognizer.transcribe(self.turns.audio_so_far())
-        if text and self.bargein.turn_id == turn_id:
-            self.bargein.heard(text)
+        recognizer = self._services.recognizer
+        while self.bargein.state == "paused" and self.bargein.turn_id == turn_id and self.turns.state != "quiet":
+            if recognizer.name == "none":
+                return
+            text = await recognizer.transcribe(self.turns.audio_so_far())
+            if text and self.bargein.turn_id == turn_id:
+                self.bargein.heard(text)
+            await asyncio.sleep(EARLY_RETRY_S)  # let more of the speech come in
 
     async def _recognize(self, turn_id: str, ended: TurnEnded) -> None:
         started = self._clock()
