@@ -6,9 +6,13 @@
  *
  *   <digital-human server="https://host" template="astronaut" grant="…"></digital-human>
  *
- * defines the <digital-human> element (methods connect, speak, say, interrupt, close; events
- * connected, speaking-started, speaking-ended, interrupted, closing, error) and
- * window.DigitalHuman, whose Session class the chat page builds on.
+ * defines the <digital-human> element (methods connect, speak, say, interrupt, talk, close;
+ * events connected, speaking-started, speaking-ended, interrupted, closing, error, and for
+ * talking: talk, user-speech-started, user-speech-ended, transcript, reply-paused,
+ * reply-resumed) and window.DigitalHuman, whose Session class the chat page builds on.
+ *
+ * talk(true) sends the microphone (echo cancellation, noise suppression, auto gain) to the
+ * server, which listens: turns, speech recognition, barge-in; talk(false) stops sending it.
  *
  * A public page never holds the server key: its backend mints a single-use grant
  * (POST /api/grants) and the page passes it as `grant` (a string, or an async function that
@@ -31,7 +35,14 @@
     interrupted: "interrupted",
     welcome_ended: "welcome-ended",
     closing: "closing",
+    // Talking (the microphone): see talk().
+    user_speech_started: "user-speech-started",
+    user_speech_ended: "user-speech-ended",
+    transcript: "transcript",
+    reply_paused: "reply-paused",
+    reply_resumed: "reply-resumed",
   };
+  const MIC_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 
   /** An HTTP error from the server; `status` and the server's `error` message. */
   class ApiError extends Error {
@@ -156,6 +167,8 @@
       this._reconnecting = false;
       this._closingSeen = false;
       this._previousStats = null;
+      this._mic = null;  // the microphone's MediaStream while talk(true)
+      this._micSender = null;
     }
 
     url(path) { return `${this.server}${path}`; }
@@ -187,7 +200,9 @@
       this.pc = pc;
       this._closingSeen = false;
       pc.addTransceiver("video", { direction: "recvonly" });
-      pc.addTransceiver("audio", { direction: "recvonly" });
+      // sendrecv even when silent: talk() later puts the microphone on it with no renegotiation.
+      this._micSender = pc.addTransceiver("audio", { direction: "sendrecv" }).sender;
+      if (this._mic) await this._micSender.replaceTrack(this._mic.getAudioTracks()[0]);
       this._listen(pc.createDataChannel("events"));
       pc.addEventListener("datachannel", (e) => this._listen(e.channel));
       pc.addEventListener("track", (e) => {
@@ -298,6 +313,21 @@
 
     interrupt() { return this._control("/interrupt", { method: "POST" }); }
 
+    /** Hands-free talking on or off: the microphone goes to the server, which listens for turns. */
+    async talk(on = true) {
+      if (on && !this._mic) {
+        this._mic = await navigator.mediaDevices.getUserMedia({ audio: MIC_CONSTRAINTS });
+      } else if (!on && this._mic) {
+        this._mic.getTracks().forEach((t) => t.stop());
+        this._mic = null;
+      }
+      if (this._micSender) await this._micSender.replaceTrack(this._mic ? this._mic.getAudioTracks()[0] : null);
+      this._emit("talk", { on: Boolean(this._mic) });
+      return Boolean(this._mic);
+    }
+
+    get talking() { return Boolean(this._mic); }
+
     /** The session JSON (state, queued seconds, counters, renderer). */
     async state() {
       this.info = await this._control("");
@@ -316,6 +346,8 @@
     async close() {
       this._closed = true;
       clearTimeout(this._disconnectTimer);
+      if (this._mic) this._mic.getTracks().forEach((t) => t.stop());
+      this._mic = null;
       const { sessionId, token, pc } = this;
       this.pc = null;
       this.sessionId = null;
@@ -341,7 +373,8 @@
     button[hidden] { display: none; }
   `;
   const FORWARDED = ["connected", "speaking-started", "speaking-ended", "interrupted", "welcome-ended",
-    "closing", "reconnecting", "disconnected", "error"];
+    "closing", "reconnecting", "disconnected", "error",
+    "talk", "user-speech-started", "user-speech-ended", "transcript", "reply-paused", "reply-resumed"];
 
   /**
    * <digital-human server template grant>: a video of one session, and its controls as methods.
@@ -422,6 +455,7 @@
     speak(audio, contentType) { return this._call((s) => s.speak(audio, contentType)); }
     say(text) { return this._call((s) => s.say(text)); }
     interrupt() { return this._call((s) => s.interrupt()); }
+    talk(on = true) { return this._call((s) => s.talk(on)); }
     stats() { return this._call((s) => s.stats()); }
 
     async close() {
