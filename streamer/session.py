@@ -94,9 +94,9 @@ class Session:
         self.listeners: set[Listener] = set()
         """Called with each event's JSON (the audio WebSocket forwards them)."""
         self.closed = asyncio.Event()
-        self.reply: ReplyControl | None = None
+        self.replier: ReplyControl | None = None
         """The session's reply engine, when the server has one (voice turns go to it)."""
-        self.mic = Microphone(self.conversation, voice, self.emit, lambda: self.reply) if voice else None
+        self.mic = Microphone(self.conversation, voice, self.emit, lambda: self.replier) if voice else None
 
     async def answer(self, offer_sdp: str) -> str:
         if not offer_sdp.lstrip().startswith("v=0"):

@@ -8,7 +8,10 @@ from typing import Protocol
 class ReplyControl(Protocol):
     """A session's reply engine: the user's words start a turn; speech over the answer interrupts it."""
 
-    replying: bool
+    @property
+    def replying(self) -> bool:
+        """From `start_turn` until the reply has ended."""
+        ...
 
     async def start_turn(self, text: str, *, timing: dict[str, float] | None = None) -> str:
         """Answer `text` (interrupting any reply first); returns the turn id. `timing` carries

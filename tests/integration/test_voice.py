@@ -79,7 +79,7 @@ async def talker(server: LiveServer) -> tuple[Client, MicTrack, RecordingReply]:
     await client.wait_frames(1)
     session = server.app[SESSIONS].sessions[client.session_id]
     reply = RecordingReply(session.conversation, asyncio.get_running_loop())
-    server.loop.call_soon_threadsafe(setattr, session, "reply", reply)
+    server.loop.call_soon_threadsafe(setattr, session, "replier", reply)
     assert session.mic is not None
     return client, mic, reply
 
