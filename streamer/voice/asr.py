@@ -3,7 +3,9 @@
 `none`. One recognizer per server, bounded to `asr_workers` recognitions at once.
 
 pocketsphinx holds the GIL while it decodes, so it runs in worker processes: raw bytes on a
-pipe each way (16 kHz s16le in, UTF-8 text out), no pickle.
+pipe each way (16 kHz s16le in, UTF-8 text out), no pickle. A turn is recognised while it is
+spoken (a stream holds a worker from the turn's start), so its words are ready soon after its
+end; when every worker is taken, a turn is recognised whole once it ends.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing as mp
+import os
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Protocol
@@ -21,12 +24,33 @@ from streamer.config import Settings
 
 log = logging.getLogger(__name__)
 
+NICENESS = 10
+"""Recognition workers yield the CPU to the web process (its video) when both want it."""
+
+
+class RecognitionStream(Protocol):
+    """One turn recognised while it is spoken: audio in as it comes, words out at any time."""
+
+    def feed(self, audio: np.ndarray) -> None: ...
+
+    async def partial(self) -> str:
+        """The words so far."""
+        ...
+
+    async def finish(self) -> str:
+        """The turn's words; the stream is done."""
+        ...
+
 
 class Recognizer(Protocol):
     name: str
 
     async def transcribe(self, audio: np.ndarray) -> str:
         """The words in `audio` (int16, 16 kHz mono); empty when there are none."""
+        ...
+
+    def try_stream(self) -> RecognitionStream | None:
+        """A stream for a turn being spoken, when this engine streams and has a free slot."""
         ...
 
     def warm(self) -> None:
@@ -44,6 +68,9 @@ class NoRecognizer:
     async def transcribe(self, audio: np.ndarray) -> str:
         return ""
 
+    def try_stream(self) -> RecognitionStream | None:
+        return None
+
     def warm(self) -> None:
         pass
 
@@ -52,21 +79,32 @@ class NoRecognizer:
 
 
 def _sphinx_main(conn: Connection) -> None:
-    """A recognition worker: bytes in, text out, until the pipe closes."""
+    """A recognition worker, at a low priority (video encoding comes first). Messages: `A` +
+    audio (decode it), `P` (answer the words so far), `E` + audio (decode it, end the utterance,
+    answer its words)."""
+    os.nice(NICENESS)
     from pocketsphinx import Decoder
 
     decoder = Decoder(samprate=16000, logfn="/dev/null")
     conn.send_bytes(b"ready")
+    started = False
     while True:
         try:
-            pcm = conn.recv_bytes()
+            message = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        decoder.start_utt()
-        decoder.process_raw(pcm, full_utt=True)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        conn.send_bytes((hyp.hypstr if hyp is not None else "").encode())
+        kind, pcm = message[:1], message[1:]
+        if kind in (b"A", b"E") and not started:
+            decoder.start_utt()
+            started = True
+        if pcm:
+            decoder.process_raw(pcm, False, False)
+        if kind == b"E" and started:
+            decoder.end_utt()
+            started = False
+        if kind in (b"P", b"E"):
+            hyp = decoder.hyp() if kind == b"E" or started else None
+            conn.send_bytes((hyp.hypstr if hyp is not None else "").encode())
 
 
 class _SphinxWorker:
@@ -77,23 +115,45 @@ class _SphinxWorker:
         self._process.start()
         child.close()
         self._ready = False
+        self.dead = False
+        self.io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"asr{index}-io")
+        """One thread: messages to this worker keep their order and never block the event loop."""
 
-    def recognize(self, pcm: bytes) -> str:
-        """Blocking: runs on the worker's own I/O thread."""
+    def send(self, message: bytes) -> None:
         if not self._ready:
             self._conn.recv_bytes()  # b"ready"
             self._ready = True
-        self._conn.send_bytes(pcm)
-        return self._conn.recv_bytes().decode()
+        self._conn.send_bytes(message)
 
-    def alive(self) -> bool:
-        return self._process.is_alive()
+    def ask(self, message: bytes) -> str:
+        self.send(message)
+        return self._conn.recv_bytes().decode().strip()
 
     def stop(self) -> None:
         self._conn.close()
         self._process.join(timeout=2)
         if self._process.is_alive():
             self._process.kill()
+        self.io.shutdown(wait=False)
+
+
+class SphinxStream:
+    def __init__(self, owner: SphinxRecognizer, worker: _SphinxWorker) -> None:
+        self._owner = owner
+        self._worker = worker
+        self._loop = asyncio.get_running_loop()
+
+    def feed(self, audio: np.ndarray) -> None:
+        self._loop.run_in_executor(self._worker.io, self._worker.send, b"A" + audio.astype(np.int16).tobytes())
+
+    async def partial(self) -> str:
+        return await self._owner.ask(self._worker, b"P")
+
+    async def finish(self) -> str:
+        try:
+            return await self._owner.ask(self._worker, b"E")
+        finally:
+            self._owner.release(self._worker)
 
 
 class SphinxRecognizer:
@@ -103,40 +163,55 @@ class SphinxRecognizer:
         self._size = workers
         self._idle: asyncio.Queue[_SphinxWorker] | None = None
         self._workers: list[_SphinxWorker] = []
-        self._io = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asr-io")
 
     def warm(self) -> None:
         if self._idle is None:
             self._idle = asyncio.Queue()
             for i in range(self._size):
-                worker = _SphinxWorker(i)
-                self._workers.append(worker)
-                self._idle.put_nowait(worker)
+                self.release(self._start(i))
             log.info("asr: %d pocketsphinx workers started", self._size)
+
+    def _start(self, index: int) -> _SphinxWorker:
+        worker = _SphinxWorker(index)
+        self._workers.append(worker)
+        return worker
+
+    def release(self, worker: _SphinxWorker) -> None:
+        assert self._idle is not None
+        if not worker.dead:
+            self._idle.put_nowait(worker)
+
+    async def ask(self, worker: _SphinxWorker, message: bytes) -> str:
+        """`message`'s answer; a dead worker is replaced (and its turn has no words)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(worker.io, worker.ask, message)
+        except (EOFError, OSError) as exc:
+            if not worker.dead:
+                log.error("asr: a pocketsphinx worker died (%s); starting another", exc)
+                worker.dead = True
+                self._workers.remove(worker)
+                worker.stop()
+                self.release(self._start(len(self._workers)))
+            return ""
+
+    def try_stream(self) -> SphinxStream | None:
+        self.warm()
+        assert self._idle is not None
+        return None if self._idle.empty() else SphinxStream(self, self._idle.get_nowait())
 
     async def transcribe(self, audio: np.ndarray) -> str:
         self.warm()
         assert self._idle is not None
         worker = await self._idle.get()
         try:
-            pcm = audio.astype(np.int16).tobytes()
-            text = await asyncio.get_running_loop().run_in_executor(self._io, worker.recognize, pcm)
-        except (EOFError, OSError) as exc:
-            log.error("asr: a pocketsphinx worker died (%s); starting another", exc)
-            worker.stop()
-            self._workers.remove(worker)
-            worker = _SphinxWorker(len(self._workers))
-            self._workers.append(worker)
-            return ""
+            return await self.ask(worker, b"E" + audio.astype(np.int16).tobytes())
         finally:
-            self._idle.put_nowait(worker)
-        return text.strip()
+            self.release(worker)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, w.stop) for w in self._workers))
         self._workers.clear()
-        self._io.shutdown(wait=False)
 
 
 def make_recognizer(settings: Settings) -> Recognizer:

@@ -17,6 +17,7 @@ from streamer.config import Settings
 from streamer.conversation import Conversation
 from streamer.events import Event, Transcript, UserSpeechEnded, UserSpeechStarted
 from streamer.tasks import TaskSet
+from streamer.voice.asr import RecognitionStream
 from streamer.voice.bargein import BargeIn
 from streamer.voice.control import ReplyControl
 from streamer.voice.services import VoiceServices
@@ -63,6 +64,9 @@ class Listener:
         self.turn_id = ""
         self._count = 0
         self._timers: list[asyncio.TimerHandle] = []
+        self._stream: RecognitionStream | None = None
+        """The current turn's recognition, fed as it is spoken (None: recognised whole at its end)."""
+        self._unsent: list[np.ndarray] = []
         self._tasks = TaskSet(f"listener-{self.id}")
         services.recognizer.warm()
 
@@ -74,8 +78,17 @@ class Listener:
         loop = asyncio.get_running_loop()
         probabilities = await loop.run_in_executor(self._services.vad_executor, self._score, frames)
         for probability, frame in zip(probabilities, frames, strict=True):
-            for event in self.turns.push(probability, frame):
+            events = self.turns.push(probability, frame)
+            if self._stream is not None:
+                self._unsent.append(frame)
+            for event in events:
                 self._on(event)
+        self._send()
+
+    def _send(self) -> None:
+        if self._stream is not None and self._unsent:
+            self._stream.feed(np.concatenate(self._unsent))
+        self._unsent = []
 
     def _score(self, frames: list[np.ndarray]) -> list[float]:
         return [self._vad(frame) for frame in frames]
@@ -86,13 +99,18 @@ class Listener:
             self.turn_id = f"{self.id}-v{self._count}"
             log.info("session %s: user speech started (turn %s)", self.id, self.turn_id)
             self._emit(UserSpeechStarted(self.turn_id))
+            self._stream = self._services.recognizer.try_stream()
+            if self._stream is not None:
+                self._stream.feed(self.turns.audio_so_far())
         elif isinstance(event, SpeechLasted):
             if self.bargein.speech_lasted(self.turn_id):
                 self._arm_bargein()
         elif isinstance(event, TurnEnded):
             log.info("session %s: user turn %s ended (%.2f s, %s)", self.id, self.turn_id, event.speech_s, event.reason)
             self._emit(UserSpeechEnded(self.turn_id, event.speech_s))
-            self._tasks.spawn(self._recognize(self.turn_id, event), name=f"asr-{self.turn_id}")
+            self._send()
+            stream, self._stream = self._stream, None
+            self._tasks.spawn(self._recognize(self.turn_id, event, stream), name=f"asr-{self.turn_id}")
 
     def _arm_bargein(self) -> None:
         """Look for words while the user goes on talking (from `EARLY_S` after the pause, as often
@@ -109,14 +127,15 @@ class Listener:
         while self.bargein.state == "paused" and self.bargein.turn_id == turn_id and self.turns.state != "quiet":
             if recognizer.name == "none":
                 return
-            text = await recognizer.transcribe(self.turns.audio_so_far())
+            stream = self._stream
+            text = await (stream.partial() if stream else recognizer.transcribe(self.turns.audio_so_far()))
             if text and self.bargein.turn_id == turn_id:
                 self.bargein.heard(text)
             await asyncio.sleep(EARLY_RETRY_S)  # let more of the speech come in
 
-    async def _recognize(self, turn_id: str, ended: TurnEnded) -> None:
+    async def _recognize(self, turn_id: str, ended: TurnEnded, stream: RecognitionStream | None) -> None:
         started = self._clock()
-        text = await self._services.recognizer.transcribe(ended.audio)
+        text = await (stream.finish() if stream else self._services.recognizer.transcribe(ended.audio))
         asr_ms = round((self._clock() - started) * 1000, 1)
         if self.bargein.turn_id == turn_id:
             self.bargein.heard(text)
@@ -130,3 +149,6 @@ class Listener:
         for timer in self._timers:
             timer.cancel()
         await self._tasks.close()
+        if self._stream is not None:  # a turn cut short: its worker goes back to the pool
+            await self._stream.finish()
+            self._stream = None

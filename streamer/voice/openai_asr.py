@@ -39,6 +39,9 @@ class OpenAIRecognizer:
     def warm(self) -> None:
         pass
 
+    def try_stream(self) -> None:
+        """Whole turns only: the endpoint takes a file."""
+
     async def transcribe(self, audio: np.ndarray) -> str:
         """The text, or empty when the server fails (logged: the turn is lost, the session goes on)."""
         form = aiohttp.FormData()
