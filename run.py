@@ -26,6 +26,7 @@ def _settings_args(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace, **extra) -> Settings:
     names = ("renderer", "models", "devices", "host", "port", "key", "cors_origins", "pool", "ray_address", "drain_s")
+    names += ("asr", "asr_url", "asr_language")
     cli = {k: getattr(args, k, None) for k in names}
     return load_settings(getattr(args, "config", None), {**cli, **extra})
 
@@ -134,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key", help="server key: needed to open sessions, controls every session")
     p.add_argument("--cors", dest="cors_origins", help="origins allowed to call the API, comma-separated")
     p.add_argument("--drain", dest="drain_s", type=float, help="on SIGTERM, seconds speech may take to finish (30)")
+    p.add_argument("--asr", choices=["pocketsphinx", "openai", "none"], help="speech recognition of the microphone")
+    p.add_argument("--asr-url", dest="asr_url", help="OpenAI-compatible recognizer base URL (…/v1) for --asr openai")
+    p.add_argument("--asr-language", dest="asr_language", help="language code for --asr openai, e.g. zh")
     _settings_args(p)
     p.set_defaults(run=serve)
 
