@@ -54,21 +54,23 @@ class Microphone:
 
     def attach(self, track: Any) -> None:
         """Listen to `track` (the viewer's audio) until it ends."""
-        if self._task is not None:
-            return
-        self.listener = Listener(self._conversation, self._voice, self._emit, self._reply)
-        self._task = asyncio.get_running_loop().create_task(self._read(track, self.listener), name="microphone")
-        log.info("session %s: listening to the viewer's microphone", self._conversation.id)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._read(track), name="microphone")
 
-    async def _read(self, track: Any, listener: Listener) -> None:
+    async def _read(self, track: Any) -> None:
+        """A listener starts with the first audio (a page may offer a microphone line and send
+        nothing on it until the user presses Talk: such a session costs nothing)."""
         resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            if self.listener is None:
+                self.listener = Listener(self._conversation, self._voice, self._emit, self._reply)
+                log.info("session %s: listening to the viewer's microphone", self._conversation.id)
             for out in resampler.resample(frame):
-                await listener.feed(out.to_ndarray().reshape(-1).astype(np.int16))
+                await self.listener.feed(out.to_ndarray().reshape(-1).astype(np.int16))
 
     async def close(self) -> None:
         if self._task is not None:
