@@ -1,4 +1,4 @@
-"""python run.py [serve|prepare|render|client|grant] — see `python run.py <command> --help`."""
+"""python run.py [serve|prepare|render|client|grant|check-models|actors] — see `python run.py <command> --help`."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def _settings_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, **extra) -> Settings:
-    names = ("renderer", "models", "devices", "host", "port", "key", "cors_origins", "pool", "ray_address", "drain_s")
-    names += ("asr", "asr_url", "asr_language")
+    names = ("renderer", "models", "devices", "host", "port", "key", "key_file", "cors_origins", "pool", "ray_address")
+    names += ("drain_s", "llm_url", "llm_model", "tts", "tts_voice", "asr", "asr_url", "asr_language")
     cli = {k: getattr(args, k, None) for k in names}
     return load_settings(getattr(args, "config", None), {**cli, **extra})
 
@@ -46,11 +46,11 @@ async def _serve(settings: Settings) -> None:
     from aiohttp import web
 
     from streamer.memory import freeze_startup_objects
-    from streamer.server.app import create_app
+    from streamer.server.app import create_app, server_options
     from streamer.server.drain import drain
 
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **server_options(settings))
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     freeze_startup_objects()
@@ -59,11 +59,24 @@ async def _serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await _until_stopped_or_failed(app, stop)
         logging.getLogger("streamer").info("shutting down: draining for up to %.0f s", settings.drain_s)
         await drain(app)
     finally:
         await runner.cleanup()
+
+
+async def _until_stopped_or_failed(app, stop: asyncio.Event) -> None:
+    """Until SIGTERM or Ctrl-C; a start-up that fails ends the process with its reason."""
+    from streamer.server.keys import STARTUP
+
+    startup = app[STARTUP]
+    waiting = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([waiting, startup.task], return_when=asyncio.FIRST_COMPLETED)
+    if startup.phase == "failed":
+        waiting.cancel()
+        raise StreamerError(f"start-up failed: {startup.error}")
+    await waiting
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -82,7 +95,8 @@ def prepare(args: argparse.Namespace) -> None:
         t = load_or_prepare(
             sources[template_id], renderer, settings.cache_dir, force=args.force, models=settings.models
         )
-        label = " DEGRADED: face boxes without landmarks" if t.degraded else ""
+        why = "face boxes without landmarks" if t.faces == "haar" else "no face parsing"
+        label = f" DEGRADED: {why}" if t.degraded else ""
         print(f"{t.id}: {t.frame_count} frames, {renderer.name}, faces {t.faces}{label}")
 
 
@@ -114,6 +128,12 @@ def client(args: argparse.Namespace) -> None:
             print(f"{name:>28}: {value}")
 
 
+def actors(args: argparse.Namespace) -> None:
+    from streamer.pool.ray_cluster import stop_actors
+
+    print(json.dumps({"stopped": stop_actors(_settings(args))}))
+
+
 def grant(args: argparse.Namespace) -> None:
     """Mint a single-use grant on a keyed server and print the chat page's address with it."""
     from streamer.client import mint_grant
@@ -125,16 +145,32 @@ def grant(args: argparse.Namespace) -> None:
     print(f"{args.server.rstrip('/')}/#grant={minted}")
 
 
+def check_models(args: argparse.Namespace) -> None:
+    """Report on a MuseTalk models folder; exit 0 only when MuseTalk will start (doctor.py)."""
+    from streamer.render.musetalk.doctor import check_models, format_report, report_json
+
+    report = check_models(args.dir, _settings(args, models=args.dir))
+    print(report_json(report) if args.json else format_report(report))
+    sys.exit(report.exit_code)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run.py", description="A real-time talking digital human over WebRTC.")
     commands = parser.add_subparsers(dest="command")
 
     p = commands.add_parser("serve", help="serve the web page, the API and WebRTC sessions (default)")
-    p.add_argument("--host", help="address to bind (default 127.0.0.1; anything else needs --key)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; anything else needs a key)")
     p.add_argument("--port", type=int, help="port (default 8080)")
-    p.add_argument("--key", help="server key: needed to open sessions, controls every session")
+    p.add_argument("--key", help="server key (better STREAMER_KEY or --key-file: `ps` shows a command line)")
+    p.add_argument("--key-file", dest="key_file", help="a file holding the server key (first line)")
     p.add_argument("--cors", dest="cors_origins", help="origins allowed to call the API, comma-separated")
     p.add_argument("--drain", dest="drain_s", type=float, help="on SIGTERM, seconds speech may take to finish (30)")
+    p.add_argument(
+        "--llm-url", dest="llm_url", help="OpenAI-compatible base URL ending in /v1: the page's chat answers"
+    )
+    p.add_argument("--llm-model", dest="llm_model", help="the model the LLM server answers with")
+    p.add_argument("--tts", choices=["auto", "espeak", "piper", "openai", "none"], help="speech engine (auto)")
+    p.add_argument("--tts-voice", dest="tts_voice", help="espeak-ng voice (en-us, cmn, …) or the OpenAI voice")
     p.add_argument("--asr", choices=["pocketsphinx", "openai", "none"], help="speech recognition of the microphone")
     p.add_argument("--asr-url", dest="asr_url", help="OpenAI-compatible recognizer base URL (…/v1) for --asr openai")
     p.add_argument("--asr-language", dest="asr_language", help="language code for --asr openai, e.g. zh")
@@ -172,6 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key", help="the server key (default: from the settings)")
     p.add_argument("--config", type=Path, help="TOML file of settings (see docs/)")
     p.set_defaults(run=grant)
+
+    p = commands.add_parser("check-models", aliases=["doctor"], help="check a MuseTalk models folder")
+    p.add_argument("dir", type=Path, help="the models folder (official layout)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--config", type=Path, help="TOML file of settings (musetalk_faces, musetalk_mask)")
+    p.set_defaults(run=check_models)
+
+    p = commands.add_parser("actors", help="the shared render actors of a Ray cluster (pool = ray)")
+    p.add_argument("--stop", action="store_true", required=True, help="remove them (every front's)")
+    _settings_args(p)
+    p.set_defaults(run=actors)
 
     args = parser.parse_args(argv)
     if args.command is None:

@@ -7,7 +7,9 @@ sends hypothesis-generated requests: every route, methods, headers, content type
 strings, JSON bodies, mutated real SDP offers, corrupt audio of every accepted type, and
 WebSocket message sequences. The property, always: a documented 4xx with a JSON sentence,
 never a 5xx, never a hang, and the server and the open session keep streaming. Reports inputs
-tried, 5xx, hangs and crashes (server exits). The test suite runs the same strategies, bounded
+tried, 5xx, hangs and crashes (server exits). The uploads include every container, codec and
+channel layout PyAV can write (bench/audio_layouts.py: 8-channel WAVs once crashed the
+decoder). The test suite runs the same strategies, bounded
 and with a fixed seed (tests/integration/test_fuzz.py).
 """
 
@@ -38,12 +40,13 @@ from hypothesis import strategies as st
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import audio_layouts  # noqa: E402
 from bench.common import viewer_offer  # noqa: E402
 from streamer.testing import free_port  # noqa: E402
 
 HANG_S = 20.0
 """A request with no answer after this long counts as a hang."""
-STATUSES = {400, 401, 403, 404, 405, 413, 415, 429, 503}
+STATUSES = {400, 401, 403, 404, 405, 408, 413, 415, 429, 503}
 """The 4xx/5xx a caller may be answered with (docs/api.md); 503 only while not ready."""
 TEMPLATE = "astronaut"
 
@@ -124,6 +127,8 @@ def audio_corpus() -> dict[str, bytes]:
         data = _encode(fmt, codec, rate)
         if data:
             corpus[ctype] = data
+    for case in audio_layouts.cases():  # every container/codec/channel layout PyAV writes
+        corpus[f"{case.content_type};case={case.name.replace('/', '-')}"] = case.data
     pcm = (_tone() * 32767).astype("<i2")
     corpus["audio/pcm;rate=16000"] = pcm.tobytes()
     corpus["audio/L16;rate=16000"] = pcm.astype(">i2").tobytes()

@@ -1,7 +1,7 @@
 """Sessions per device: the real pool on sim devices, live streams in real time, no WebRTC.
 
     python bench/scale.py [--devices 1] [--fixed-ms 200] [--per-frame-ms 6] [--max-batch 32]
-                          [--no-batching] [--seconds 8] [--json]
+                          [--no-batching] [--seconds 8] [--fronts N] [--json]
 
 Each synthetic session speaks continuously through a live stream: 40 ms of audio arrives
 every 40 ms, the server's segmenter cuts windows as it would (a short first window, a ramp,
@@ -12,6 +12,9 @@ Stalls in the first `--warmup-s` of a stream are start-up (the buffer a cost mod
 being built: reported as `startup_missed`); after it, a late window is a missed deadline.
 The low-water mark and the playout lead are the render latency the cost model needs (two
 full-batch calls), not the server's 4 units tuned for lite. N sessions run together; N rises until one misses.
+`--fronts N`: the devices are named render actors of a local Ray instance, shared by N
+fronts (bench/scale_fronts.py) that take the sessions in turn; one front ramps first on the
+same actors, and `fronts_ratio` is N fronts' sessions over one front's.
 Figures: `sessions_per_device` (most sessions with no missed deadline, per device),
 `model_sessions_per_device` (what the cost model allows: B frames every F + B·P ms, 25 fps a
 session), p95 window latency, frames/s per device, mean frames per model call, host CPU (all
@@ -28,7 +31,7 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,84 +42,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import TEMPLATE, machine, template_dir  # noqa: E402
+from bench.scale_fronts import ray_fronts  # noqa: E402
+from bench.scale_streams import Stream, Window, speech  # noqa: E402
 from streamer.config import Settings  # noqa: E402
 from streamer.errors import StreamerError  # noqa: E402
-from streamer.media.segmenter import Segmenter  # noqa: E402
+from streamer.pool.base import RenderPool  # noqa: E402
 from streamer.pool.local import LocalPool  # noqa: E402
 from streamer.render.base import RenderJob, job_audio  # noqa: E402
-from streamer.units import FPS, MODEL_RATE, MODEL_SAMPLES_PER_UNIT  # noqa: E402
+from streamer.units import FPS, MODEL_SAMPLES_PER_UNIT  # noqa: E402
 
 TICK_S = 1 / FPS
 CPU_LIMIT_PCT = 80.0
 
 
-def speech(seconds: float, seed: int) -> np.ndarray:
-    """Syllables of a voiced tone with short pauses: enough for the segmenter's VAD."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * MODEL_RATE)) / MODEL_RATE
-    syllables = np.clip(np.sin(2 * np.pi * rng.uniform(3, 5) * t + rng.uniform(0, 6)), 0, None)
-    pauses = (np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6)) > -0.8).astype(np.float32)
-    voice = np.sin(2 * np.pi * 140 * t) + 0.4 * np.sin(2 * np.pi * 280 * t)
-    return (0.3 * syllables * pauses * voice).astype(np.float32)
-
-
-@dataclass
-class Window:
-    first_unit: int
-    units: int
-    sent_at: float
-    ready_at: float | None = None
-    failed: bool = False
-    missed: bool = False
-
-
-@dataclass
-class Stream:
-    """One session's live stream and its playout: units play in order at 25 per second from
-    the first window's arrival; a window not ready in time stalls playout until it is (a
-    missed deadline), and the stream resumes in sync, later by the stall."""
-
-    index: int
-    audio: np.ndarray
-    lead_s: float
-    """Playout starts this long after the first window is ready (the playout lead)."""
-    cutter: Segmenter = field(default_factory=Segmenter)
-    windows: list[Window] = field(default_factory=list)
-    play_start: float | None = None
-    shift_s: float = 0.0
-    played_windows: int = 0
-    cut_units: int = 0
-
-    def scheduled(self, unit: int, now: float) -> float:
-        """When that unit plays (guessed from now before playout starts)."""
-        start = self.play_start if self.play_start is not None else now + 0.25
-        return start + self.shift_s + unit / FPS
-
-    def played(self, now: float) -> int:
-        """Units played by `now`: the clock's position, held at the first window not ready."""
-        if self.play_start is None:
-            return 0
-        held = (
-            self.windows[self.played_windows].first_unit if self.played_windows < len(self.windows) else self.cut_units
-        )
-        return min(int((now - self.play_start - self.shift_s) * FPS), held)
-
-    def arrived(self) -> None:
-        """Play out the windows that are ready, in order, counting stalls."""
-        while self.played_windows < len(self.windows):
-            w = self.windows[self.played_windows]
-            if w.ready_at is None:
-                return
-            if w.first_unit == 0:
-                self.play_start = w.ready_at + self.lead_s
-            due = self.scheduled(w.first_unit, w.ready_at)
-            if w.failed or w.ready_at > due:
-                w.missed = w.first_unit > 0
-                self.shift_s += max(0.0, w.ready_at - due)
-            self.played_windows += 1
-
-
-async def run_stream(pool: LocalPool, stream: Stream, t0: float, args: argparse.Namespace, tasks: list) -> None:
+async def run_stream(pool: RenderPool, stream: Stream, t0: float, args: argparse.Namespace, tasks: list) -> None:
     seconds, low_water = args.seconds, args.low_water
     for tick in range(int(seconds * FPS)):
         await asyncio.sleep(max(0.0, t0 + tick * TICK_S - time.monotonic()))
@@ -138,7 +77,7 @@ async def run_stream(pool: LocalPool, stream: Stream, t0: float, args: argparse.
             tasks.append(asyncio.create_task(render(pool, stream, window, tick, now)))
 
 
-async def render(pool: LocalPool, stream: Stream, window: Window, tick: int, now: float) -> None:
+async def render(pool: RenderPool, stream: Stream, window: Window, tick: int, now: float) -> None:
     first = window.first_unit
     known = (tick + 1) * MODEL_SAMPLES_PER_UNIT
     due = 0.0 if first == 0 else stream.scheduled(first, now) - now
@@ -160,25 +99,27 @@ async def render(pool: LocalPool, stream: Stream, window: Window, tick: int, now
     stream.arrived()
 
 
-async def level(pool: LocalPool, sessions: int, args: argparse.Namespace) -> dict[str, Any]:
-    """N sessions streaming together; their misses after the warm-up, latencies and frames."""
-    before = pool.stats()
+async def level(pools: list[RenderPool], sessions: int, args: argparse.Namespace) -> dict[str, Any]:
+    """N sessions streaming together (on the fronts in turn); their misses after the warm-up,
+    latencies and frames (the workers' counters, which count every front's work)."""
+    before = _counted(pools)
     streams = [Stream(i, speech(args.seconds + 1, seed=i), args.lead / FPS) for i in range(sessions)]
     tasks: list[asyncio.Task] = []
     t0 = time.monotonic()
     psutil.cpu_percent(None)
     own = _own_cpu_s()
-    await asyncio.gather(*(run_stream(pool, s, t0 + (i * 0.37) % 1.0, args, tasks) for i, s in enumerate(streams)))
+    await asyncio.gather(
+        *(run_stream(pools[i % len(pools)], s, t0 + (i * 0.37) % 1.0, args, tasks) for i, s in enumerate(streams))
+    )
     await asyncio.gather(*tasks)
     cpu = psutil.cpu_percent(None)
     elapsed = time.monotonic() - t0
     own = (_own_cpu_s() - own) / elapsed / (psutil.cpu_count() or 1) * 100
-    after = pool.stats()
+    after = _counted(pools)
     windows = [w for s in streams for w in s.windows]
     steady = [w for w in windows if w.first_unit >= args.warmup_s * FPS]
     latencies = [(w.ready_at - w.sent_at) * 1000 for w in windows if w.ready_at is not None]
-    calls = sum(a["calls"] - b["calls"] for a, b in zip(after, before, strict=False))
-    frames = sum(a["frames"] - b["frames"] for a, b in zip(after, before, strict=False))
+    calls, frames = after[0] - before[0], after[1] - before[1]
     return {
         "sessions": sessions,
         "missed_deadlines": sum(w.missed for w in steady),
@@ -191,6 +132,14 @@ async def level(pool: LocalPool, sessions: int, args: argparse.Namespace) -> dic
         "host_cpu_pct": cpu,
         "bench_cpu_pct": round(own, 1),
     }
+
+
+def _counted(pools: list[RenderPool]) -> tuple[int, int]:
+    """Model calls (each worker's own count, which every front sees, the newest the highest)
+    and frames (each front counts the frames it was sent back)."""
+    rows = [pool.stats() for pool in pools]
+    calls = sum(max(r[i]["calls"] for r in rows) for i in range(len(rows[0])))
+    return calls, sum(row["frames"] for r in rows for row in r)
 
 
 def _own_cpu_s() -> float:
@@ -214,21 +163,42 @@ async def scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         batch_size=args.max_batch,
         batch_across_jobs=not args.no_batching,
     )
-    pool = LocalPool(settings, [f"sim:{i}" for i in range(args.devices)])
-    await pool.start()
+    devices = [f"sim:{i}" for i in range(args.devices)]
+    if args.fronts:
+        async with ray_fronts(settings, devices, args.fronts) as pools:
+            for pool in pools:
+                await pool.prepare(TEMPLATE)
+            one = await ramp([pools[0]], args) if args.fronts > 1 else None
+            return {**await ramp(list(pools), args), "one_front": one}
+    local = LocalPool(settings, devices)
+    await local.start()
     try:
-        await pool.prepare(TEMPLATE)
-        best, failed, levels = None, None, []
-        for n in range(max(1, args.start), args.max_sessions + 1):
-            result = await level(pool, n, args)
-            levels.append(result)
-            if result["missed_deadlines"]:
-                failed = result
-                break
-            best = result
-        return {"best": best, "failed": failed, "levels": levels, "capacity": pool.capacity()}
+        await local.prepare(TEMPLATE)
+        return await ramp([local], args)
     finally:
-        await pool.close()
+        await local.close()
+
+
+async def ramp(pools: list[RenderPool], args: argparse.Namespace) -> dict[str, Any]:
+    """Sessions rise until one misses a deadline."""
+    best, failed, levels = None, None, []
+    for n in range(max(1, args.start), args.max_sessions + 1):
+        result = await level(pools, n, args)
+        levels.append(result)
+        if result["missed_deadlines"]:
+            failed = result
+            break
+        best = result
+    return {"best": best, "failed": failed, "levels": levels, "capacity": pools[0].capacity()}
+
+
+def _levels(run: dict[str, Any] | None) -> list[dict[str, Any]]:
+    levels = run["levels"] if run else []
+    return [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in lv.items()} for lv in levels]
+
+
+def _sessions(run: dict[str, Any] | None) -> int | None:
+    return (run["best"]["sessions"] if run["best"] else 0) if run else None
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -257,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--lead", type=int, default=0, help="playout lead in units (default: two full-batch calls of the cost model)"
     )
+    parser.add_argument("--fronts", type=int, default=0, help="N fronts sharing Ray actors (0: a local pool)")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args(argv)
     if not args.lead:
@@ -282,7 +253,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "low_water_units": args.low_water,
         "lead_units": args.lead,
         "min_window_units": args.min_window,
+        "fronts": args.fronts,
         "sessions_total": sessions,
+        "one_front_sessions": _sessions(run.get("one_front")),
+        "fronts_ratio": round(sessions / _sessions(run.get("one_front")), 2)
+        if _sessions(run.get("one_front"))
+        else None,
         "sessions_per_device": round(sessions / args.devices, 2),
         "model_sessions_per_device": round(model_fps / FPS, 2),
         "missed_deadlines": failed["missed_deadlines"] if failed else 0,
@@ -296,7 +272,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "bench_cpu_pct": max(level["bench_cpu_pct"] for level in run["levels"]),
         "valid": cpu <= CPU_LIMIT_PCT,
         "note": "" if cpu <= CPU_LIMIT_PCT else f"host CPU passed {CPU_LIMIT_PCT:.0f} %: figures invalid",
-        "levels": [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in lv.items()} for lv in run["levels"]],
+        "levels": _levels(run),
+        "one_front_levels": _levels(run.get("one_front")),
         "machine": machine(),
     }
     if not args.json:

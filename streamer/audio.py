@@ -2,7 +2,9 @@
 
 Everything leaves here as float32 mono in [-1, 1]. PyAV (FFmpeg) does the container work and
 the resampling; channels are averaged here rather than by FFmpeg, whose stereo-to-mono matrix
-adds both channels at -3 dB (two full-scale channels give 1.41).
+adds both channels at -3 dB (two full-scale channels give 1.41). FFmpeg hands us packed
+samples (one plane of interleaved channels): a planar frame with an unnamed layout made PyAV
+read a plane that is not there and crash (an 8-channel WAV).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ ACCEPTED_TYPES = (
 _CONTAINER_TYPES = {"application/octet-stream", "application/ogg", "video/webm", "video/ogg", "video/mp4"}
 """Non-`audio/` types that still name a container holding audio (MediaRecorder says video/webm)."""
 _AV_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError, RuntimeError)
+MAX_CHANNELS = 8
+"""The most channels an upload may have (7.1); more is refused with a 400 that says so."""
 
 
 def decode(data: bytes, content_type: str | None, rate: int, max_seconds: float) -> np.ndarray:
@@ -192,8 +196,9 @@ def _decode_container(source: io.BytesIO, rate: int, max_seconds: float | None) 
             if not container.streams.audio:
                 raise BadInput("could not decode audio: no audio stream found")
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="fltp", layout=None, rate=rate)
+            resampler = av.AudioResampler(format="flt", layout=None, rate=rate)  # packed, input's layout
             for frame in container.decode(stream):
+                _check_channels(frame)
                 decoded += frame.samples / frame.sample_rate
                 if max_seconds is not None and decoded > max_seconds:
                     raise TooLarge(_too_long(decoded, max_seconds, at_least=True))
@@ -207,8 +212,19 @@ def _decode_container(source: io.BytesIO, rate: int, max_seconds: float | None) 
     return np.clip(samples, -1.0, 1.0)
 
 
+def _check_channels(frame: av.AudioFrame) -> None:
+    channels = frame.layout.nb_channels
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise BadInput(f"the audio has {channels} channels; at most {MAX_CHANNELS} are supported: downmix it first")
+
+
 def _mono(frame: av.AudioFrame) -> np.ndarray:
-    mono: np.ndarray = frame.to_ndarray().mean(axis=0, dtype=np.float32)
+    """The average of a packed frame's channels (one plane, samples interleaved)."""
+    channels = frame.layout.nb_channels
+    if frame.format.is_planar or len(frame.planes) != 1 or not 1 <= channels <= MAX_CHANNELS:
+        raise BadInput(f"could not decode audio: unexpected {frame.format.name} frame of {channels} channels")
+    interleaved = frame.to_ndarray().reshape(-1)
+    mono: np.ndarray = interleaved.reshape(-1, channels).mean(axis=1, dtype=np.float32)
     return mono
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import logging
 import mimetypes
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import av
 import cv2
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -34,48 +32,9 @@ from streamer.measure import (
     first_after,
     mouth_motion,
 )
+from streamer.recording import Recorder
 
 log = logging.getLogger(__name__)
-
-
-class Recorder:
-    """Writes the received stream to an mp4 (H.264 + AAC), timed by arrival."""
-
-    def __init__(self, path: Path) -> None:
-        self._container = av.open(str(path), "w")
-        self._video: Any = None
-        self._audio = self._container.add_stream("aac", rate=48000, layout="mono")
-        self._t0: float | None = None
-        self._last_pts: int | None = None
-
-    def video(self, frame: av.VideoFrame, at: float) -> None:
-        if self._video is None:
-            self._video = self._container.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
-            self._video.width, self._video.height, self._video.pix_fmt = frame.width, frame.height, "yuv420p"
-        self._t0 = at if self._t0 is None else self._t0
-        out = frame.reformat(format="yuv420p")
-        pts = round((at - self._t0) * 25)
-        if self._last_pts is not None and pts <= self._last_pts:
-            pts = self._last_pts + 1
-        self._last_pts = pts
-        out.pts = pts
-        out.time_base = fractions.Fraction(1, 25)
-        for packet in self._video.encode(out):
-            self._container.mux(packet)
-
-    def audio(self, frame: av.AudioFrame) -> None:
-        if self._t0 is None:
-            return
-        frame.pts = None
-        for packet in self._audio.encode(frame):
-            self._container.mux(packet)
-
-    def close(self) -> None:
-        for stream in (self._video, self._audio):
-            if stream is not None:
-                for packet in stream.encode(None):
-                    self._container.mux(packet)
-        self._container.close()
 
 
 class Client:
@@ -132,13 +91,15 @@ class Client:
         self.received.events.append((time.monotonic(), event))
         for waiter in list(self._waiters):
             kind, uid, future = waiter
-            if event.get("type") == kind and uid in (None, event.get("utterance_id")) and not future.done():
+            if _matches(event, kind, uid) and not future.done():
                 future.set_result(event)
                 self._waiters.remove(waiter)
 
     async def wait_event(self, kind: str, utterance_id: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+        """The first event of `kind` (of that utterance, or of that turn: `utterance_id` is
+        matched against a reply event's `turn_id` too), received or to come."""
         for _, event in self.received.events:
-            if event.get("type") == kind and utterance_id in (None, event.get("utterance_id")):
+            if _matches(event, kind, utterance_id):
                 return event
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters.append((kind, utterance_id, future))
@@ -203,6 +164,12 @@ class Client:
         content_type = mimetypes.guess_type(str(path))[0] or "application/octet-stream"
         return await self.speak(Path(path).read_bytes(), content_type)
 
+    async def chat(self, text: str) -> tuple[str, float]:
+        """Ask the reply engine; returns the turn id and the time it was sent."""
+        sent = time.monotonic()
+        reply = await self.call("POST", f"/api/sessions/{self.session_id}/chat", expect=202, json={"text": text})
+        return str(reply["turn_id"]), sent
+
     async def interrupt(self) -> dict[str, Any]:
         return await self.call("POST", f"/api/sessions/{self.session_id}/interrupt")
 
@@ -221,6 +188,10 @@ class Client:
             self._recorder.close()
         if self._http is not None:
             await self._http.close()
+
+
+def _matches(event: dict[str, Any], kind: str, uid: str | None) -> bool:
+    return event.get("type") == kind and uid in (None, event.get("utterance_id"), event.get("turn_id"))
 
 
 # --- measurements ----------------------------------------------------------------------------

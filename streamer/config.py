@@ -29,6 +29,8 @@ class Settings:
     port: int = 8080
     key: str | None = None
     """Server key; required when binding anything but loopback. Grants control of every session."""
+    key_file: Path | None = None
+    """A file holding the server key (first line), so that no command line shows it."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (an allow-list; there is no wildcard)."""
 
@@ -63,9 +65,32 @@ class Settings:
     """`auto` (NVENC when ffmpeg has it, else libx264), `libx264` or `h264_nvenc`."""
 
     tts: str = "auto"
-    """`espeak`, `piper`, `none`, or `auto` (piper when a voice is set, else espeak-ng if installed)."""
+    """`espeak` (espeak-ng, embedded), `openai` (`tts_url`), `piper`, `none`, or `auto` (piper
+    when a voice is set, else espeak-ng if installed). `/say` and the reply engine use it."""
     piper_voice: Path | None = None
     tts_voice: str = "en-us"
+    """An espeak-ng voice (`en-us`, `cmn` for Mandarin, …) or the OpenAI voice (`alloy`, …);
+    a template's sidecar `voice` overrides it for that template."""
+    tts_url: str = ""
+    """`tts = "openai"`: base URL ending in /v1; POST {tts_url}/audio/speech, 24 kHz s16le back."""
+    tts_model: str = "tts-1"
+    tts_api_key: str | None = None
+    """Bearer for `tts_url`; never logged, never passed to render workers."""
+
+    # Reply engine (conversation mode): empty llm_url = no engine, /chat answers 409
+    llm_url: str = ""
+    """OpenAI-compatible base URL ending in /v1 (vLLM, Ollama, llama.cpp, LM Studio, OpenAI)."""
+    llm_model: str = ""
+    llm_api_key: str | None = None
+    """Sent as `Authorization: Bearer`; never logged, never passed to render workers."""
+    llm_system_prompt: str = "You are a friendly digital human. Answer briefly, in plain spoken sentences."
+    """A template sidecar's `persona` overrides it for that template."""
+    llm_history_turns: int = 20
+    """Exchanges (question and answer) kept per session and sent with each question."""
+    llm_max_tokens: int = 512
+    llm_temperature: float = 0.7
+    llm_timeout_s: float = 20.0
+    """Longest wait for the first token of an answer."""
 
     # MuseTalk
     musetalk_version: str = "v15"
@@ -81,6 +106,9 @@ class Settings:
     """Face landmarks for MuseTalk's crops: `auto` (DWPose from models/dwpose/, else
     face-alignment's FAN when installed), `dwpose`, `fan`, or `haar` (OpenCV boxes, framed unlike
     the training crops: the template is labelled degraded)."""
+    musetalk_mask: str = "bisenet"
+    """MuseTalk's blend mask: `bisenet` (face parsing from face-parse-bisent/79999_iter.pth; the
+    renderer refuses to start without it) or `geometric` (a fixed jaw shape: labelled degraded)."""
     realtime_fp16: bool = False
     """On CUDA, run whisper, the VAE and the positional encoding in fp16 too (the official
     realtime script's precision); off until GPU figures say it is safe."""
@@ -90,6 +118,8 @@ class Settings:
     """`local` (a worker process per device) or `ray` (a render actor per device of a Ray cluster)."""
     ray_address: str = "auto"
     """The Ray cluster `pool = "ray"` joins (`auto`: the one this machine belongs to)."""
+    ray_namespace: str = "streamer"
+    """Ray namespace of the named render actors: fronts in the same one share them."""
     sim_fixed_ms: float = 200.0
     """`sim` device cost model: a call of n frames sleeps sim_fixed_ms + n × sim_per_frame_ms."""
     sim_per_frame_ms: float = 6.0
@@ -106,6 +136,9 @@ class Settings:
     grant_ttl_s: float = 60.0
     """A grant's default lifetime; `POST /api/grants` may ask for up to `grant_max_ttl_s`."""
     grant_max_ttl_s: float = 3600.0
+    grant_store: str = "memory"
+    """Where used grants are remembered: `memory` (one server) or `redis://host:port/db` (a Redis
+    every server behind the load balancer shares, so a grant opens one session across them)."""
     metrics_token: str | None = None
     """A bearer token for `/metrics` only (Prometheus `bearer_token`), beside the server key."""
     trusted_proxies: tuple[str, ...] = ()
@@ -130,6 +163,14 @@ class Settings:
     """Sessions one client address may hold (loopback clients are not limited)."""
     max_uploads_per_session: int = 2
     """Uploads (speak, say) one session may have decoding at once."""
+    max_sockets_per_session: int = 2
+    """Audio WebSockets one session may hold open at once; the next gets 429."""
+    decode_timeout_s: float = 30.0
+    """One upload's decode may take this long; past it its decoder process is killed (400)."""
+    read_timeout_s: float = 30.0
+    """A client must send a request's headers, and then its body, within this long (or 408)."""
+    max_headers: int = 32
+    """Header lines one request may carry (each at most 8 KiB: 256 KiB in all at most)."""
     drain_s: float = 30.0
     """On SIGTERM, how long utterances already playing may take to finish."""
 
@@ -185,6 +226,8 @@ class Settings:
             raise BadInput("--renderer musetalk needs --models DIR (the official weights layout)")
         if self.musetalk_faces not in ("auto", "dwpose", "fan", "haar"):
             raise BadInput(f"unknown musetalk_faces {self.musetalk_faces!r} (auto, dwpose, fan or haar)")
+        if self.musetalk_mask not in ("bisenet", "geometric"):
+            raise BadInput(f"unknown musetalk_mask {self.musetalk_mask!r} (bisenet or geometric)")
         if self.video_codec not in ("auto", "h264", "vp8"):
             raise BadInput(f"unknown video codec {self.video_codec!r} (auto, h264 or vp8)")
         if not 0.04 <= self.first_window_s <= self.window_s:
@@ -193,6 +236,16 @@ class Settings:
             1024 <= self.ice_port_min <= self.ice_port_max <= 65535
         ):
             raise BadInput("ice_port_min..ice_port_max must be a range within 1024..65535")
+        if self.grant_store != "memory" and not self.grant_store.startswith(("redis://", "rediss://", "unix://")):
+            raise BadInput(f"unknown grant_store {self.grant_store!r} (memory or redis://host:port/db)")
+        if self.read_timeout_s <= 0 or self.decode_timeout_s <= 0 or self.max_sockets_per_session < 1:
+            raise BadInput("read_timeout_s, decode_timeout_s and max_sockets_per_session must be positive")
+        if self.tts not in ("auto", "espeak", "piper", "openai", "none"):
+            raise BadInput(f"unknown tts {self.tts!r} (espeak, openai, piper, none or auto)")
+        if self.tts == "openai" and not self.tts_url:
+            raise BadInput('tts = "openai" needs tts_url (a base URL ending in /v1)')
+        if self.llm_history_turns < 0 or self.llm_timeout_s <= 0 or self.llm_max_tokens < 1:
+            raise BadInput("llm_history_turns must be >= 0, llm_timeout_s > 0 and llm_max_tokens >= 1")
         parse_ice_servers(self.ice_servers)  # a bad URL stops the start, with its reason
         self._validate_listening()
         return self
@@ -219,7 +272,7 @@ def _coerce(name: str, value: Any) -> Any:
     kind = type(default)
     if value is None:
         return None
-    if name in ("models", "piper_voice") or isinstance(default, Path):
+    if name in ("models", "piper_voice", "key_file") or isinstance(default, Path):
         return Path(value).expanduser()
     if isinstance(default, tuple):
         if isinstance(value, str):
@@ -260,7 +313,38 @@ def load_settings(
     for name, value in (cli or {}).items():
         if value is not None:
             values[name] = _coerce(name, value)
+    if values.get("key_file") is not None and not values.get("key"):
+        values["key"] = read_key_file(values["key_file"])
     return Settings(**values).validate()
+
+
+def read_key_file(path: Path) -> str:
+    """The server key from the first line of `path`."""
+    try:
+        key = Path(path).read_text().strip().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read key_file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not key or not key[0].strip():
+        raise BadInput(f"key_file {path} is empty")
+    return key[0].strip()
+
+
+SECRET_SUFFIXES = ("_api_key", "_key", "_secret", "_token")
+SECRET_NAMES = ("key", "key_file")
+
+
+def is_secret(name: str) -> bool:
+    """A setting that must not leave the web process: the key, and every *_key, *_secret, *_token."""
+    return name in SECRET_NAMES or name.endswith(SECRET_SUFFIXES)
+
+
+def without_secrets(settings: Settings) -> Settings:
+    """`settings` with every secret blanked: what render workers and Ray actors are given."""
+    blank: dict[str, Any] = {}
+    for name, f in _FIELDS.items():
+        if is_secret(name) and getattr(settings, name) not in (None, ""):
+            blank[name] = None if f.default in (None, dataclasses.MISSING) else type(f.default)()
+    return dataclasses.replace(settings, **blank)
 
 
 def settings_to_json(settings: Settings) -> dict[str, Any]:

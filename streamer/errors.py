@@ -46,6 +46,12 @@ class Busy(StreamerError):
         """Seconds after which a retry may succeed (the `Retry-After` header), when known."""
 
 
+class Conflict(StreamerError):
+    """The request does not fit how the server is set up (e.g. `/chat` without `llm_url`)."""
+
+    status = 409
+
+
 class Cancelled(StreamerError):
     """A render job dropped before it ran (its session was interrupted or closed)."""
 

@@ -48,10 +48,50 @@ class Closing:
 
 @dataclass(frozen=True)
 class Failed:
-    """A part of the session died (its media pump, its dispatcher); `closing` follows."""
+    """A part of the session died (its media pump, its dispatcher; `closing` follows), or the
+    LLM or TTS of a reply failed (`turn_id` set; the session goes on)."""
 
     error: str
+    turn_id: str | None = None
     type: Literal["error"] = "error"
+
+
+@dataclass(frozen=True)
+class ReplyStarted:
+    turn_id: str
+    type: Literal["reply_started"] = "reply_started"
+
+
+@dataclass(frozen=True)
+class ReplyText:
+    """A piece of the answer's text as the LLM wrote it."""
+
+    turn_id: str
+    text: str
+    type: Literal["reply_text"] = "reply_text"
+
+
+@dataclass(frozen=True)
+class ReplyEnded:
+    turn_id: str
+    interrupted: bool
+    spoken_text: str
+    """What of the answer was played (all of it unless interrupted); the history keeps this."""
+    type: Literal["reply_ended"] = "reply_ended"
+
+
+@dataclass(frozen=True)
+class TurnTiming:
+    """Milliseconds from the turn's start (the chat request, or the end of the user's speech)."""
+
+    turn_id: str
+    llm_first_token_ms: float | None
+    first_sentence_ms: float | None
+    tts_first_audio_ms: float | None
+    first_frame_ms: float | None
+    vad_end_ms: float | None = None
+    asr_ms: float | None = None
+    type: Literal["turn_timing"] = "turn_timing"
 
 
 @dataclass(frozen=True)
@@ -105,6 +145,10 @@ Event = (
     | WelcomeEnded
     | Closing
     | Failed
+    | ReplyStarted
+    | ReplyText
+    | ReplyEnded
+    | TurnTiming
     | UserSpeechStarted
     | UserSpeechEnded
     | Transcript

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from streamer import audio
-from streamer.errors import BadInput, Busy
+from streamer.errors import BadInput, Busy, StreamerError, TooLarge
 from streamer.media.utterance import Utterance
+from streamer.pool.costs import low_water_units
 from streamer.units import FPS, MODEL_RATE, OUT_RATE
 
 if TYPE_CHECKING:
     from streamer.conversation import Conversation
 
 LOW_WATER_UNITS = 4
-"""A playing stream with fewer rendered-or-cut units than this ahead gets a window cut now."""
+"""A playing stream with fewer rendered-or-cut units than this ahead gets a window cut now
+(or more: four full-batch calls of the slowest device, `pool.costs.low_water_units`)."""
 
 
 class LiveStream:
@@ -27,6 +29,7 @@ class LiveStream:
         self.seconds = 0.0
         self.last_audio_at = conversation.clock.now()
         self.ended = False
+        self.low_water_units = max(LOW_WATER_UNITS, low_water_units(conversation._pool.stats()))
         self.dropped = False
         """Interrupted: what it sent is gone and it takes no more audio."""
 
@@ -40,10 +43,10 @@ class LiveStream:
             raise BadInput(f"stream {self.utterance.id} {state}: send start to speak again")
         limit = self._conversation.settings.max_audio_seconds
         if self.seconds + len(chunk) / 2 / self.sample_rate > limit:
-            raise BadInput(f"stream longer than {limit:.0f} s: send end, then start another")
+            self.refuse(TooLarge(f"stream longer than {limit:.0f} s: send end, then start another"))
         queued = self._conversation.settings.max_queued_seconds
         if self.buffered_s() + len(chunk) / 2 / self.sample_rate > queued:
-            raise Busy(f"more than {queued:.0f} s of speech buffered on this session: wait for it to play")
+            self.refuse(Busy(f"more than {queued:.0f} s of speech buffered on this session: wait for it to play"))
         out = self._pcm.push(chunk)
         self.seconds += len(out[MODEL_RATE]) / MODEL_RATE
         self.last_audio_at = self._conversation.clock.now()
@@ -54,9 +57,15 @@ class LiveStream:
         if (
             self._conversation.playout.current is utterance
             and utterance.played > 0
-            and utterance.known_units - utterance.played < LOW_WATER_UNITS
+            and utterance.known_units - utterance.played < self.low_water_units
         ):
             self._conversation.windows_cut(utterance.cut_available())
+
+    def refuse(self, error: StreamerError) -> NoReturn:
+        """A chunk that cannot be taken ends the stream where it stands (never a hole in the
+        speech): what arrived before it plays, nothing after it is taken."""
+        self.end()
+        raise error
 
     def buffered_s(self) -> float:
         """Speech received but not played on the session, this stream's audio not cut yet included."""

@@ -24,7 +24,7 @@ from streamer.avatar.prepared import PreparedTemplate
 from streamer.config import Settings
 from streamer.conversation import Conversation
 from streamer.errors import BadInput
-from streamer.events import Closing, Event, Failed, to_json
+from streamer.events import Closing, Event, Failed, Interrupted, to_json
 from streamer.media import encoding
 from streamer.media.clock import Clock
 from streamer.media.compositor import compose_i420
@@ -35,7 +35,8 @@ from streamer.media.tracks import MediaPump
 from streamer.metrics import Metrics
 from streamer.mic import Microphone, audio_direction
 from streamer.pool.base import RenderPool
-from streamer.voice.control import ReplyControl
+from streamer.reply.engine import Replier
+from streamer.reply.services import ReplyServices
 from streamer.voice.services import VoiceServices
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,11 @@ class Session:
         settings: Settings,
         metrics: Metrics,
         clock: Clock,
+        replies: ReplyServices | None = None,
         voice: VoiceServices | None = None,
     ) -> None:
-        """`voice`: the server's listening services; without them a microphone is not heard."""
+        """`replies`: the server's reply engine services; with `llm_url` set the session answers `/chat`.
+        `voice`: the server's listening services; without them a microphone is not heard."""
         self.id = secrets.token_hex(8)
         self.token = secrets.token_urlsafe(24)
         self.template = template
@@ -79,6 +82,9 @@ class Session:
         self.conversation = Conversation(
             self.id, template, pool, settings, clock, metrics, self.emit, on_failure=self._task_failed
         )
+        self.replier: Replier | None = None
+        if replies is not None and replies.available:
+            self.replier = Replier(self.conversation, replies, self.emit, replies.persona(template.id))
         self.ladder = Ladder(settings.video_bitrate, adaptive=settings.adaptive_bitrate)
         self.pump = MediaPump(
             self.conversation.tick,
@@ -94,8 +100,6 @@ class Session:
         self.listeners: set[Listener] = set()
         """Called with each event's JSON (the audio WebSocket forwards them)."""
         self.closed = asyncio.Event()
-        self.replier: ReplyControl | None = None
-        """The session's reply engine, when the server has one (voice turns go to it)."""
         self.mic = Microphone(self.conversation, voice, self.emit, lambda: self.replier) if voice else None
 
     async def answer(self, offer_sdp: str) -> str:
@@ -120,7 +124,8 @@ class Session:
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on bad SDP
-            raise BadInput(f"malformed SDP offer: {exc}") from None
+            log.info("session %s: the offer was refused by the SDP parser: %r", self.id, exc)  # not for the client
+            raise BadInput("malformed SDP offer: it could not be parsed as a WebRTC offer") from None
         _check_directions(offer_sdp)
 
         @self.pc.on("datachannel")
@@ -155,6 +160,8 @@ class Session:
             self.channel.send(json.dumps(message))
         for listener in list(self.listeners):
             listener(message)
+        if self.replier is not None:  # after: speaking_started before turn_timing, and so on
+            self.replier.observe(event)
 
     def _task_failed(self, name: str, exc: BaseException) -> None:
         """A background task died: count it, tell the viewer, end the session (no frozen stream)."""
@@ -166,9 +173,17 @@ class Session:
         self.emit(Closing("error"))
         self.closed.set()
 
+    def interrupt(self) -> list[Interrupted]:
+        """Stop all speech, and the reply being written and spoken (its LLM stream closed)."""
+        if self.replier is not None:
+            return self.replier.interrupt_all()
+        return self.conversation.interrupt()
+
     def describe(self) -> dict[str, Any]:
         return {
             **self.conversation.describe(),
+            "chat": self.replier is not None,
+            "replying": self.replier is not None and self.replier.replying,
             "connection": self.pc.connectionState,
             "dropped_frames": self.pump.video.dropped,
             "link": self.link.describe() if self.link is not None else None,
@@ -182,6 +197,8 @@ class Session:
                 await asyncio.gather(self._link_task, return_exceptions=True)
             if self.mic is not None:
                 await self.mic.close()
+            if self.replier is not None:
+                await self.replier.close()
             await self.conversation.close()
             await self.pump.stop()
             await self.pc.close()

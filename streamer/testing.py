@@ -25,7 +25,7 @@ from typing import IO
 from aiohttp import web
 
 from streamer.config import ROOT, Settings
-from streamer.server.app import create_app
+from streamer.server.app import create_app, server_options
 from streamer.server.keys import STARTUP
 
 READY_TIMEOUT_S = 240.0
@@ -78,7 +78,7 @@ def live_server(settings: Settings, on_app: Callable[[web.Application], None] | 
     app = create_app(settings)
     if on_app is not None:
         on_app(app)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, **server_options(settings))
     started = threading.Event()
 
     def run() -> None:

@@ -10,7 +10,7 @@
     renderer: $("renderer"), templates: $("templates"), templatesStatus: $("templates-status"),
     connect: $("connect"), disconnect: $("disconnect"), connection: $("connection"),
     video: $("video"), speaking: $("speaking"),
-    sayForm: $("say-form"), sayText: $("say-text"), saySend: $("say-send"),
+    sayForm: $("say-form"), sayText: $("say-text"), saySend: $("say-send"), sayLabel: $("say-label"),
     audioFile: $("audio-file"), audioSend: $("audio-send"), record: $("record"), interrupt: $("interrupt"),
     error: $("error"), transcript: $("transcript"),
     talk: $("talk-toggle"), talkStatus: $("talk-status"),
@@ -19,7 +19,10 @@
       av: $("stat-av"), concealed: $("stat-concealed"), video: $("stat-video"),
     },
   };
-  const state = { session: null, statsTimer: null, recorder: null, speaking: new Set(), grant: takeGrant() };
+  const state = {
+    session: null, statsTimer: null, recorder: null, speaking: new Set(), grant: takeGrant(),
+    answers: new Map(),  // turn id → its transcript line (the answer streaming in)
+  };
   window.chat = state;  // for the browser tests and for debugging from the console
 
   /**
@@ -39,6 +42,48 @@
     item.textContent = text;
     ui.transcript.append(item);
     ui.transcript.scrollTop = ui.transcript.scrollHeight;
+    return item;
+  }
+
+  /** With a reply engine, what the user types is a question: the answer streams in below it. */
+  function setChatMode(chat) {
+    document.body.dataset.chat = String(chat);
+    ui.sayLabel.textContent = chat ? "Ask (Enter sends, Escape interrupts)" : "Line to say (Enter sends, Escape interrupts)";
+    ui.saySend.textContent = chat ? "Send" : "Say";
+    ui.sayText.maxLength = chat ? 2000 : 1000;
+  }
+
+  function answerLine(turnId) {
+    let item = state.answers.get(turnId);
+    if (!item) {
+      item = log("thinking…", "avatar thinking");
+      item.dataset.turn = turnId;
+      item.dataset.text = "";
+      state.answers.set(turnId, item);
+    }
+    return item;
+  }
+
+  function wireChat(session) {
+    session.addEventListener("reply-started", (e) => answerLine(e.detail.turn_id));
+    session.addEventListener("reply-text", (e) => {
+      const item = answerLine(e.detail.turn_id);
+      item.dataset.text += e.detail.text;
+      item.classList.remove("thinking");
+      item.textContent = `Avatar: ${item.dataset.text}`;
+      ui.transcript.scrollTop = ui.transcript.scrollHeight;
+    });
+    session.addEventListener("reply-ended", (e) => {
+      const item = answerLine(e.detail.turn_id);
+      item.classList.remove("thinking");
+      if (e.detail.interrupted) {
+        item.classList.add("interrupted");
+        item.textContent = `Avatar: ${e.detail.spoken_text}… (interrupted)`;
+      } else if (!item.dataset.text) {
+        item.textContent = "Avatar: (no answer)";
+      }
+      state.answers.delete(e.detail.turn_id);
+    });
   }
 
   function showError(err) {
@@ -88,7 +133,7 @@
         const name = Object.assign(document.createElement("span"), { textContent: t.name || t.id });
         const info = Object.assign(document.createElement("small"), {
           textContent: t.ready === false ? "preparing…"
-            : `${t.kind}, ${t.width}×${t.height}${t.degraded ? ", degraded (no face landmarks)" : ""}`,
+            : `${t.kind}, ${t.width}×${t.height}${t.degraded ? `, degraded (${t.faces === "haar" ? "no face landmarks" : "no face parsing"})` : ""}`,
         });
         label.append(input, img, name, info);
         ui.templates.append(label);
@@ -105,6 +150,7 @@
     session.addEventListener("connected", async () => {
       ui.connection.textContent = `connected (session ${session.sessionId})`;
       setConnected(true);
+      setChatMode(session.chatAvailable);
       log("connected");
       try {
         const info = await session.state();
@@ -142,6 +188,7 @@
       log(`interrupted${at}`);
     });
     session.addEventListener("welcome-ended", () => log("welcome clip ended"));
+    wireChat(session);
     wireTalk(session);
   }
 
@@ -258,7 +305,11 @@
     if (!text) return;
     ui.sayText.value = "";
     log(`You: ${text}`, "you");
-    await control((s) => s.say(text), "say");
+    if (state.session && state.session.chatAvailable) {
+      await control((s) => s.chat(text), "chat");
+    } else {
+      await control((s) => s.say(text), "say");
+    }
   }
 
   function fileType(file) {

@@ -35,6 +35,10 @@
     interrupted: "interrupted",
     welcome_ended: "welcome-ended",
     closing: "closing",
+    reply_started: "reply-started",
+    reply_text: "reply-text",
+    reply_ended: "reply-ended",
+    turn_timing: "turn-timing",
     // Talking (the microphone): see talk().
     user_speech_started: "user-speech-started",
     user_speech_ended: "user-speech-ended",
@@ -161,6 +165,7 @@
       this.pc = null;
       this.sessionId = null;
       this.token = null;
+      this.chatAvailable = false;  // the server has a reply engine (POST /api/sessions says so)
       this.info = null;
       this._closed = true;
       this._disconnectTimer = null;
@@ -228,6 +233,7 @@
       if (this.pc !== pc) return;  // closed meanwhile
       this.sessionId = answer.session_id;
       this.token = answer.token;
+      this.chatAvailable = answer.chat === true;
       await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
     }
 
@@ -240,6 +246,7 @@
         if (message.type === "closing") this._closingSeen = true;  // limit, idle or drain: stay closed
         const name = EVENT_NAMES[message.type];
         if (name) this._emit(name, message);
+        if (message.type === "error") this._emit("error", { message: message.error, turn_id: message.turn_id || null });
       });
     }
 
@@ -311,7 +318,21 @@
       return this._control("/say", { method: "POST", contentType: "application/json", body: JSON.stringify({ text }) });
     }
 
+    /** Asks the server's reply engine; resolves to the turn id (the reply-* events carry it). */
+    async chat(text) {
+      const body = JSON.stringify({ text });
+      const reply = await this._control("/chat", { method: "POST", contentType: "application/json", body });
+      return reply.turn_id;
+    }
+
     interrupt() { return this._control("/interrupt", { method: "POST" }); }
+
+    /** The live audio WebSocket (s16le PCM in, events out); the token rides as a subprotocol, not in the URL. */
+    audioSocket() {
+      if (!this.sessionId) throw new ApiError(0, "not connected");
+      const url = this.url(`/api/sessions/${this.sessionId}/audio`).replace(/^http/, "ws");
+      return new WebSocket(url, ["streamer-audio", `token.${this.token}`]);
+    }
 
     /** Hands-free talking on or off: the microphone goes to the server, which listens for turns. */
     async talk(on = true) {
@@ -373,7 +394,7 @@
     button[hidden] { display: none; }
   `;
   const FORWARDED = ["connected", "speaking-started", "speaking-ended", "interrupted", "welcome-ended",
-    "closing", "reconnecting", "disconnected", "error",
+    "closing", "reconnecting", "disconnected", "error", "reply-started", "reply-text", "reply-ended", "turn-timing",
     "talk", "user-speech-started", "user-speech-ended", "transcript", "reply-paused", "reply-resumed"];
 
   /**
@@ -454,6 +475,8 @@
 
     speak(audio, contentType) { return this._call((s) => s.speak(audio, contentType)); }
     say(text) { return this._call((s) => s.say(text)); }
+    chat(text) { return this._call((s) => s.chat(text)); }
+    get chatAvailable() { return Boolean(this.session && this.session.chatAvailable); }
     interrupt() { return this._call((s) => s.interrupt()); }
     talk(on = true) { return this._call((s) => s.talk(on)); }
     stats() { return this._call((s) => s.stats()); }

@@ -8,7 +8,9 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Net.Http;
 using System.Net.Http.Headers;
+using System.Net.WebSockets;
 using System.Text;
+using System.Threading;
 using System.Threading.Tasks;
 
 namespace DigitalHuman
@@ -116,6 +118,7 @@ namespace DigitalHuman
                 HttpMethod.Post, "api/sessions", Content(body), key);
             var session = ForSession(MiniJson.Str(json, "session_id"), MiniJson.Str(json, "token"));
             session.AnswerSdp = MiniJson.Str(json, "sdp");
+            session.ChatAvailable = json.ContainsKey("chat") && Equals(json["chat"], true);
             return session;
         }
 
@@ -153,9 +156,11 @@ namespace DigitalHuman
             return new StringContent(json, Encoding.UTF8, "application/json");
         }
 
+        internal Uri Resolve(string path) { return new Uri(server, path); }
+
         internal async Task<object> Send(HttpMethod method, string path, HttpContent content, string bearer)
         {
-            using (var request = new HttpRequestMessage(method, new Uri(server, path)))
+            using (var request = new HttpRequestMessage(method, Resolve(path)))
             {
                 request.Content = content;
                 if (!string.IsNullOrEmpty(bearer))
@@ -186,6 +191,8 @@ namespace DigitalHuman
         public string Token { get; private set; }
         /// <summary>Set by CreateSession: the answer for the viewer's peer connection.</summary>
         public string AnswerSdp { get; internal set; }
+        /// <summary>Set by CreateSession: the server has a reply engine (llm_url), so ChatAsync works.</summary>
+        public bool ChatAvailable { get; internal set; }
 
         internal SessionClient(DigitalHumanClient client, string id, string token)
         {
@@ -216,7 +223,34 @@ namespace DigitalHuman
             return ToUtterance(await client.Send(HttpMethod.Post, Path("/say"), body, Token));
         }
 
-        /// <summary>Drops queued speech; the avatar is idle within a frame.</summary>
+        /// <summary>
+        /// Opens the live audio WebSocket (s16le mono PCM in, session events out). The token rides
+        /// in Sec-WebSocket-Protocol beside "streamer-audio", never in the URL (proxies log those).
+        /// </summary>
+        public async Task<ClientWebSocket> OpenAudioSocket()
+        {
+            var socket = new ClientWebSocket();
+            socket.Options.AddSubProtocol("streamer-audio");
+            socket.Options.AddSubProtocol("token." + Token);
+            var http = client.Resolve(Path("/audio"));
+            var uri = new UriBuilder(http) { Scheme = http.Scheme == "https" ? "wss" : "ws" }.Uri;
+            await socket.ConnectAsync(uri, CancellationToken.None);
+            return socket;
+        }
+
+        /// <summary>
+        /// Asks the server's reply engine (POST /chat): the streamer's LLM answers aloud, sentence by
+        /// sentence. Returns the turn id; the session's events (reply_text, reply_ended, …) carry it.
+        /// Fails with 409 when the server has no llm_url: then push your own TTS audio with Speak.
+        /// </summary>
+        public async Task<string> ChatAsync(string text)
+        {
+            var body = DigitalHumanClient.Content("{\"text\":" + MiniJson.Quote(text) + "}");
+            var json = (Dictionary<string, object>)await client.Send(HttpMethod.Post, Path("/chat"), body, Token);
+            return MiniJson.Str(json, "turn_id");
+        }
+
+        /// <summary>Drops queued speech and stops a reply being written (its LLM stream is closed).</summary>
         public Task Interrupt()
         {
             return client.Send(HttpMethod.Post, Path("/interrupt"), null, Token);

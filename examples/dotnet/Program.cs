@@ -4,6 +4,7 @@
 //   mono dh.exe open      SERVER TEMPLATE OFFER.sdp ANSWER.sdp
 //   mono dh.exe speak     SERVER SESSION TOKEN AUDIO_FILE [CONTENT_TYPE]
 //   mono dh.exe say       SERVER SESSION TOKEN TEXT
+//   mono dh.exe chat      SERVER SESSION TOKEN TEXT    (the server's reply engine answers)
 //   mono dh.exe interrupt SERVER SESSION TOKEN
 //   mono dh.exe state     SERVER SESSION TOKEN
 //   mono dh.exe stats     SERVER
@@ -14,6 +15,9 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Net.WebSockets;
+using System.Text;
+using System.Threading;
 using System.Threading.Tasks;
 
 namespace DigitalHuman
@@ -30,7 +34,7 @@ namespace DigitalHuman
         {
             if (args.Length < 2)
             {
-                Console.Error.WriteLine("usage: dh.exe templates|open|speak|say|interrupt|state|stats|grant SERVER ... (see Program.cs)");
+                Console.Error.WriteLine("usage: dh.exe templates|open|speak|say|chat|interrupt|state|stats|grant SERVER ... (see Program.cs)");
                 return 2;
             }
             try
@@ -75,12 +79,27 @@ namespace DigitalHuman
                 case "say":
                     Print(await client.ForSession(args[2], args[3]).Say(args[4]));
                     break;
+                case "chat":
+                    Console.WriteLine("turn_id=" + await client.ForSession(args[2], args[3]).ChatAsync(args[4]));
+                    break;
                 case "interrupt":
                     await client.ForSession(args[2], args[3]).Interrupt();
                     Console.WriteLine("interrupted=true");
                     break;
                 case "state":
                     Print(await client.ForSession(args[2], args[3]).State());
+                    break;
+                case "socket":  // opens the live audio socket (token as a subprotocol), starts and ends a stream
+                    using (var socket = await client.ForSession(args[2], args[3]).OpenAudioSocket())
+                    {
+                        Console.WriteLine("protocol=" + socket.SubProtocol);
+                        var start = Encoding.UTF8.GetBytes("{\"type\":\"start\",\"sample_rate\":16000}");
+                        await socket.SendAsync(new ArraySegment<byte>(start), WebSocketMessageType.Text, true, CancellationToken.None);
+                        var buffer = new byte[4096];
+                        var got = await socket.ReceiveAsync(new ArraySegment<byte>(buffer), CancellationToken.None);
+                        Console.WriteLine("reply=" + Encoding.UTF8.GetString(buffer, 0, got.Count));
+                        await socket.CloseAsync(WebSocketCloseStatus.NormalClosure, "done", CancellationToken.None);
+                    }
                     break;
                 case "stats":
                     Print(await client.Stats());

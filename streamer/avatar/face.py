@@ -51,7 +51,10 @@ class FaceTrack:
     source: str
     """What gave the boxes: `dwpose`, `fan` (68 landmarks) or `haar` (fixed ratios)."""
     degraded: bool = False
-    """The renderer wanted landmarks and was explicitly allowed to go without (Haar boxes)."""
+    """The renderer was explicitly allowed to go without a part it wants (landmarks: Haar boxes;
+    MuseTalk's face parsing: a geometric blend mask)."""
+    reasons: tuple[str, ...] = ()
+    """What is missing when `degraded`, for the warning at preparation."""
 
 
 def _haar() -> cv2.CascadeClassifier:
@@ -217,7 +220,8 @@ def detect_faces(
         mouth_crop = (frame_mouth - boxes[:, :2]) / size * CROP_SIZE
     else:
         mouth_crop = np.tile(np.array(MOUTH_IN_CROP) * CROP_SIZE, (n, 1))
-    return FaceTrack(boxes, mouth_crop.astype(np.float32), source if landmarker else "haar", degraded)
+    reasons = ("face boxes without landmarks",) if degraded else ()
+    return FaceTrack(boxes, mouth_crop.astype(np.float32), source if landmarker else "haar", degraded, reasons)
 
 
 def crop_face(frame: np.ndarray, box: np.ndarray) -> np.ndarray:

@@ -14,17 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamer.errors import Busy
-from streamer.pool.base import Capacity
+from streamer.pool.base import Capacity, Load
 from streamer.units import FPS
+
+__all__ = ["Decision", "Load", "admit", "decide"]
 
 RETRY_AFTER_S = 10
 """Seconds a refused client waits: about one utterance, after which a session often ends."""
-
-
-@dataclass(frozen=True)
-class Load:
-    open_sessions: int
-    speaking: int
 
 
 @dataclass(frozen=True)

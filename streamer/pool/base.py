@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +22,17 @@ class Capacity:
     """Running workers."""
     per_device: tuple[float, ...]
     """Frames per second of each worker (0 for one that is not running)."""
+
+
+@dataclass(frozen=True)
+class Load:
+    """Sessions open and speaking now (on one front, or on every front sharing the workers)."""
+
+    open_sessions: int
+    speaking: int
+
+    def __add__(self, other: Load) -> Load:
+        return Load(self.open_sessions + other.open_sessions, self.speaking + other.speaking)
 
 
 class RenderPool(Protocol):
@@ -50,6 +62,20 @@ class RenderPool(Protocol):
         ...
 
     def capacity(self) -> Capacity: ...
+
+    def watch_load(self, own_load: Callable[[], Load]) -> None:
+        """Where this front's load is read, to be shared with other fronts on the same workers."""
+        ...
+
+    def others(self) -> Load:
+        """The load of the other fronts sharing these workers, as last reported (none for a
+        pool of its own)."""
+        ...
+
+    async def reserve(self, mine: Load) -> Load:
+        """Count one more session of this front where the other fronts see it, and return
+        their load, fresh (before admitting a session)."""
+        ...
 
     def stats(self) -> list[dict[str, Any]]: ...
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -52,6 +53,18 @@ class CostCurve:
         slope, intercept = np.polyfit(n, t, 1)
         slope = max(float(slope), 0.0)
         return cls(max(float(intercept), 0.0), slope, batch_size)
+
+
+LOW_WATER_CALLS = 4
+"""Full-batch calls of the slowest device a live stream keeps cut ahead of playout: a window
+cut now may wait for the call in progress and the next, then take its own (bench/scale.py)."""
+
+
+def low_water_units(devices: Iterable[dict[str, Any]]) -> int:
+    """Units a playing live stream keeps cut ahead of playout, from the workers' measured
+    full-batch call time (`call_ms` of their stats rows); 0 when none is known."""
+    call_ms = max((float(d.get("call_ms", 0.0)) for d in devices if d.get("alive")), default=0.0)
+    return max(0, math.ceil(LOW_WATER_CALLS * call_ms / 1000 * FPS))
 
 
 def probe_template() -> PreparedTemplate:

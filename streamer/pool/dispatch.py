@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from streamer.errors import WorkerDied
-from streamer.pool.base import Capacity
+from streamer.pool.base import Capacity, Load
 from streamer.pool.handle import Handle
 from streamer.render.base import RenderJob
 
@@ -91,6 +91,15 @@ class Dispatcher:
         return Capacity(
             frames_per_s=round(sum(per), 1), devices=sum(1 for w in self.workers if w.alive), per_device=per
         )
+
+    def watch_load(self, own_load: Callable[[], Load]) -> None:
+        """Nothing to share: these workers serve this front only."""
+
+    def others(self) -> Load:
+        return Load(0, 0)
+
+    async def reserve(self, mine: Load) -> Load:
+        return self.others()
 
     def stats(self) -> list[dict[str, Any]]:
         return [

@@ -47,6 +47,8 @@ class WorkerStats:
     """Measured capacity: frames per second in full batches."""
     fixed_ms: float = 0.0
     per_frame_ms: float = 0.0
+    call_ms: float = 0.0
+    """A full-batch call, measured."""
     deadline_misses: int = 0
     cancelled: int = 0
     calls: int = 0
@@ -104,6 +106,7 @@ class Handle:
         self.curve = curve
         self.stats.frames_per_s = round(curve.frames_per_s, 1)
         self.stats.fixed_ms, self.stats.per_frame_ms = round(curve.fixed_s * 1e3, 2), round(curve.per_frame_s * 1e3, 3)
+        self.stats.call_ms = round(curve.seconds(curve.batch_size) * 1e3, 2)
 
     def predict(self, frames: int, deadline: float) -> float:
         """Seconds until this worker would finish a job of `frames` due at `deadline` (EDF:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.config import Settings, settings_to_json
+from streamer.config import Settings, settings_to_json, without_secrets
 from streamer.errors import NotReady, WorkerDied
 from streamer.pool.channel import Channel
 from streamer.pool.handle import Handle
@@ -45,7 +45,13 @@ class ProcessWorker(Handle):
         parent, child = ctx.Pipe()
         self._process = ctx.Process(
             target=worker_main,
-            args=(child, self.stats.index, self.stats.device, settings_to_json(self._settings), self._progress),
+            args=(
+                child,
+                self.stats.index,
+                self.stats.device,
+                settings_to_json(without_secrets(self._settings)),
+                self._progress,
+            ),
             name=f"render-worker-{self.stats.index}",
             daemon=True,
         )

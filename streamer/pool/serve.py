@@ -64,11 +64,13 @@ class Server:
         else:
             self.queue.put_control(int(meta["id"]), meta)
 
-    def cancel(self, session_id: str) -> None:
+    def cancel(self, session_id: str) -> set[int]:
+        """Drop that session's queued jobs; returns their ids."""
         dropped = set(self.queue.cancel(session_id))
         self.counters.cancelled += len(dropped)
         for job_id in dropped:  # a part rendering now finds its job gone, and is dropped
             self._frames.pop(job_id, None)
+        return dropped
 
     def run(self, send: Send) -> None:
         """Render until the queue closes."""

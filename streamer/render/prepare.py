@@ -117,7 +117,7 @@ def _build(
     with _bar(progress, f"{source.id}: faces") as update:
         faces = _faces(frames, source.path.name, renderer, models, update)
     if faces.degraded:
-        log.warning("template %s: %s face boxes without landmarks (degraded)", source.id, renderer.name)
+        log.warning("template %s: %s prepared degraded: %s", source.id, renderer.name, ", ".join(faces.reasons))
     blend = blend_boxes(faces.boxes)
     template = PreparedTemplate(
         id=source.id,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from streamer import ice
@@ -27,31 +29,39 @@ async def mint_grant(request: web.Request) -> web.Response:
     return web.json_response({"grant": token, "expires": expires}, status=201)
 
 
-def _may_relay(request: web.Request) -> bool:
-    """TURN credentials go only to a caller holding the key, a valid grant or a session token."""
+async def relay_ttl_s(request: web.Request) -> float:
+    """How long TURN credentials for this caller may last; 0 when it gets none.
+
+    The key holder: `turn_ttl_s`. A live session's token (`?session=<id>`): no longer than the
+    session may still last. A grant not used yet (a page asks before its offer): no longer than
+    a session it opens could last. A used, expired or forged grant, or nothing: none.
+    """
     settings = request.app[SETTINGS]
     if settings.key is None or has_key(request):
-        return True
+        return settings.turn_ttl_s
     token = bearer(request)
     if token is None:
-        return False
+        return 0.0
     session_id = request.query.get("session", "")
+    sessions = request.app[SESSIONS]
     if SESSION_ID.fullmatch(session_id):
-        session = request.app[SESSIONS].sessions.get(session_id)
+        session = sessions.sessions.get(session_id)
         if session is not None and bearer_matches(f"Bearer {token}", session.token):
-            return True
+            return min(settings.turn_ttl_s, sessions.remaining_s(session_id))
     try:
-        request.app[GRANTS].verify(token)  # checked, not used up
+        grant = await request.app[GRANTS].unused(token)
     except Unauthorized:
-        return False
-    return True
+        return 0.0
+    longest = min(settings.max_session_s, grant.max_session_s or settings.max_session_s)
+    return min(settings.turn_ttl_s, max(0.0, grant.expires - time.time()) + longest)
 
 
 async def ice_servers(request: web.Request) -> web.Response:
     """`RTCConfiguration.iceServers` for the page: the same list the server's peers use."""
     settings = request.app[SETTINGS]
-    servers = ice.servers_for(settings.ice_servers, settings.turn_secret, settings.turn_ttl_s)
-    return web.json_response({"ice_servers": ice.browser_json(servers, _may_relay(request))})
+    ttl = await relay_ttl_s(request)
+    servers = ice.servers_for(settings.ice_servers, settings.turn_secret, ttl)
+    return web.json_response({"ice_servers": ice.browser_json(servers, ttl > 0)})
 
 
 def routes() -> list[web.RouteDef]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -12,21 +11,25 @@ from typing import Any
 import cv2
 from aiohttp import web
 
-from streamer import tts
-from streamer.errors import BadInput, NotFound, UnsupportedMedia
+from streamer.errors import BadInput, Conflict, NotFound, NotReady, StreamerError, Unauthorized, UnsupportedMedia
 from streamer.events import to_json
-from streamer.server import lifetime
+from streamer.reply.speech import synthesize as speech_pcm
+from streamer.server import lifetime, live
+from streamer.server.auth import bearer_matches
 from streamer.server.guard import authorize_open, authorize_session
 from streamer.server.http import read_capped
-from streamer.server.keys import AUDIO_DECODERS, DECODERS, SESSIONS, SETTINGS, STARTUP
+from streamer.server.keys import AUDIO_DECODERS, HOLDERS, SESSIONS, SETTINGS, STARTUP
+from streamer.server.limits import check_sockets
 from streamer.server.live import LiveSocket
 from streamer.server.sessions import SessionManager
+from streamer.server.state import Held
 from streamer.session import Session
 from streamer.units import FPS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 SESSION_ID = re.compile(r"[0-9a-f]{16}")
+CHAT_MAX_CHARS = 2000
 
 
 def _session_id(request: web.Request) -> str:
@@ -92,13 +95,14 @@ async def preview(request: web.Request) -> web.Response:
 
 @routes.post("/api/sessions")
 async def open_session(request: web.Request) -> web.Response:
+    grant = await authorize_open(request)  # before the body is read
     body = await read_json(request)
-    grant = authorize_open(request, body.get("template"))
     if body.get("type", "offer") != "offer":
         raise BadInput("`type` must be offer")
     opened = await lifetime.open_session(request, body.get("template"), body.get("sdp"), grant)
+    chat = request.app[SESSIONS].replies.available
     return web.json_response(
-        {"session_id": opened.session_id, "token": opened.token, "sdp": opened.sdp, "type": opened.type},
+        {"session_id": opened.session_id, "token": opened.token, "sdp": opened.sdp, "type": opened.type, "chat": chat},
         status=201,
     )
 
@@ -129,7 +133,7 @@ async def _speak_bytes(request: web.Request, session: Session, data: bytes, cont
 async def speak(request: web.Request) -> web.Response:
     session = _authorized(request)
     with lifetime.upload(request, session.id):
-        data = await request.read()
+        data = await read_capped(request, request.app[SETTINGS].max_audio_bytes, "the audio body")
         return await _speak_bytes(request, session, data, request.headers.get("Content-Type"))
 
 
@@ -146,30 +150,72 @@ def _text(body: dict[str, Any]) -> str:
 
 @routes.post("/api/sessions/{session_id}/say")
 async def say(request: web.Request) -> web.Response:
+    """Speak `text` with the configured TTS engine (the reply engine's), in the template's voice."""
     session = _authorized(request)
     with lifetime.upload(request, session.id):
         text = _text(await read_json(request))
-        settings = request.app[SETTINGS]
-        wav = await asyncio.get_running_loop().run_in_executor(request.app[DECODERS], tts.synthesize, text, settings)
-        return await _speak_bytes(request, session, wav, "audio/wav")
+        replies = request.app[SESSIONS].replies
+        speech = replies.speech(replies.persona(session.template.id).voice)
+        try:
+            pcm = await speech_pcm(speech, text)
+        except StreamerError as exc:
+            if exc.status < 500:
+                raise
+            log.error("session %s: speech synthesis failed: %s", session.id, exc)  # the engine's text stays here
+            raise type(exc)("speech synthesis failed (the server log says why)") from None
+        return await _speak_bytes(request, session, pcm, f"audio/pcm;rate={speech.sample_rate}")
+
+
+@routes.post("/api/sessions/{session_id}/chat")
+async def chat(request: web.Request) -> web.Response:
+    """A question for the reply engine; the answer is spoken, its text sent as events."""
+    session = _authorized(request)
+    text = _text(await read_json(request))
+    if not text.strip() or len(text) > CHAT_MAX_CHARS:
+        raise BadInput(f"`text` must hold 1 to {CHAT_MAX_CHARS} characters, not {len(text.strip())}")
+    if session.replier is None:
+        raise Conflict("no reply engine: set llm_url (an OpenAI-compatible base URL ending in /v1) to chat")
+    if request.app[STARTUP].draining:
+        raise NotReady("the server is shutting down: it takes no more speech")
+    turn_id = await session.replier.start_turn(text.strip())
+    return web.json_response({"turn_id": turn_id}, status=202)
 
 
 @routes.post("/api/sessions/{session_id}/interrupt")
 async def interrupt(request: web.Request) -> web.Response:
-    events = _authorized(request).conversation.interrupt()
+    events = _authorized(request).interrupt()
     return web.json_response({"interrupted": [to_json(e) for e in events]})
 
 
 @routes.get("/api/sessions/{session_id}/audio")
 async def audio_socket(request: web.Request) -> web.WebSocketResponse:
-    """Live PCM in, session events out (streamer/server/live.py); `?token=` for browsers."""
-    token = request.query.get("token")
-    header = request.headers.get("Authorization") or (f"Bearer {token}" if token else None)
-    session = request.app[SESSIONS].authorize(_session_id(request), header)
+    """Live PCM in, session events out (streamer/server/live.py). The token comes in
+    `Authorization`, or (browsers) as `token.<token>` in `Sec-WebSocket-Protocol` beside
+    `streamer-audio`; `?token=` still works, for a session token only, never the server key."""
+    session = _socket_session(request)
     settings = request.app[SETTINGS]
+    held = request.app[HOLDERS].setdefault(session.id, Held())
+    check_sockets(settings, held.sockets)
     # Messages up to 4× the caps get a JSON 413 and the socket stays open; larger ones close it (1009).
     largest = 4 * max(settings.max_ws_bytes, settings.max_json_bytes)
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=largest)
-    await ws.prepare(request)
-    await LiveSocket(ws, session, settings).run()
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=largest, protocols=(live.PROTOCOL,))
+    held.sockets += 1
+    try:
+        await ws.prepare(request)
+        await LiveSocket(ws, session, settings, request.app[STARTUP]).run()
+    finally:
+        held.sockets -= 1
     return ws
+
+
+def _socket_session(request: web.Request) -> Session:
+    session_id = _session_id(request)
+    if "Authorization" in request.headers:
+        return _authorized(request)
+    token = live.protocol_token(request.headers.get("Sec-WebSocket-Protocol")) or request.query.get("token")
+    session = request.app[SESSIONS].get(session_id)
+    if not bearer_matches(f"Bearer {token}" if token else None, session.token):  # the session's token only
+        raise Unauthorized(
+            "this socket needs its session's token (Sec-WebSocket-Protocol: streamer-audio, token.<token>)"
+        )
+    return session

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -27,6 +28,7 @@ from streamer.pool.report import PoolGauges
 from streamer.render.prepare import renderer_cache
 from streamer.server import access, api, openapi, ops, whep
 from streamer.server.decoding import Decoders
+from streamer.server.grant_store import create_store
 from streamer.server.grants import Grants
 from streamer.server.http import cors, errors, forwarded, loopback_host
 from streamer.server.keys import (
@@ -44,6 +46,7 @@ from streamer.server.sessions import SessionManager
 from streamer.server.state import Startup
 
 log = logging.getLogger(__name__)
+MAX_HEADER_LINE = 8190
 WEB_FILE = re.compile(r"[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico|webmanifest)")
 
 
@@ -119,6 +122,7 @@ async def on_cleanup(app: web.Application) -> None:
     await app[SESSIONS].pool.close()
     app[DECODERS].shutdown(wait=False, cancel_futures=True)
     await asyncio.get_running_loop().run_in_executor(None, app[AUDIO_DECODERS].close)
+    await app[GRANTS].store.close()
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -155,10 +159,11 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = metrics_
     app[DECODERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
-    app[AUDIO_DECODERS] = Decoders()
+    app[AUDIO_DECODERS] = Decoders(timeout_s=settings.decode_timeout_s)
     app[SESSIONS] = SessionManager(settings, pool, metrics_, clock_factory)
     app[STARTUP] = Startup()
-    app[GRANTS] = Grants(settings.grant_secret or settings.key or secrets.token_urlsafe(32))
+    secret = settings.grant_secret or settings.key or secrets.token_urlsafe(32)
+    app[GRANTS] = Grants(secret, store=create_store(settings.grant_store))
     app[HOLDERS] = {}
     app[POOL_GAUGES] = PoolGauges(metrics_.registry)
     app.add_routes(api.routes)
@@ -171,6 +176,18 @@ def create_app(
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     return app
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """`web.AppRunner` keywords that bound what a slow or bloated client can hold: headers must
+    arrive within `read_timeout_s` of the connection (or of the previous response), at most
+    `max_headers` lines of at most 8 KiB each (bodies: `read_capped`)."""
+    return {
+        "keepalive_timeout": settings.read_timeout_s,
+        "max_headers": settings.max_headers,
+        "max_line_size": MAX_HEADER_LINE,
+        "max_field_size": MAX_HEADER_LINE,
+    }
 
 
 def _h264_codec(settings: Settings) -> str:

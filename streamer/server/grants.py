@@ -13,16 +13,20 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
 from streamer.errors import BadInput, Unauthorized
+from streamer.server.grant_store import GrantStore, MemoryStore, ReplayStore
+
+__all__ = ["Grant", "Grants", "ReplayStore", "grant_request", "signing_key"]
 
 ALGORITHM = "HS256"
 AUDIENCE = "streamer-session"
 DERIVE_LABEL = b"streamer session grants v1"
+USED = "the grant has been used already: each grant opens one session"
 
 
 @dataclass(frozen=True)
@@ -35,30 +39,6 @@ class Grant:
     max_session_s: float | None
 
 
-@dataclass
-class ReplayStore:
-    """Grant ids already redeemed, each kept until its grant's expiry, then pruned."""
-
-    clock: Callable[[], float] = time.time
-    _used: dict[str, int] = field(default_factory=dict)
-
-    def claim(self, jti: str, expires: int) -> bool:
-        """True the first time `jti` is claimed; False when it was redeemed before."""
-        self.prune()
-        if jti in self._used:
-            return False
-        self._used[jti] = expires
-        return True
-
-    def prune(self) -> None:
-        now = self.clock()
-        for jti in [j for j, exp in self._used.items() if exp < now]:
-            del self._used[jti]
-
-    def __len__(self) -> int:
-        return len(self._used)
-
-
 def signing_key(secret: str) -> bytes:
     """A 32-byte HMAC key for grants only, so a grant never doubles as anything keyed by `secret`."""
     return hmac.new(secret.encode(), DERIVE_LABEL, hashlib.sha256).digest()
@@ -67,10 +47,10 @@ def signing_key(secret: str) -> bytes:
 class Grants:
     """Mints and redeems grants with one secret and an injectable clock."""
 
-    def __init__(self, secret: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, secret: str, clock: Callable[[], float] = time.time, store: GrantStore | None = None) -> None:
         self._key = signing_key(secret)
         self._clock = clock
-        self.replays = ReplayStore(clock)
+        self.store: GrantStore = store if store is not None else MemoryStore(clock)
 
     def mint(self, templates: tuple[str, ...], ttl_s: float, max_session_s: float | None = None) -> tuple[str, int]:
         """The signed grant and its expiry (unix seconds)."""
@@ -112,13 +92,27 @@ class Grants:
             raise Unauthorized("the grant's max_session_s is not a number")
         return Grant(str(claims["jti"]), tuple(templates), int(claims["exp"]), limit)
 
-    def redeem(self, token: str, template_id: str) -> Grant:
-        """Verify the grant for `template_id` and use it up; a second redeem is refused."""
-        grant = self.verify(token)
+    def check(self, grant: Grant, template_id: str) -> Grant:
         if template_id not in grant.templates:
             raise Unauthorized(f"the grant is not for template {template_id!r}")
-        if not self.replays.claim(grant.jti, grant.expires):
-            raise Unauthorized("the grant has been used already: each grant opens one session")
+        return grant
+
+    async def unused(self, token: str) -> Grant:
+        """The verified grant, when it has not opened a session yet (nothing is used up)."""
+        grant = self.verify(token)
+        if await self.store.used(grant.jti):
+            raise Unauthorized(USED)
+        return grant
+
+    async def use(self, grant: Grant) -> None:
+        """Use the grant up (atomically, across servers sharing the store); 401 when it was already."""
+        if not await self.store.claim(grant.jti, grant.expires):
+            raise Unauthorized(USED)
+
+    async def redeem(self, token: str, template_id: str) -> Grant:
+        """Verify the grant for `template_id` and use it up; a second redeem is refused."""
+        grant = self.check(self.verify(token), template_id)
+        await self.use(grant)
         return grant
 
 

@@ -24,8 +24,9 @@ def has_key(request: web.Request) -> bool:
     return bearer_matches(request.headers.get("Authorization"), request.app[SETTINGS].key)
 
 
-def authorize_open(request: web.Request, template_id: object) -> Grant | None:
-    """None when the caller may open any session; the redeemed grant when it came with one."""
+async def authorize_open(request: web.Request) -> Grant | None:
+    """Before any body is read: None when the caller may open any session; else its grant,
+    verified and not used yet (it is used up once the session is open: server/lifetime.py)."""
     if request.app[STARTUP].draining:
         raise NotReady("the server is shutting down: try another one (or again shortly)")
     if request.app[SETTINGS].key is None or has_key(request):
@@ -33,9 +34,7 @@ def authorize_open(request: web.Request, template_id: object) -> Grant | None:
     token = bearer(request)
     if token is None:
         raise Unauthorized("this server needs a grant (or its key) to open sessions: Authorization: Bearer <grant>")
-    if not isinstance(template_id, str):
-        raise Unauthorized("a grant opens a session on a named template")
-    return request.app[GRANTS].redeem(token, template_id)
+    return await request.app[GRANTS].unused(token)
 
 
 def authorize_session(request: web.Request, session_id: str) -> Session:

@@ -3,6 +3,7 @@ the loopback Host rule and X-Forwarded-* from trusted proxies; a capped body rea
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
@@ -19,18 +20,27 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EXPOSED_HEADERS = "Location, Link, X-Session-Token"
+FORWARDED_CLIENT = web.RequestKey("forwarded_client", bool)
+"""Request key: True when `request.remote` came from X-Forwarded-For."""
 HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 async def read_capped(request: web.Request, limit: int, what: str) -> bytes:
-    """The whole body, refused with 413 as soon as it passes `limit` bytes (however it is sent)."""
+    """The whole body, refused with 413 as soon as it passes `limit` bytes (however it is sent),
+    and with 408 when it has not all arrived within `read_timeout_s` (a client dripping it)."""
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge(f"{what} is larger than {limit} bytes")
     body = bytearray()
-    async for chunk in request.content.iter_chunked(16 * 1024):
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge(f"{what} is larger than {limit} bytes")
+    deadline = request.app[SETTINGS].read_timeout_s
+    try:
+        async with asyncio.timeout(deadline):
+            async for chunk in request.content.iter_chunked(16 * 1024):
+                body += chunk
+                if len(body) > limit:
+                    raise TooLarge(f"{what} is larger than {limit} bytes")
+    except TimeoutError:
+        log.info("%s %s: %s took longer than %g s to arrive", request.method, request.path, what, deadline)
+        raise web.HTTPRequestTimeout(text=f"{what} did not arrive within {deadline:g} s") from None
     return bytes(body)
 
 
@@ -80,9 +90,9 @@ async def loopback_host(request: web.Request, handler: Handler) -> web.StreamRes
     return await handler(request)
 
 
-def _last(value: str | None) -> str | None:
-    """The value the nearest proxy added to a comma-separated forwarding header."""
-    parts = [p.strip() for p in (value or "").split(",") if p.strip()]
+def _last(values: list[str]) -> str | None:
+    """The value the nearest proxy added to a forwarding header, all its lines taken together."""
+    parts = [p.strip() for p in ",".join(values).split(",") if p.strip()]
     return parts[-1] if parts else None
 
 
@@ -94,9 +104,11 @@ def trusted(address: str | None, proxies: tuple[str, ...]) -> bool:
     return any(ip in ipaddress.ip_network(p, strict=False) for p in proxies)
 
 
-def client_address(forwarded_for: str | None, proxies: tuple[str, ...]) -> str | None:
-    """The rightmost X-Forwarded-For address that is not one of our proxies."""
-    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+def client_address(forwarded_for: str | list[str] | None, proxies: tuple[str, ...]) -> str | None:
+    """The rightmost X-Forwarded-For address that is not one of our proxies, every line of the
+    header joined first (a proxy may append a line of its own instead of extending the client's)."""
+    lines = [forwarded_for] if isinstance(forwarded_for, str) else list(forwarded_for or [])
+    hops = [h.strip() for h in ",".join(lines).split(",") if h.strip()]
     for hop in reversed(hops):
         if not trusted(hop, proxies):
             return hop if _is_ip(hop) else None
@@ -118,16 +130,20 @@ async def forwarded(request: web.Request, handler: Handler) -> web.StreamRespons
     if not proxies or not trusted(request.remote, proxies):
         return await handler(request)
     changes: dict[str, Any] = {}  # clone's keyword arguments, of several types
-    remote = client_address(request.headers.get("X-Forwarded-For"), proxies)
-    proto = _last(request.headers.get("X-Forwarded-Proto"))
-    host = _last(request.headers.get("X-Forwarded-Host"))
+    remote = client_address(request.headers.getall("X-Forwarded-For", []), proxies)
+    proto = _last(request.headers.getall("X-Forwarded-Proto", []))
+    host = _last(request.headers.getall("X-Forwarded-Host", []))
     if remote:
         changes["remote"] = remote
     if proto in ("http", "https"):
         changes["scheme"] = proto
     if host and HOST.fullmatch(host):
         changes["host"] = host
-    return await handler(request.clone(**changes) if changes else request)
+    if not changes:
+        return await handler(request)
+    clone = request.clone(**changes)
+    clone[FORWARDED_CLIENT] = remote is not None  # a named address never gets the loopback exemption
+    return await handler(clone)
 
 
 def origin_allowed(request: web.Request, origin: str) -> bool:

@@ -1,7 +1,9 @@
 """The live audio WebSocket: PCM in (start, s16le chunks, end; repeat), session events out.
 
 Text messages are capped at `max_json_bytes`, binary ones at `max_ws_bytes`; the socket
-closes when its session closes (after the `closing` event, when there is one).
+closes when its session closes (after the `closing` event, when there is one). A chunk that
+cannot be taken (too large, past `max_audio_seconds`, past the session's buffer) ends the
+stream there, with an `error` and an `ended` event: speech is cut short, never holed.
 """
 
 from __future__ import annotations
@@ -14,15 +16,33 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from streamer.config import Settings
-from streamer.errors import BadInput, StreamerError, TooLarge
+from streamer.errors import BadInput, NotReady, StreamerError, TooLarge
 from streamer.livestream import LiveStream
+from streamer.server.state import Startup
 from streamer.session import Session
 from streamer.tasks import TaskSet
+from streamer.units import FPS
+
+PROTOCOL = "streamer-audio"
+"""The subprotocol the server selects; a browser offers it beside `token.<session token>`."""
+TOKEN_PREFIX = "token."
+
+
+def protocol_token(header: str | None) -> str | None:
+    """The session token a browser put in `Sec-WebSocket-Protocol` (`token.<token>`)."""
+    for item in (header or "").split(","):
+        item = item.strip()
+        if item.startswith(TOKEN_PREFIX) and len(item) > len(TOKEN_PREFIX):
+            return item[len(TOKEN_PREFIX) :]
+    return None
 
 
 class LiveSocket:
-    def __init__(self, ws: web.WebSocketResponse, session: Session, settings: Settings) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, session: Session, settings: Settings, startup: Startup | None = None
+    ) -> None:
         self.ws = ws
+        self.startup = startup
         self.session = session
         self.settings = settings
         self.stream: LiveStream | None = None
@@ -63,14 +83,33 @@ class LiveSocket:
             command = json.loads(msg.data)
             await self._command(command.get("type") if isinstance(command, dict) else None, command)
         elif msg.type == WSMsgType.BINARY:
-            if len(msg.data) > self.settings.max_ws_bytes:
+            await self._audio(msg.data)
+
+    async def _audio(self, data: bytes) -> None:
+        stream = self.stream
+        if stream is None:
+            if len(data) > self.settings.max_ws_bytes:
                 raise TooLarge(f"audio chunks are at most {self.settings.max_ws_bytes} bytes")
-            if self.stream is None:
-                raise BadInput("send start before audio")
-            self.stream.push(msg.data)
+            raise BadInput("send start before audio")
+        if stream.ended:
+            stream.push(data)  # refused: the stream ended before this chunk (interrupt, idle, a cut)
+        try:
+            if len(data) > self.settings.max_ws_bytes:
+                stream.refuse(TooLarge(f"audio chunks are at most {self.settings.max_ws_bytes} bytes"))
+            stream.push(data)
+        except StreamerError as exc:
+            if not stream.ended or self.stream is not stream:
+                raise
+            self.stream = None  # ended here by the refused chunk: say so, and how much will play
+            seconds = (stream.utterance.total_units or 0) / FPS
+            message = f"{exc}; the stream was ended at {seconds:.2f} s"
+            await self.ws.send_json({"type": "error", "error": message, "status": exc.status})
+            await self.ws.send_json({"type": "ended", "utterance_id": stream.utterance_id, "duration_s": seconds})
 
     async def _command(self, kind: object, command: Any) -> None:
         if kind == "start":  # a second one while a stream is open: 429 from the conversation
+            if self.startup is not None and self.startup.draining:
+                raise NotReady("the server is shutting down: it takes no more speech")
             self.stream = self.session.conversation.open_stream(command.get("sample_rate"))
             await self.ws.send_json({"type": "started", "utterance_id": self.stream.utterance_id})
         elif kind == "end":
@@ -80,7 +119,7 @@ class LiveSocket:
             seconds = stream.end()
             await self.ws.send_json({"type": "ended", "utterance_id": stream.utterance_id, "duration_s": seconds})
         elif kind == "interrupt":
-            self.session.conversation.interrupt()
+            self.session.interrupt()  # a reply being written stops too
             self.stream = None
         else:
             raise BadInput("messages are start, end or interrupt")

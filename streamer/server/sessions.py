@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from streamer.memory import release_free_memory
 from streamer.metrics import Metrics
 from streamer.pool.admission import Decision, Load, admit, decide
 from streamer.pool.base import RenderPool
+from streamer.reply.services import ReplyServices
 from streamer.server.auth import bearer_matches
 from streamer.server.limits import check_client, limit_reached
 from streamer.session import Session
@@ -62,6 +64,11 @@ class SessionManager:
         """Session id → the client address that opened it (for the per-client limit)."""
         self.refusals = 0
         """Sessions refused because the render devices were at capacity."""
+        self.ends_at: dict[str, float] = {}
+        """Session id → the monotonic time its longest life ends (TURN credentials last no longer)."""
+        pool.watch_load(self.own_load)
+        self.replies = ReplyServices(settings)
+        """The reply engine's shared parts (one HTTP pool to the LLM and TTS servers)."""
         self.voice = VoiceServices(settings)
         """Listening (VAD threads, the speech recognizer) shared by every session's microphone."""
 
@@ -72,25 +79,33 @@ class SessionManager:
         return self.templates[template_id]
 
     async def open(
-        self, template_id: object, sdp: object, client: str | None = None, max_session_s: float | None = None
+        self,
+        template_id: object,
+        sdp: object,
+        client: str | None = None,
+        max_session_s: float | None = None,
+        from_proxy: bool = False,
     ) -> Opened:
-        """A new session; `client` (its address) counts against `max_sessions_per_client`, and
-        `max_session_s` (a grant's) may only shorten the server's `max_session_s`."""
+        """A new session; `client` (its address, `from_proxy` when a forwarding header named it)
+        counts against `max_sessions_per_client`, and `max_session_s` (a grant's) may only
+        shorten the server's `max_session_s`."""
         if not isinstance(template_id, str) or not isinstance(sdp, str):
             raise BadInput("`template` and `sdp` must be strings")
         template = self.template(template_id)
         if len(self.sessions) + self._opening >= self.settings.max_sessions:
             raise Busy(f"the server holds its limit of {self.settings.max_sessions} sessions")
-        check_client(self.settings, client, list(self.clients.values()))
+        check_client(self.settings, client, list(self.clients.values()), from_proxy)
         if not self.pool.renderer:
             raise NotReady("render workers are starting")
         try:
-            admit(self.pool.capacity(), self.load(), self.settings.admission_threshold, self.settings.speaking_share)
+            load = self.own_load() + await self.pool.reserve(self.own_load())
+            admit(self.pool.capacity(), load, self.settings.admission_threshold, self.settings.speaking_share)
         except Busy:
             self.refusals += 1
             log.warning("session refused: the render devices are at capacity (%d open)", len(self.sessions))
             raise
-        session = Session(template, self.pool, self.settings, self.metrics, self._clock_factory(), self.voice)
+        clock = self._clock_factory()
+        session = Session(template, self.pool, self.settings, self.metrics, clock, self.replies, self.voice)
         self._opening += 1
         try:
             answer = await session.answer(sdp)
@@ -105,6 +120,7 @@ class SessionManager:
         self.metrics.session_opened(template_id)
         self.metrics.sessions.set(len(self.sessions))
         longest = min(self.settings.max_session_s, max_session_s or self.settings.max_session_s)
+        self.ends_at[session.id] = time.monotonic() + longest
         self._watchers.spawn(self._watch(session, longest), name=f"watch-{session.id}")
         log.info("session %s opened on %s", session.id, template_id)
         return Opened(session.id, session.token, answer)
@@ -130,16 +146,24 @@ class SessionManager:
                 await asyncio.wait_for(session.closed.wait(), WATCH_S)
         await self.close(session.id)
 
-    def load(self) -> Load:
+    def own_load(self) -> Load:
         """Open sessions (those being opened included) and how many speak now."""
         speaking = sum(1 for s in self.sessions.values() if s.conversation.playout.state == "speaking")
         return Load(len(self.sessions) + self._opening, speaking)
+
+    def load(self) -> Load:
+        """This server's load and that of the others sharing its render workers."""
+        return self.own_load() + self.pool.others()
 
     def admission(self) -> Decision:
         """Whether a session opened now would be admitted, and the figures behind it."""
         return decide(
             self.pool.capacity(), self.load(), self.settings.admission_threshold, self.settings.speaking_share
         )
+
+    def remaining_s(self, session_id: str) -> float:
+        """How much longer the session may last (0 for one that is not open)."""
+        return max(0.0, self.ends_at.get(session_id, 0.0) - time.monotonic())
 
     def get(self, session_id: object) -> Session:
         session = self.sessions.get(session_id) if isinstance(session_id, str) else None
@@ -157,6 +181,7 @@ class SessionManager:
     async def close(self, session_id: str) -> None:
         session = self.sessions.pop(session_id, None)
         self.clients.pop(session_id, None)
+        self.ends_at.pop(session_id, None)
         if session is None:
             return
         await session.close()
@@ -167,4 +192,5 @@ class SessionManager:
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(sid) for sid in list(self.sessions)))
         await self._watchers.close()
+        await self.replies.close()
         await self.voice.close()

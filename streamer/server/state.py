@@ -30,3 +30,7 @@ class Held:
     """The grant that opened it: its bearer may control the session's WHEP resource."""
     uploads: int = 0
     """Uploads (speak, say) being decoded now."""
+    crashes: int = 0
+    """Uploads of this session that crashed a decoder (or ran past the decode time limit)."""
+    sockets: int = 0
+    """Audio WebSockets open now."""

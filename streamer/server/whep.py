@@ -42,15 +42,16 @@ async def _read_offer(request: web.Request) -> str:
     return text  # the session checks the offer itself, for WHEP and the JSON API alike
 
 
-def ice_links(request: web.Request, with_credentials: bool) -> list[str]:
+def ice_links(request: web.Request, ttl_s: float) -> list[str]:
+    """The ICE servers as `Link` headers; TURN with credentials valid `ttl_s` (none when 0)."""
     settings = request.app[SETTINGS]
-    servers = ice.servers_for(settings.ice_servers, settings.turn_secret, settings.turn_ttl_s)
-    return [link for s in servers if (link := ice.link_header(s, with_credentials)) is not None]
+    servers = ice.servers_for(settings.ice_servers, settings.turn_secret, ttl_s)
+    return [link for s in servers if (link := ice.link_header(s, ttl_s > 0)) is not None]
 
 
 async def post_offer(request: web.Request) -> web.Response:
     template_id = request.match_info["template"]
-    grant = authorize_open(request, template_id)
+    grant = await authorize_open(request)  # before the body is read
     offer = await _read_offer(request)
     opened = await open_session(request, template_id, offer, grant)
     log.info("WHEP session %s opened on %s", opened.session_id, template_id)
@@ -61,7 +62,8 @@ async def post_offer(request: web.Request) -> web.Response:
         headers={"Location": f"/whep/{opened.session_id}", TOKEN_HEADER: opened.token},
     )
     response.headers.add("Link", f'</api/sessions/{opened.session_id}>; rel="session"')
-    for link in ice_links(request, with_credentials=True):
+    ttl = min(request.app[SETTINGS].turn_ttl_s, request.app[SESSIONS].remaining_s(opened.session_id))
+    for link in ice_links(request, ttl):
         response.headers.add("Link", link)
     return response
 
@@ -98,7 +100,7 @@ async def patch_session(request: web.Request) -> web.Response:
 
 async def options(request: web.Request) -> web.Response:
     response = web.Response(status=204, headers={"Accept-Post": SDP_TYPE, "Allow": ALLOW})
-    for link in ice_links(request, with_credentials=has_key(request)):
+    for link in ice_links(request, request.app[SETTINGS].turn_ttl_s if has_key(request) else 0.0):
         response.headers.add("Link", link)
     return response
 

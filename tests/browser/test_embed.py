@@ -148,3 +148,26 @@ def test_the_key_attribute_opens_sessions_on_a_server_with_a_key(page) -> None:
             }})"""
         )
         assert detail["status"] == 401 and "key" in detail["message"], detail
+
+
+def test_the_audio_socket_carries_its_token_as_a_subprotocol_not_in_the_url(embed_page) -> None:
+    page, port = embed_page
+    page.goto(f"http://127.0.0.1:{port}/embed.html")
+    page.wait_for_function("() => customElements.get('digital-human') !== undefined")
+    rec = Recorder(page)
+    rec.start(f"{ELEMENT}.session && {ELEMENT}.session.pc", ELEMENT)
+    page.evaluate(f"() => {{ {ELEMENT}.connect(); }}")
+    rec.wait_event("connected")
+    opened = page.evaluate(
+        f"""() => new Promise((resolve, reject) => {{
+          const ws = {ELEMENT}.session.audioSocket();
+          ws.onopen = () => ws.send(JSON.stringify({{type: "start", sample_rate: 16000}}));
+          ws.onmessage = (e) => {{
+            resolve({{protocol: ws.protocol, url: ws.url, reply: JSON.parse(e.data)}});
+            ws.close();
+          }};
+          ws.onerror = () => reject(new Error("the socket failed"));
+        }})"""
+    )
+    assert opened["protocol"] == "streamer-audio" and opened["reply"]["type"] == "started"
+    assert "token" not in opened["url"]

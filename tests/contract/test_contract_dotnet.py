@@ -28,6 +28,7 @@ METHODS = {
     "Stats": (None, "Stats"),
     "Speak": (None, "UtteranceQueued"),
     "Say": ("SayRequest", "UtteranceQueued"),
+    "ChatAsync": ("ChatRequest", "ChatTurn"),
     "Interrupt": (None, "Interrupted"),
     "State": (None, "Session"),
     "Close": (None, "SessionClosed"),

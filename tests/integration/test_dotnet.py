@@ -172,3 +172,13 @@ async def test_the_backend_mints_a_grant_and_the_viewer_needs_no_key(program: Pa
         await again.close()
     finally:
         await viewer.close()
+
+
+async def test_the_csharp_audio_socket_sends_its_token_as_a_subprotocol(program: Path, server: LiveServer) -> None:
+    viewer = Client(server.url)
+    try:
+        await viewer.connect(TEMPLATE)
+        opened = await run(program, "socket", server.url, viewer.session_id, viewer.token)
+        assert opened["protocol"] == "streamer-audio" and '"type": "started"' in opened["reply"]
+    finally:
+        await viewer.close()

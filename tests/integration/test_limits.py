@@ -46,11 +46,12 @@ async def test_one_live_stream_at_a_time_per_session(server):
             await second.send_json({"type": "start", "sample_rate": 16000})
             refused = await second.receive_json()
             assert refused["type"] == "error" and refused["status"] == 429
-            await first.send_bytes(b"\x00" * 70000)  # over max_ws_bytes (64 KiB)
+            await first.send_bytes(b"\x00" * 70000)  # over max_ws_bytes (64 KiB): the stream ends there
             too_big = await first.receive_json()
-            assert too_big["status"] == 413
-            await first.send_json({"type": "end"})
+            assert too_big["status"] == 413 and "ended at 0.00 s" in too_big["error"]
             assert (await first.receive_json())["type"] == "ended"
+            await first.send_json({"type": "end"})
+            assert "no stream is open" in (await first.receive_json())["error"]
     finally:
         await client.close()
 

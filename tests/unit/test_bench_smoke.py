@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from bench import encoder, latency, lite
+from bench import conversation, encoder, latency, lite
 
 MACHINE_KEYS = {"cpu", "cores", "python", "torch", "av", "gpus"}
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -59,3 +59,13 @@ def test_latency_bench_measures_an_upload_and_a_stream():
         assert part["first_frame_ms"]["count"] == 1  # the mouth was seen moving
     assert result["upload"]["server_first_frame_ms"]["count"] == 1
     assert result["stream"]["server_first_frame_ms_all_utterances"]["count"] == 2
+
+
+@needs_espeak
+def test_conversation_bench_measures_a_turn_and_an_interrupt():
+    result = conversation.main(["--turns", "1", "--interrupts", "1", "--first-token-ms", "50"])
+    check(result, {"llm_first_token_ms", "first_sentence_ms", "own_ms", "llm_hang_up_ms", "target_own_ms", "met"})
+    assert result["target_own_ms"] == 250 and isinstance(result["met"], bool)
+    for key in ("llm_first_token_ms", "first_sentence_ms", "tts_first_audio_ms", "first_frame_ms", "own_ms"):
+        assert result[key]["count"] == 1, key
+    assert result["llm_hang_up_ms"]["count"] == 1 and result["viewer_interrupted_ms"]["count"] == 1

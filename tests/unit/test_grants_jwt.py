@@ -24,78 +24,78 @@ def _claims(**over) -> dict:
     return {"aud": AUDIENCE, "exp": now + 60, "jti": "j1", "templates": ["astronaut"], **over}
 
 
-def test_a_grant_opens_one_session_on_its_templates():
+async def test_a_grant_opens_one_session_on_its_templates():
     grants = Grants(SECRET)
     token, expires = grants.mint(("astronaut", "dog"), 60, max_session_s=900)
     assert expires - time.time() == pytest.approx(60, abs=2)
-    grant = grants.redeem(token, "dog")
+    grant = await grants.redeem(token, "dog")
     assert grant.templates == ("astronaut", "dog") and grant.max_session_s == 900
     with pytest.raises(Unauthorized, match="used already"):
-        grants.redeem(token, "astronaut")
+        await grants.redeem(token, "astronaut")
 
 
-def test_wrong_template_is_refused_and_does_not_use_the_grant_up():
+async def test_wrong_template_is_refused_and_does_not_use_the_grant_up():
     grants = Grants(SECRET)
     token, _ = grants.mint(("astronaut",), 60)
     with pytest.raises(Unauthorized, match="not for template 'dog'"):
-        grants.redeem(token, "dog")
-    assert grants.redeem(token, "astronaut").templates == ("astronaut",)
+        await grants.redeem(token, "dog")
+    assert (await grants.redeem(token, "astronaut")).templates == ("astronaut",)
 
 
-def test_expired_grant_is_refused():
+async def test_expired_grant_is_refused():
     past = Grants(SECRET, clock=lambda: time.time() - 120)
     token, _ = past.mint(("astronaut",), 60)
     with pytest.raises(Unauthorized, match="expired"):
-        Grants(SECRET).redeem(token, "astronaut")
+        await Grants(SECRET).redeem(token, "astronaut")
 
 
-def test_alg_none_is_refused():
+async def test_alg_none_is_refused():
     token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims())}."
     with pytest.raises(Unauthorized, match="not valid"):
-        Grants(SECRET).redeem(token, "astronaut")
+        await Grants(SECRET).redeem(token, "astronaut")
 
 
-def test_another_algorithm_with_the_same_key_is_refused():
+async def test_another_algorithm_with_the_same_key_is_refused():
     token = jwt.encode(_claims(), signing_key(SECRET), algorithm="HS512")
     with pytest.raises(Unauthorized, match="not valid"):
-        Grants(SECRET).redeem(token, "astronaut")
+        await Grants(SECRET).redeem(token, "astronaut")
     good = jwt.encode(_claims(), signing_key(SECRET), algorithm="HS256")
-    assert Grants(SECRET).redeem(good, "astronaut").jti == "j1"  # the same claims under HS256 pass
+    assert (await Grants(SECRET).redeem(good, "astronaut")).jti == "j1"  # the same claims under HS256 pass
 
 
-def test_tampered_payload_is_refused():
+async def test_tampered_payload_is_refused():
     token, _ = Grants(SECRET).mint(("astronaut",), 60)
     header, _, signature = token.split(".")
     forged = f"{header}.{_b64(_claims(templates=['astronaut', 'dog']))}.{signature}"
     with pytest.raises(Unauthorized, match="not valid"):
-        Grants(SECRET).redeem(forged, "dog")
+        await Grants(SECRET).redeem(forged, "dog")
 
 
-def test_another_secret_or_audience_is_refused():
+async def test_another_secret_or_audience_is_refused():
     token, _ = Grants("another-server").mint(("astronaut",), 60)
     with pytest.raises(Unauthorized):
-        Grants(SECRET).redeem(token, "astronaut")
+        await Grants(SECRET).redeem(token, "astronaut")
     other_aud = jwt.encode(_claims(aud="something-else"), signing_key(SECRET), algorithm="HS256")
     with pytest.raises(Unauthorized):
-        Grants(SECRET).redeem(other_aud, "astronaut")
+        await Grants(SECRET).redeem(other_aud, "astronaut")
     raw_key = jwt.encode(_claims(), SECRET, algorithm="HS256")  # signed with the key itself, not the derived one
     with pytest.raises(Unauthorized):
-        Grants(SECRET).redeem(raw_key, "astronaut")
+        await Grants(SECRET).redeem(raw_key, "astronaut")
 
 
 @pytest.mark.parametrize("missing", ["exp", "jti", "aud"])
-def test_exp_jti_and_audience_are_required(missing):
+async def test_exp_jti_and_audience_are_required(missing):
     claims = _claims()
     del claims[missing]
     token = jwt.encode(claims, signing_key(SECRET), algorithm="HS256")
     with pytest.raises(Unauthorized):
-        Grants(SECRET).redeem(token, "astronaut")
+        await Grants(SECRET).redeem(token, "astronaut")
 
 
 @pytest.mark.parametrize("junk", ["", "abc", "a.b.c", "Bearer x", "\udcff", "." * 5000])
-def test_junk_is_a_401_not_a_crash(junk):
+async def test_junk_is_a_401_not_a_crash(junk):
     with pytest.raises(Unauthorized):
-        Grants(SECRET).redeem(junk, "astronaut")
+        await Grants(SECRET).redeem(junk, "astronaut")
 
 
 def test_the_replay_store_forgets_a_grant_once_it_has_expired():

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from streamer.avatar.sources import discover
-from streamer.errors import ModelError
+from streamer.config import Settings
+from streamer.errors import BadInput, ModelError
 from streamer.render.musetalk import MuseTalkRenderer
 from streamer.render.musetalk.tiny import build_tiny_models, tiny_musetalk_settings
 from streamer.render.prepare import is_fresh, load_or_prepare
@@ -96,7 +97,7 @@ def test_dwpose_landmarks_frame_the_crops_when_present(tmp_path: Path, monkeypat
     would give random boxes) through the official box rule; nothing is downloaded."""
     from streamer.render.musetalk import landmarks
 
-    settings = tiny_musetalk_settings(tmp_path, musetalk_faces="auto")
+    settings = tiny_musetalk_settings(tmp_path, musetalk_faces="auto", musetalk_mask="bisenet")
     points = np.zeros((68, 2))
     points[:, 0] = np.linspace(180, 270, 68)
     points[:, 1] = np.linspace(90, 170, 68)
@@ -106,3 +107,32 @@ def test_dwpose_landmarks_frame_the_crops_when_present(tmp_path: Path, monkeypat
     track = renderer.faces(np.zeros((1, 300, 400, 3), np.uint8), "t")
     assert track.source == "dwpose" and not track.degraded
     assert track.boxes[0].tolist() == [180, 70, 270, 180]  # 120 - (170 - 120) = 70; 170 + 10
+
+
+def test_without_face_parsing_the_renderer_refuses_unless_told_and_then_says_degraded(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    from streamer.avatar.masks import jaw_masks
+    from streamer.render.musetalk import landmarks
+
+    with pytest.raises(BadInput, match="musetalk_mask"):
+        Settings(musetalk_mask="parsing").validate()
+    settings = tiny_musetalk_settings(tmp_path, musetalk_faces="auto", musetalk_mask="bisenet")
+    (settings.models / "face-parse-bisent" / "79999_iter.pth").unlink()
+    with pytest.raises(ModelError, match=r"face-parse-bisent/79999_iter\.pth is missing.*musetalk_mask"):
+        MuseTalkRenderer(settings.models, "cpu", settings)
+    points = np.zeros((68, 2))
+    points[:, 0], points[:, 1] = np.linspace(180, 270, 68), np.linspace(90, 170, 68)
+    points[29] = [225, 120]
+    monkeypatch.setattr(landmarks.FaceLandmarks, "__call__", lambda self, frame: points)
+    geometric = dataclasses.replace(settings, musetalk_mask="geometric")
+    renderer = MuseTalkRenderer(settings.models, "cpu", geometric)
+    assert renderer.cache_key()["mask"] == "geometric" and renderer.cache_key()["face_parse"] == "none"
+    source = discover(settings.templates_dir)["astronaut"]
+    with caplog.at_level("WARNING"):
+        template = load_or_prepare(source, renderer, settings.cache_dir, progress=False)
+    assert template.degraded and template.faces == "dwpose"  # landmarks, but no face parsing
+    assert np.array_equal(template.blend_masks, jaw_masks(template.face_boxes, template.blend_boxes))
+    assert "prepared degraded: geometric blend mask, no face parsing" in caplog.text
+    manifest = json.loads((settings.cache_dir / "musetalk" / "astronaut" / "manifest.json").read_text())
+    assert manifest["template"]["degraded"] is True

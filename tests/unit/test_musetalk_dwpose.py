@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -44,22 +45,105 @@ def test_tiny_weights_load_strictly_and_bad_files_are_refused(tmp_path: Path) ->
         load_dwpose(path)
 
 
-def test_simcc_maxima_map_back_to_frame_pixels() -> None:
-    # A 640×360 frame: the 1.25-padded box is widened to 288:384 → 800 × 1066.67 frame px.
+# mmpose 1.x, written out (bbox_xyxy2cs, TopdownAffine._fix_aspect_ratio, get_warp_matrix,
+# get_simcc_maximum + SimCCLabel.decode, TopdownPoseEstimator.add_pred_to_datasample), to hold
+# the port to: not the port's own code.
+def mmpose_center_scale(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    bbox = np.array([[0, 0, width, height]], dtype=np.float32)  # inference_topdown, no bboxes
+    x1, y1, x2, y2 = np.hsplit(bbox, [1, 2, 3])
+    center = np.hstack([x1 + x2, y1 + y2]) * 0.5
+    scale = np.hstack([x2 - x1, y2 - y1]) * 1.25
+    aspect_ratio = 288 / 384
+    w, h = np.hsplit(scale, [1])
+    scale = np.where(w > h * aspect_ratio, np.hstack([w, w / aspect_ratio]), np.hstack([h * aspect_ratio, h]))
+    return center[0], scale[0]
+
+
+def mmpose_warp_matrix(center, scale, rot, output_size, shift=(0.0, 0.0)) -> np.ndarray:
+    shift = np.array(shift)
+    src_w = scale[0]
+    dst_w, dst_h = output_size
+    rot_rad = np.deg2rad(rot)
+    sn, cs = np.sin(rot_rad), np.cos(rot_rad)
+    src_dir = np.array([[cs, -sn], [sn, cs]]) @ np.array([src_w * -0.5, 0.0])
+    dst_dir = np.array([dst_w * -0.5, 0.0])
+    src = np.zeros((3, 2), dtype=np.float32)
+    src[0, :] = center + scale * shift
+    src[1, :] = center + src_dir + scale * shift
+    dst = np.zeros((3, 2), dtype=np.float32)
+    dst[0, :] = [dst_w * 0.5, dst_h * 0.5]
+    dst[1, :] = np.array([dst_w * 0.5, dst_h * 0.5]) + dst_dir
+
+    def third_point(a, b):
+        direction = a - b
+        return b + np.r_[-direction[1], direction[0]]
+
+    src[2, :] = third_point(src[0, :], src[1, :])
+    dst[2, :] = third_point(dst[0, :], dst[1, :])
+    return cv2.getAffineTransform(np.float32(src), np.float32(dst))
+
+
+def mmpose_decode(simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x_locs, y_locs = np.argmax(simcc_x, axis=1), np.argmax(simcc_y, axis=1)
+    locs = np.stack((x_locs, y_locs), axis=-1).astype(np.float32)
+    max_val_x, max_val_y = np.amax(simcc_x, axis=1), np.amax(simcc_y, axis=1)
+    mask = max_val_x > max_val_y
+    max_val_x[mask] = max_val_y[mask]
+    vals = max_val_x
+    locs[vals <= 0.0] = -1
+    locs /= 2.0  # simcc_split_ratio
+    return locs, vals
+
+
+def mmpose_to_frame(keypoints: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    out = keypoints[None].copy()
+    out[..., :2] = out[..., :2] / (288, 384) * scale + center - 0.5 * scale
+    return out[0]
+
+
+SIZES = [(640, 360), (1280, 720), (512, 512), (1920, 1080), (720, 1280), (333, 517)]
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_the_warp_is_mmpose_s_to_the_bit(width: int, height: int) -> None:
+    warp = Warp.whole_frame(width, height)
+    center, scale = mmpose_center_scale(width, height)
+    assert warp.scale.dtype == np.float32 and np.array_equal(warp.scale, scale)
+    assert np.array_equal(warp.center, center)
+    assert np.array_equal(warp.matrix(), mmpose_warp_matrix(center, scale, 0.0, (288, 384)))
+    # Every SimCC bin maps to the frame pixel mmpose gives (after MuseTalk's astype(int32)).
+    bins = np.stack(np.meshgrid(np.arange(-1, 576), np.arange(-1, 768)), -1).reshape(-1, 2)
+    points = bins.astype(np.float32) / 2
+    expected = mmpose_to_frame(points, center, scale)
+    got = warp.to_frame(points)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+    assert np.array_equal(got.astype(np.int32), expected.astype(np.int32))
+
+
+def test_float32_box_scale_matters_at_640x360() -> None:
+    """A float64 scale (the port's old arithmetic) puts some y bins one pixel lower."""
     warp = Warp.whole_frame(640, 360)
-    assert warp.scale == pytest.approx(288 / 800)
-    simcc_x, simcc_y = np.zeros((133, 576), np.float32), np.zeros((133, 768), np.float32)
-    simcc_x[30, 288], simcc_y[30, 384] = 0.9, 0.7  # the input's centre
-    simcc_x[31, 0], simcc_y[31, 100] = 0.4, 0.8
-    points, scores = decode(simcc_x, simcc_y)
-    assert points[30].tolist() == [144.0, 192.0] and scores[30] == pytest.approx(0.7)
-    assert scores[31] == pytest.approx(0.4)
-    frame = warp.to_frame(points[[30, 31]])
-    assert frame[0] == pytest.approx([320, 180])  # centre ↔ centre
-    assert frame[1] == pytest.approx([320 - 400, 180 + (50 - 192) / warp.scale])
-    # The warp matrix is the same mapping as `to_frame`, inverted.
-    m = warp.matrix()
-    assert m @ np.array([*frame[1], 1]) == pytest.approx(points[31], abs=1e-3)
+    y = np.arange(768, dtype=np.float32) / 2
+    points = np.stack([np.full_like(y, 144), y], -1)
+    old = (points - [144, 192]) / (288 / 800) + [320, 180]
+    differ = np.mean(old[:, 1].astype(np.int32) != warp.to_frame(points)[:, 1].astype(np.int32))
+    assert 0.01 < differ < 0.1
+
+
+def test_simcc_decoding_is_mmpose_s() -> None:
+    rng = np.random.default_rng(3)
+    simcc_x = rng.normal(size=(133, 576)).astype(np.float32)
+    simcc_y = rng.normal(size=(133, 768)).astype(np.float32)
+    simcc_x[[5, 40]] -= 10  # every logit ≤ 0: score ≤ 0, placed at bin -1
+    simcc_y[60] -= 10
+    points, scores = decode(simcc_x.copy(), simcc_y.copy())
+    want_points, want_scores = mmpose_decode(simcc_x.copy(), simcc_y.copy())
+    assert points.dtype == np.float32 and np.array_equal(points, want_points)
+    assert np.array_equal(scores, want_scores)
+    assert points[[5, 40, 60]].tolist() == [[-0.5, -0.5]] * 3
+    # Off the frame: the official box rule drops such a face (its detector's box is used there).
+    face = Warp.whole_frame(640, 360).to_frame(points[23:91])
+    assert face[40 - 23, 0] < 0 and landmark_box(face) is None
 
 
 def _face(x0: float, y0: float, size: float) -> np.ndarray:
@@ -119,3 +203,12 @@ def test_flip_test_swaps_left_and_right_keypoints(tmp_path: Path) -> None:
     # Flip-tested logits of the mirrored image are the mirror of the image's.
     np.testing.assert_allclose(mx[FLIP][:, ::-1], x, atol=1e-4)
     np.testing.assert_allclose(my[FLIP], y, atol=1e-4)
+    # As mmpose's flip test: one call per image (not a batch of two), flip_vectors, (a + b) * 0.5.
+    mean, std = np.array([123.675, 116.28, 103.53], np.float32), np.array([58.395, 57.12, 57.375], np.float32)
+    rgb = (image[..., ::-1].astype(np.float32) - mean) / std
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+    with torch.inference_mode():
+        px, py = landmarks.net(tensor)
+        fx, fy = landmarks.net(tensor.flip(-1))
+    assert np.array_equal(x, ((px + fx[:, FLIP].flip(-1)) * 0.5)[0].numpy())
+    assert np.array_equal(y, ((py + fy[:, FLIP]) * 0.5)[0].numpy())

@@ -23,7 +23,7 @@ from streamer.render.musetalk.tiny import (
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> Path:
-    return build_tiny_models(tmp_path_factory.mktemp("musetalk") / "models")
+    return build_tiny_models(tmp_path_factory.mktemp("musetalk") / "models", face_parse=False)
 
 
 @pytest.fixture

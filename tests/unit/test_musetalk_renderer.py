@@ -22,18 +22,19 @@ from streamer.render.musetalk import MuseTalkRenderer
 from streamer.render.musetalk.renderer import rest_in_silence
 from streamer.render.musetalk.tiny import build_tiny_models, speech_like
 
+SETTINGS = Settings(batch_size=4, rest_in_silence=False, musetalk_mask="geometric")
 BOXES = np.array([[40, 30, 200, 230], [44, 28, 206, 232], [38, 34, 198, 236]], dtype=np.int32)
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
-    return build_tiny_models(tmp_path_factory.mktemp("musetalk") / "models")
+    return build_tiny_models(tmp_path_factory.mktemp("musetalk") / "models", face_parse=False)
 
 
 @pytest.fixture(scope="module")
 def renderer(models: Path) -> MuseTalkRenderer:
     """The model as published: its output in silence too (`rest_in_silence` is tested apart)."""
-    return MuseTalkRenderer(models, "cpu", Settings(batch_size=4, rest_in_silence=False))
+    return MuseTalkRenderer(models, "cpu", SETTINGS)
 
 
 def _template(frames: np.ndarray) -> PreparedTemplate:
@@ -119,7 +120,7 @@ def test_same_audio_same_frames_and_batching_changes_nothing(models, renderer, t
     job = _job(audio, 0, 6)
     first = renderer.render(template, job)
     assert np.array_equal(first, renderer.render(template, job))
-    other = MuseTalkRenderer(models, "cpu", Settings(batch_size=32, rest_in_silence=False))
+    other = MuseTalkRenderer(models, "cpu", dataclasses.replace(SETTINGS, batch_size=32))
     assert np.abs(first.astype(int) - other.render(template, job).astype(int)).max() <= 1
     # A window of the same upload is the same frames as the whole.
     part = renderer.render(template, _job(audio, 4, 2))

@@ -9,6 +9,7 @@ import pytest
 
 from streamer.config import Settings
 from streamer.errors import Cancelled, RenderTimeout
+from streamer.pool.costs import low_water_units
 from streamer.pool.local import LocalPool
 from streamer.render.base import RenderJob
 
@@ -156,3 +157,12 @@ async def test_a_job_longer_than_a_call_is_rendered_in_parts_and_comes_back_whol
         assert int(max(stats["batch_frames"], key=lambda k: float(k))) <= 8  # no call over 8 frames
     finally:
         await pool.close()
+
+
+def test_the_live_stream_low_water_is_four_full_batch_calls_of_the_slowest_running_device():
+    slow = {"alive": True, "call_ms": 200 + 32 * 6}  # the sim default: 392 ms a full call
+    fast = {"alive": True, "call_ms": 45.0}
+    dead = {"alive": False, "call_ms": 5000.0}
+    assert low_water_units([fast, slow, dead]) == 40  # 4 × 0.392 s × 25 fps, rounded up
+    assert low_water_units([fast]) == 5
+    assert low_water_units([dead]) == low_water_units([{"alive": True}]) == 0  # unknown: the stream's own 4

@@ -73,3 +73,17 @@ async def test_the_sim_cost_changes_the_measured_capacity_and_who_is_admitted(
         assert admitted(cap) in sessions  # 9 at the model's 281 frames/s, 8 if 11 % slower
     finally:
         await pool.close()
+
+
+def test_a_front_on_shared_actors_admits_from_the_whole_clusters_load():
+    from streamer.pool.ray_pool import ActorWorker, RayPool
+
+    settings = replace(Settings(), pool="ray")
+    pool = RayPool(settings, ["sim:0", "sim:1"])
+    pool.workers = [ActorWorker(i, f"sim:{i}", settings, pool.front, None) for i in range(2)]
+    pool.workers[0].report = {"fronts": {pool.front: {"open": 9, "speaking": 9}, "b": {"open": 2, "speaking": 1}}}
+    pool.workers[1].report = {"fronts": {"b": {"open": 1, "speaking": 2}, "c": {"open": 1, "speaking": 0}}}
+    assert pool.others() == Load(3, 2)  # b's highest figures (reports are a lease apart), and c
+    cap = capacity(40.0, devices=2)  # carries 3 speaking sessions at 80 %
+    assert decide(cap, Load(0, 0) + pool.others(), 0.8, 1.0).admit is False
+    assert decide(cap, Load(0, 0), 0.8, 1.0).admit is True  # on its own it would have admitted

@@ -1,9 +1,11 @@
 """MuseTalk's face boxes: from DWPose landmarks of the official layout, as the official
 preprocessing takes them; face-alignment's FAN when chosen and installed; OpenCV Haar boxes
-only when `musetalk_faces = "haar"` says so, and then the template is labelled degraded."""
+only when `musetalk_faces = "haar"` says so, and then the template is labelled degraded. It is
+labelled so too when `musetalk_mask = "geometric"` blends without face parsing."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from streamer.config import Settings
 from streamer.errors import ModelError
 from streamer.render.musetalk.layout import DWPOSE_FILE, Layout
 
-FACES_VERSION = "1"
+FACES_VERSION = "2"
 """Bump when MuseTalk's boxes are computed differently."""
 
 
@@ -43,7 +45,7 @@ def face_mode(layout: Layout, settings: Settings) -> str:
 
 def faces_key(layout: Layout, settings: Settings, store: Path | None) -> dict[str, str]:
     mode = face_mode(layout, settings)
-    key = {"faces": f"{FACES_VERSION}+{mode}"}
+    key = {"faces": f"{FACES_VERSION}+{mode}", "mask": settings.musetalk_mask}
     if mode == "dwpose":
         key["dwpose"] = file_sha256(layout.dwpose, store)  # type: ignore[arg-type]
     return key
@@ -58,6 +60,21 @@ def face_track(
     progress: Callable[[int, int], None] | None = None,
 ) -> FaceTrack:
     mode = face_mode(layout, settings)
+    track = _track(layout, mode, device, frames, name, progress)
+    if settings.musetalk_mask == "geometric":
+        reasons = (*track.reasons, "geometric blend mask, no face parsing")
+        track = dataclasses.replace(track, degraded=True, reasons=reasons)
+    return track
+
+
+def _track(
+    layout: Layout,
+    mode: str,
+    device: torch.device,
+    frames: np.ndarray,
+    name: str,
+    progress: Callable[[int, int], None] | None,
+) -> FaceTrack:
     if mode == "haar":
         return detect_faces(frames, name, None, progress, degraded=True)
     landmarker: Landmarker

@@ -4,8 +4,11 @@ As mmpose's `inference_topdown` without boxes: the whole frame is the person box
 and widened to 288:384, warped to the network input (ImageNet mean/std on RGB); SimCC maxima
 give each keypoint (bin / split ratio) and its score (the smaller of the x and y maxima). The
 config tests with flipping (`flip_test=True`): the mirrored input's logits, with left and right
-keypoints swapped and x reversed, are averaged with the input's. Wholebody keypoints 23…90 are
-the 68 face points.
+keypoints swapped and x reversed, are averaged with the input's (each image its own network
+call, as mmpose runs them). Wholebody keypoints 23…90 are the 68 face points. The box, the warp
+matrix and the points are computed in float32 as mmpose computes them (MuseTalk truncates the
+points to int32, so a float64 scale moved some of them a pixel), and a point whose score is ≤ 0
+is placed at bin -1, off the frame, as mmpose's decoder places it.
 
 The official code asks an S3FD detector (weights downloaded at run time, not in the layout)
 whether a face is there; here the face points' median score must reach `FACE_SCORE` instead.
@@ -77,34 +80,54 @@ FLIP = _flip_indices()
 
 @dataclass(frozen=True)
 class Warp:
-    """The frame → network-input mapping: input = (frame - centre) × scale + input centre."""
+    """mmpose's top-down affine for one box, in float32 as mmpose keeps it: `center` and
+    `scale` (the box padded 1.25× and widened to the input's 288:384, in frame pixels)."""
 
-    cx: float
-    cy: float
-    scale: float
+    center: np.ndarray
+    scale: np.ndarray
 
     @classmethod
     def whole_frame(cls, width: int, height: int) -> Warp:
-        w, h = width * PADDING, height * PADDING
+        """`inference_topdown` without boxes: the box [0, 0, w, h] (`bbox_xyxy2cs`, then
+        `TopdownAffine._fix_aspect_ratio`)."""
+        box = np.array([0, 0, width, height], np.float32)
+        center = (box[:2] + box[2:]) * 0.5
+        w, h = np.split((box[2:] - box[:2]) * PADDING, 2)
         aspect = INPUT_W / INPUT_H
-        w, h = (w, w / aspect) if w > h * aspect else (h * aspect, h)
-        return cls(width / 2, height / 2, INPUT_W / w)
+        scale = np.where(w > h * aspect, np.concatenate([w, w / aspect]), np.concatenate([h * aspect, h]))
+        return cls(center, scale.astype(np.float32))
 
     def matrix(self) -> np.ndarray:
-        s = self.scale
-        return np.array([[s, 0, INPUT_W / 2 - s * self.cx], [0, s, INPUT_H / 2 - s * self.cy]], np.float32)
+        """mmpose's `get_warp_matrix` (no rotation, no shift): three float32 point pairs
+        (centre, centre moved half a width left, that offset turned 90°) → cv2's affine."""
+        src = np.zeros((3, 2), np.float32)
+        dst = np.zeros((3, 2), np.float32)
+        src[0] = self.center
+        src[1] = self.center + np.array([self.scale[0] * -0.5, 0.0])
+        dst[0] = [INPUT_W * 0.5, INPUT_H * 0.5]
+        dst[1] = np.array([INPUT_W * 0.5, INPUT_H * 0.5]) + np.array([INPUT_W * -0.5, 0.0])
+        for points in (src, dst):
+            direction = points[0] - points[1]
+            points[2] = points[1] + np.r_[-direction[1], direction[0]]
+        matrix: np.ndarray = cv2.getAffineTransform(src, dst)
+        return matrix
 
     def to_frame(self, points: np.ndarray) -> np.ndarray:
-        centre = np.array([INPUT_W / 2, INPUT_H / 2])
-        out: np.ndarray = (points - centre) / self.scale + np.array([self.cx, self.cy])
+        """Input-space points to frame pixels, float32, as mmpose writes them into its results."""
+        size = np.array([INPUT_W, INPUT_H])
+        out: np.ndarray = (points / size * self.scale + self.center - 0.5 * self.scale).astype(np.float32)
         return out
 
 
 def decode(simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[K, 2] input-space points and [K] scores from one image's SimCC logits."""
-    x, y = simcc_x.argmax(-1), simcc_y.argmax(-1)
+    """[K, 2] float32 input-space points and [K] scores from one image's SimCC logits, as
+    mmpose's `get_simcc_maximum` + `SimCCLabel.decode`: the score is the smaller maximum, and a
+    point whose score is ≤ 0 is placed at bin -1 (off the frame: the box rule then drops it)."""
+    points = np.stack([simcc_x.argmax(-1), simcc_y.argmax(-1)], axis=-1).astype(np.float32)
     scores = np.minimum(simcc_x.max(-1), simcc_y.max(-1))
-    return np.stack([x, y], axis=-1).astype(np.float64) / SPLIT_RATIO, scores
+    points[scores <= 0.0] = -1
+    points /= SPLIT_RATIO
+    return points, scores
 
 
 class FaceLandmarks:
@@ -119,9 +142,10 @@ class FaceLandmarks:
         """Flip-tested SimCC logits [133, 576], [133, 768] of a 384×288 BGR network input."""
         x = (image[..., ::-1].astype(np.float32) - MEAN) / STD
         tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.device)
-        simcc_x, simcc_y = self.net(torch.cat([tensor, tensor.flip(-1)]))
-        simcc_x = (simcc_x[0] + simcc_x[1, FLIP].flip(-1)) / 2
-        simcc_y = (simcc_y[0] + simcc_y[1, FLIP]) / 2
+        simcc_x, simcc_y = self.net(tensor)  # two calls of one image each, as mmpose's flip test
+        flip_x, flip_y = self.net(tensor.flip(-1))
+        simcc_x = (simcc_x[0] + flip_x[0, FLIP].flip(-1)) * 0.5
+        simcc_y = (simcc_y[0] + flip_y[0, FLIP]) * 0.5
         return simcc_x.float().cpu().numpy(), simcc_y.float().cpu().numpy()
 
     def points(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,8 @@
 """The official MuseTalk weights layout: find the files, load each model strictly, hash them.
 
-Every model is built from its own config and loaded from a plain state dict
-(`torch.load(weights_only=True)` or safetensors), strictly: a missing or unexpected key, a
-wrong shape or an unreadable file raises `ModelError` naming the file.
+Every model is built from its own config and loaded from a state dict (safetensors, or a torch
+file read by `checkpoint.read_checkpoint`, which never runs pickled code), strictly: a missing
+or unexpected key, a wrong shape or an unreadable file raises `ModelError` naming the file.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from streamer.errors import ModelError
+from streamer.render.musetalk.checkpoint import read_checkpoint
 
 VERSIONS = {"v15": "musetalkV15", "v10": "musetalk"}
 UNET_FILES = {"v15": "unet.pth", "v10": "pytorch_model.bin"}
@@ -44,12 +45,13 @@ class Layout:
     whisper_weights: Path
     whisper_dir: Path
     face_parse: Path | None
-    """BiSeNet face-parsing weights; optional (the geometric blend mask is used without)."""
+    """BiSeNet face-parsing weights; the renderer refuses without them unless told to use the
+    geometric blend mask (`musetalk_mask = "geometric"`, labelled degraded)."""
     dwpose: Path | None = None
     """DWPose wholebody weights, whose face landmarks frame the crops (see render/musetalk/faces)."""
 
 
-def _weights_in(folder: Path) -> Path | None:
+def weights_in(folder: Path) -> Path | None:
     for name in WEIGHT_NAMES:
         if (folder / name).is_file():
             return folder / name
@@ -78,7 +80,7 @@ def find_layout(models: Path, version: str = "v15") -> Layout:
         "preprocessor": whisper_dir / "preprocessor_config.json",
     }
     missing = [str(p) for p in required.values() if not p.is_file()]
-    vae_weights, whisper_weights = _weights_in(vae_dir), _weights_in(whisper_dir)
+    vae_weights, whisper_weights = weights_in(vae_dir), weights_in(whisper_dir)
     if vae_weights is None:
         missing.append(f"{vae_dir}/diffusion_pytorch_model.(bin|safetensors)")
     if whisper_weights is None:
@@ -122,22 +124,22 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def read_state_dict(path: Path, nested: bool = False) -> dict[str, torch.Tensor]:
-    """A plain tensor state dict from .safetensors or a torch file (never arbitrary pickle).
+    """A plain tensor state dict from .safetensors or a torch file (never running pickled code).
 
-    `nested`: the tensors may sit under a `state_dict` entry (mmpose checkpoints; the `meta`
-    beside it is ignored).
+    `nested`: the tensors may sit under a `state_dict` entry (mmengine/mmpose checkpoints; the
+    `meta`, `message_hub` and other entries beside it are ignored).
     """
     path = Path(path)
     state: object
-    try:
-        if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":
+        try:
             from safetensors.torch import load_file
 
             state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch/safetensors raise many kinds for a truncated file
-        raise ModelError(f"cannot read weights {path} (truncated, corrupt or not a state dict): {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - safetensors raises many kinds for a truncated file
+            raise ModelError(f"cannot read weights {path} (truncated, corrupt or not a state dict): {exc}") from None
+    else:
+        state = read_checkpoint(path)
     if nested and isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):

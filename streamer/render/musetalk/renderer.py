@@ -19,7 +19,7 @@ from streamer.render.base import RenderJob
 from streamer.render.musetalk.bisenet import FaceParser
 from streamer.render.musetalk.faces import face_track, faces_key
 from streamer.render.musetalk.features import ROWS_PER_FRAME, SEGMENT_SAMPLES, WhisperFeatures
-from streamer.render.musetalk.layout import find_layout
+from streamer.render.musetalk.layout import FACE_PARSE_FILE, Layout, find_layout
 from streamer.render.musetalk.models import load_unet, load_vae, load_whisper
 from streamer.render.musetalk.positional import positional_encoding
 from streamer.render.musetalk.precision import Precision, weights_key
@@ -61,8 +61,7 @@ class MuseTalkRenderer:
         tokens = ROWS_PER_FRAME * self.features.layers  # 10 rows × 5 hidden states = 50
         self.pe = positional_encoding(tokens, self.features.dim).to(self.device, self.precision.pe)
         self.timestep = torch.zeros(1, device=self.device, dtype=torch.long)
-        face_parse = self.layout.face_parse
-        self.parser = FaceParser(face_parse, self.device) if face_parse is not None else None
+        self.parser = _face_parser(self.layout, settings, self.device)
         self._unet = torch.compile(self.unet) if settings.compile else self.unet
         self._decode = torch.compile(self.vae.decode) if settings.compile else self.vae.decode
         self._pin = cuda
@@ -109,7 +108,7 @@ class MuseTalkRenderer:
         self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None
     ) -> dict[str, np.ndarray]:
         """`latents` [N, 8, 32, 32] float16, and `blend_masks` [N, 256, 256] uint8 over the
-        template's blend boxes when the face-parsing weights are installed."""
+        template's blend boxes unless `musetalk_mask = "geometric"`."""
         n = template.frame_count
         out = np.empty((n, 8, CROP_SIZE // 8, CROP_SIZE // 8), dtype=LATENT_DTYPE)
         for start in range(0, n, self.batch_size):
@@ -179,6 +178,20 @@ def rest_in_silence(template: PreparedTemplate, job: RenderJob, frames: np.ndarr
         mixed = weight[i] * crops[i].astype(np.float32) + (1.0 - weight[i]) * still
         crops[i] = np.round(mixed).astype(np.uint8)
     return crops
+
+
+def _face_parser(layout: Layout, settings: Settings, device: torch.device) -> FaceParser | None:
+    """BiSeNet, or None when `musetalk_mask = "geometric"` asks for the fixed jaw mask (the
+    templates are then labelled degraded); ModelError naming the file when it is missing."""
+    if settings.musetalk_mask == "geometric":
+        log.warning("musetalk: blending with the geometric mask, no face parsing (degraded)")
+        return None
+    if layout.face_parse is None:
+        raise ModelError(
+            f"MuseTalk blends with face parsing: {layout.root / 'face-parse-bisent' / FACE_PARSE_FILE} is missing. "
+            'Install it, or set musetalk_mask = "geometric" to blend with a fixed jaw mask (labelled degraded)'
+        )
+    return FaceParser(layout.face_parse, device)
 
 
 def _place(

@@ -99,12 +99,13 @@ def _old_vae_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def build_tiny_models(
-    root: Path, seed: int = 0, full: bool = False, face_parse: bool = False, dwpose: bool = True
+    root: Path, seed: int = 0, full: bool = False, face_parse: bool = True, dwpose: bool = True
 ) -> Path:
     """Write random weights in the official layout under `root`; returns `root`.
 
     `full` uses the real channel counts (for GPU benchmarks; about 4 GB of files).
-    `face_parse` adds a random BiSeNet (always its real size, 50 MB).
+    `face_parse` adds a random BiSeNet (always its real size, 50 MB; without it the renderer
+    needs `musetalk_mask = "geometric"`).
     `dwpose` adds a random DWPose (tiny, or the real size with `full`): its landmarks are
     random, so tests that prepare templates set `musetalk_faces = "haar"` or inject landmarks.
     """
@@ -187,7 +188,8 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> Path:
 def tiny_musetalk_settings(root: Path, **overrides: Any) -> Settings:
     """Settings for a MuseTalk install of tiny weights and a one-photo templates folder.
 
-    The welcome line is short: preparation renders it, and that is slow on the CPU.
+    The welcome line is short: preparation renders it, and that is slow on the CPU. Haar boxes
+    and the geometric mask (labelled degraded) stand in for the random landmarks and parsing.
     """
     import json
     import shutil
@@ -199,7 +201,8 @@ def tiny_musetalk_settings(root: Path, **overrides: Any) -> Settings:
     shutil.copy(ROOT / "templates" / "astronaut.png", templates / "astronaut.png")
     write_wav(templates / "hi.wav", speech_like(0.3, seed=9))
     (templates / "astronaut.json").write_text(json.dumps({"name": "A", "welcome_audio": "hi.wav"}))
-    options = {"musetalk_faces": "haar", **overrides}  # random DWPose weights: random boxes
+    # Random DWPose weights give random boxes, random BiSeNet weights near-empty masks.
+    options = {"musetalk_faces": "haar", "musetalk_mask": "geometric", **overrides}
     return Settings(
         templates_dir=templates,
         cache_dir=root / "cache",
