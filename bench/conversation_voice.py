@@ -59,6 +59,16 @@ class CannedReply:
         self.replying = True
         return self._conversation.speak(*self._answer).id
 
+    # What the session asks of its reply engine besides `ReplyControl`:
+    def observe(self, event: object) -> None:
+        pass
+
+    def interrupt_all(self) -> list:
+        return self._conversation.interrupt()
+
+    async def close(self) -> None:
+        pass
+
     def interrupt(self) -> None:
         if self.replying:
             self.replying = False

@@ -66,6 +66,16 @@ class RecordingReply:
         self._loop.call_soon_threadsafe(self.turns.put_nowait, (text, timing))
         return "r1"
 
+    # What the session asks of its reply engine besides `ReplyControl`:
+    def observe(self, event: object) -> None:
+        pass
+
+    def interrupt_all(self) -> list:
+        return self.conversation.interrupt()
+
+    async def close(self) -> None:
+        pass
+
     def interrupt(self) -> None:
         self.interrupts += 1
         self.replying = False
