@@ -32,7 +32,7 @@ def _settings_args(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     names = (
         *("renderer", "models", "devices", "host", "port", "key", "key_file", "cors_origins", "pool", "ray_address"),
-        *("drain_s", "llm_url", "llm_model", "tts", "tts_voice"),
+        *("drain_s", "llm_url", "llm_model", "tts", "tts_voice", "asr", "asr_url", "asr_language"),
     )
     cli = {k: getattr(args, k, None) for k in names}
     return load_settings(getattr(args, "config", None), {**cli, **extra})
@@ -176,6 +176,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--llm-model", dest="llm_model", help="the model the LLM server answers with")
     p.add_argument("--tts", choices=["auto", "espeak", "piper", "openai", "none"], help="speech engine (auto)")
     p.add_argument("--tts-voice", dest="tts_voice", help="espeak-ng voice (en-us, cmn, …) or the OpenAI voice")
+    p.add_argument("--asr", choices=["pocketsphinx", "openai", "none"], help="speech recognition of the microphone")
+    p.add_argument("--asr-url", dest="asr_url", help="OpenAI-compatible recognizer base URL (…/v1) for --asr openai")
+    p.add_argument("--asr-language", dest="asr_language", help="language code for --asr openai, e.g. zh")
     _settings_args(p)
     p.set_defaults(run=serve)
 

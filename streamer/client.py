@@ -20,7 +20,7 @@ import aiohttp
 import cv2
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from streamer.errors import StreamerError
 from streamer.measure import (
@@ -55,11 +55,11 @@ class Client:
 
     # --- connection ----------------------------------------------------------------------
 
-    async def connect(self, template: str, record: Path | None = None) -> None:
+    async def connect(self, template: str, record: Path | None = None, mic: MediaStreamTrack | None = None) -> None:
         self._http = aiohttp.ClientSession()
         self._recorder = Recorder(record) if record else None
         self.pc.addTransceiver("video", direction="recvonly")
-        self.pc.addTransceiver("audio", direction="recvonly")
+        self.pc.addTransceiver(mic or "audio", direction="sendrecv" if mic else "recvonly")
         channel = self.pc.createDataChannel("events")
         channel.on("message", self._on_event)
 

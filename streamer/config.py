@@ -185,6 +185,27 @@ class Settings:
     """Move each session along a small bitrate/resolution ladder as its viewer's link allows
     (media/ladder.py); false holds `video_bitrate` and the full size whatever the link."""
 
+    # Listening (a viewer's microphone): turns, speech recognition, barge-in
+    vad_threshold: float = 0.5
+    """Speech probability (Silero VAD) above which a 32 ms frame counts as voiced."""
+    turn_min_speech_ms: float = 200.0
+    """Voiced time before the user counts as speaking (shorter sounds are noise)."""
+    turn_end_silence_ms: float = 600.0
+    """A pause this long ends the user's turn."""
+    turn_max_s: float = 30.0
+    asr: str = "pocketsphinx"
+    """`pocketsphinx` (embedded, US English), `openai` (`POST {asr_url}/audio/transcriptions`) or `none`."""
+    asr_url: str = ""
+    asr_model: str = "whisper-1"
+    asr_language: str = ""
+    """An ISO-639-1 code sent to the `openai` engine (`zh`, `en`, …); empty: the server guesses."""
+    asr_workers: int = 2
+    """Recognitions at once for the whole server (worker processes), whatever the sessions."""
+    barge_in_min_speech_ms: float = 300.0
+    """The user's speech over an answer pauses it once it has lasted this long."""
+    false_interruption_s: float = 1.5
+    """A pause whose speech gives no words within this long resumes the answer where it stopped."""
+
     def public_binding(self) -> bool:
         return not is_loopback_host(self.host)
 
@@ -227,7 +248,18 @@ class Settings:
         if self.llm_history_turns < 0 or self.llm_timeout_s <= 0 or self.llm_max_tokens < 1:
             raise BadInput("llm_history_turns must be >= 0, llm_timeout_s > 0 and llm_max_tokens >= 1")
         parse_ice_servers(self.ice_servers)  # a bad URL stops the start, with its reason
+        self._validate_listening()
         return self
+
+    def _validate_listening(self) -> None:
+        if self.asr not in ("pocketsphinx", "openai", "none"):
+            raise BadInput(f"unknown asr {self.asr!r} (pocketsphinx, openai or none)")
+        if self.asr == "openai" and not self.asr_url:
+            raise BadInput("asr = openai needs asr_url (the base URL ending in /v1)")
+        if not 0 < self.vad_threshold < 1:
+            raise BadInput("vad_threshold must be in (0, 1)")
+        if self.asr_workers < 1 or self.turn_max_s <= 0 or self.false_interruption_s <= 0:
+            raise BadInput("asr_workers, turn_max_s and false_interruption_s must be positive")
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}

@@ -110,12 +110,18 @@ class Conversation:
         if windows:
             self._cut.set()
 
+    def pause(self) -> bool:
+        """Hold the speech where it is (barge-in): idle ticks, renders go on; False if none queued."""
+        return self.playout.pause()
+
+    def resume(self) -> bool:
+        """Play on, in sync, from where `pause` held it; False when it was not paused."""
+        return self.playout.resume()
+
     def interrupt(self) -> list[Interrupted]:
         """Drop all queued speech: idle from the next tick, renders in flight discarded.
 
-        Returns one `interrupted` event per dropped utterance (the welcome included), with how
-        much of it had played.
-        """
+        Returns one `interrupted` event per dropped utterance (the welcome included), with how much had played."""
         self.epoch += 1
         self._pool.cancel(self.id)
         events = self.playout.interrupt()
@@ -237,12 +243,8 @@ class Conversation:
         """The unit to play now (the media pump calls this once per frame)."""
         stream = self.stream
         if stream is not None and self.clock.now() - stream.last_audio_at > self.settings.stream_idle_s:
-            log.info(
-                "session %s: stream %s sent no audio for %.0f s; ending it",
-                self.id,
-                stream.utterance_id,
-                self.settings.stream_idle_s,
-            )
+            idle_s = self.settings.stream_idle_s
+            log.info("session %s: stream %s sent no audio for %.0f s; ending it", self.id, stream.utterance_id, idle_s)
             stream.end()
         unit = self.playout.tick()
         self._metrics.units.labels(unit.kind).inc()

@@ -94,6 +94,50 @@ class TurnTiming:
     type: Literal["turn_timing"] = "turn_timing"
 
 
+@dataclass(frozen=True)
+class UserSpeechStarted:
+    """The viewer's microphone carries speech (it has lasted `turn_min_speech_ms`)."""
+
+    turn_id: str
+    type: Literal["user_speech_started"] = "user_speech_started"
+
+
+@dataclass(frozen=True)
+class UserSpeechEnded:
+    """The user's turn ended (a pause of `turn_end_silence_ms`, or `turn_max_s`)."""
+
+    turn_id: str
+    duration_s: float
+    type: Literal["user_speech_ended"] = "user_speech_ended"
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What the user said in a turn (empty when recognition found no words)."""
+
+    turn_id: str
+    text: str
+    asr_ms: float
+    type: Literal["transcript"] = "transcript"
+
+
+@dataclass(frozen=True)
+class ReplyPaused:
+    """The user spoke over the answer: it holds, silent, until their words are known."""
+
+    turn_id: str
+    type: Literal["reply_paused"] = "reply_paused"
+
+
+@dataclass(frozen=True)
+class ReplyResumed:
+    """The speech over the answer held no words: it plays on from where it paused."""
+
+    turn_id: str
+    paused_s: float
+    type: Literal["reply_resumed"] = "reply_resumed"
+
+
 Event = (
     SpeakingStarted
     | SpeakingEnded
@@ -105,6 +149,11 @@ Event = (
     | ReplyText
     | ReplyEnded
     | TurnTiming
+    | UserSpeechStarted
+    | UserSpeechEnded
+    | Transcript
+    | ReplyPaused
+    | ReplyResumed
 )
 
 

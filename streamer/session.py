@@ -32,9 +32,11 @@ from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
 from streamer.reply.engine import Replier
 from streamer.reply.services import ReplyServices
+from streamer.voice.services import VoiceServices
 from streamer.webrtc import encoding
 from streamer.webrtc.ladder import Ladder
 from streamer.webrtc.link import LinkMonitor, LinkQuality
+from streamer.webrtc.mic import Microphone, audio_direction
 from streamer.webrtc.tracks import MediaPump
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,10 @@ class Session:
         metrics: Metrics,
         clock: Clock,
         replies: ReplyServices | None = None,
+        voice: VoiceServices | None = None,
     ) -> None:
-        """`replies`: the server's reply engine services; with `llm_url` set the session answers `/chat`."""
+        """`replies`: the server's reply engine services; with `llm_url` set the session answers `/chat`.
+        `voice`: the server's listening services; without them a microphone is not heard."""
         self.id = secrets.token_hex(8)
         self.token = secrets.token_urlsafe(24)
         self.template = template
@@ -95,6 +99,7 @@ class Session:
         self.listeners: set[Listener] = set()
         """Called with each event's JSON (the audio WebSocket forwards them)."""
         self.closed = asyncio.Event()
+        self.mic = Microphone(self.conversation, voice, self.emit, lambda: self.replier) if voice else None
 
     async def answer(self, offer_sdp: str) -> str:
         if not offer_sdp.lstrip().startswith("v=0"):
@@ -108,7 +113,13 @@ class Session:
         if codecs:
             video.setCodecPreferences(codecs)
         if "audio" in offered:
-            self.pc.addTransceiver(self.pump.audio, direction="sendonly")
+            self.pc.addTransceiver(self.pump.audio, direction=audio_direction(offer_sdp))
+
+        @self.pc.on("track")
+        def on_track(track: Any) -> None:
+            if track.kind == "audio" and self.mic is not None:
+                self.mic.attach(track)
+
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on bad SDP
@@ -184,6 +195,8 @@ class Session:
             if self._link_task is not None:
                 self._link_task.cancel()
                 await asyncio.gather(self._link_task, return_exceptions=True)
+            if self.mic is not None:
+                await self.mic.close()
             if self.replier is not None:
                 await self.replier.close()
             await self.conversation.close()

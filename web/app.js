@@ -13,6 +13,7 @@
     sayForm: $("say-form"), sayText: $("say-text"), saySend: $("say-send"), sayLabel: $("say-label"),
     audioFile: $("audio-file"), audioSend: $("audio-send"), record: $("record"), interrupt: $("interrupt"),
     error: $("error"), transcript: $("transcript"),
+    talk: $("talk-toggle"), talkStatus: $("talk-status"),
     stats: {
       fps: $("stat-fps"), freezes: $("stat-freezes"), rtt: $("stat-rtt"),
       av: $("stat-av"), concealed: $("stat-concealed"), video: $("stat-video"),
@@ -98,7 +99,7 @@
   }
 
   function setConnected(connected) {
-    for (const el of [ui.sayText, ui.saySend, ui.audioFile, ui.audioSend, ui.record, ui.interrupt, ui.disconnect]) {
+    for (const el of [ui.sayText, ui.saySend, ui.audioFile, ui.audioSend, ui.record, ui.interrupt, ui.disconnect, ui.talk]) {
       el.disabled = !connected;
     }
     ui.connect.disabled = connected || !selectedTemplate();
@@ -188,6 +189,41 @@
     });
     session.addEventListener("welcome-ended", () => log("welcome clip ended"));
     wireChat(session);
+    wireTalk(session);
+  }
+
+  // --- Talk: hands-free listening ------------------------------------------------------------
+
+  /** The talk status: off, listening, heard you, thinking, speaking. */
+  function setTalkStatus(status) {
+    ui.talkStatus.dataset.talk = status;
+    ui.talkStatus.textContent = status === "off" ? "not listening" : status;
+  }
+
+  function wireTalk(session) {
+    const listening = () => (session.talking ? "listening" : "off");
+    session.addEventListener("talk", (e) => {
+      ui.talk.setAttribute("aria-pressed", String(e.detail.on));
+      ui.talk.textContent = e.detail.on ? "Stop talking" : "Talk";
+      setTalkStatus(e.detail.on ? "listening" : "off");
+    });
+    session.addEventListener("user-speech-started", () => { if (session.talking) setTalkStatus("listening"); });
+    session.addEventListener("user-speech-ended", () => { if (session.talking) setTalkStatus("heard you"); });
+    session.addEventListener("transcript", (e) => {
+      if (e.detail.text) log(`You (spoken): ${e.detail.text}`, "you");
+      if (session.talking) setTalkStatus(e.detail.text ? "thinking" : "listening");
+    });
+    session.addEventListener("reply-paused", () => log("paused: you spoke over the answer"));
+    session.addEventListener("reply-resumed", () => log("resumed: no words heard"));
+    session.addEventListener("speaking-started", () => { if (session.talking) setTalkStatus("speaking"); });
+    session.addEventListener("speaking-ended", () => setTalkStatus(listening()));
+    session.addEventListener("interrupted", () => setTalkStatus(listening()));
+  }
+
+  async function toggleTalk() {
+    const on = !(state.session && state.session.talking);
+    const result = await control((s) => s.talk(on), on ? "microphone" : "stop talking");
+    if (result === null && on) setTalkStatus("off");
   }
 
   async function connect() {
@@ -222,6 +258,9 @@
     state.speaking.clear();
     setSpeaking(false);
     setConnected(false);
+    setTalkStatus("off");
+    ui.talk.setAttribute("aria-pressed", "false");
+    ui.talk.textContent = "Talk";
   }
 
   async function disconnect() {
@@ -333,6 +372,7 @@
   ui.audioSend.addEventListener("click", speakFile);
   ui.record.addEventListener("click", toggleRecording);
   ui.interrupt.addEventListener("click", interrupt);
+  ui.talk.addEventListener("click", toggleTalk);
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && state.session) {
       e.preventDefault();

@@ -6,9 +6,13 @@
  *
  *   <digital-human server="https://host" template="astronaut" grant="…"></digital-human>
  *
- * defines the <digital-human> element (methods connect, speak, say, interrupt, close; events
- * connected, speaking-started, speaking-ended, interrupted, closing, error) and
- * window.DigitalHuman, whose Session class the chat page builds on.
+ * defines the <digital-human> element (methods connect, speak, say, interrupt, talk, close;
+ * events connected, speaking-started, speaking-ended, interrupted, closing, error, and for
+ * talking: talk, user-speech-started, user-speech-ended, transcript, reply-paused,
+ * reply-resumed) and window.DigitalHuman, whose Session class the chat page builds on.
+ *
+ * talk(true) sends the microphone (echo cancellation, noise suppression, auto gain) to the
+ * server, which listens: turns, speech recognition, barge-in; talk(false) stops sending it.
  *
  * A public page never holds the server key: its backend mints a single-use grant
  * (POST /api/grants) and the page passes it as `grant` (a string, or an async function that
@@ -35,7 +39,14 @@
     reply_text: "reply-text",
     reply_ended: "reply-ended",
     turn_timing: "turn-timing",
+    // Talking (the microphone): see talk().
+    user_speech_started: "user-speech-started",
+    user_speech_ended: "user-speech-ended",
+    transcript: "transcript",
+    reply_paused: "reply-paused",
+    reply_resumed: "reply-resumed",
   };
+  const MIC_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 
   /** An HTTP error from the server; `status` and the server's `error` message. */
   class ApiError extends Error {
@@ -161,6 +172,8 @@
       this._reconnecting = false;
       this._closingSeen = false;
       this._previousStats = null;
+      this._mic = null;  // the microphone's MediaStream while talk(true)
+      this._micSender = null;
     }
 
     url(path) { return `${this.server}${path}`; }
@@ -192,7 +205,9 @@
       this.pc = pc;
       this._closingSeen = false;
       pc.addTransceiver("video", { direction: "recvonly" });
-      pc.addTransceiver("audio", { direction: "recvonly" });
+      // sendrecv even when silent: talk() later puts the microphone on it with no renegotiation.
+      this._micSender = pc.addTransceiver("audio", { direction: "sendrecv" }).sender;
+      if (this._mic) await this._micSender.replaceTrack(this._mic.getAudioTracks()[0]);
       this._listen(pc.createDataChannel("events"));
       pc.addEventListener("datachannel", (e) => this._listen(e.channel));
       pc.addEventListener("track", (e) => {
@@ -319,6 +334,21 @@
       return new WebSocket(url, ["streamer-audio", `token.${this.token}`]);
     }
 
+    /** Hands-free talking on or off: the microphone goes to the server, which listens for turns. */
+    async talk(on = true) {
+      if (on && !this._mic) {
+        this._mic = await navigator.mediaDevices.getUserMedia({ audio: MIC_CONSTRAINTS });
+      } else if (!on && this._mic) {
+        this._mic.getTracks().forEach((t) => t.stop());
+        this._mic = null;
+      }
+      if (this._micSender) await this._micSender.replaceTrack(this._mic ? this._mic.getAudioTracks()[0] : null);
+      this._emit("talk", { on: Boolean(this._mic) });
+      return Boolean(this._mic);
+    }
+
+    get talking() { return Boolean(this._mic); }
+
     /** The session JSON (state, queued seconds, counters, renderer). */
     async state() {
       this.info = await this._control("");
@@ -337,6 +367,8 @@
     async close() {
       this._closed = true;
       clearTimeout(this._disconnectTimer);
+      if (this._mic) this._mic.getTracks().forEach((t) => t.stop());
+      this._mic = null;
       const { sessionId, token, pc } = this;
       this.pc = null;
       this.sessionId = null;
@@ -362,7 +394,8 @@
     button[hidden] { display: none; }
   `;
   const FORWARDED = ["connected", "speaking-started", "speaking-ended", "interrupted", "welcome-ended",
-    "closing", "reconnecting", "disconnected", "error", "reply-started", "reply-text", "reply-ended", "turn-timing"];
+    "closing", "reconnecting", "disconnected", "error", "reply-started", "reply-text", "reply-ended", "turn-timing",
+    "talk", "user-speech-started", "user-speech-ended", "transcript", "reply-paused", "reply-resumed"];
 
   /**
    * <digital-human server template grant>: a video of one session, and its controls as methods.
@@ -445,6 +478,7 @@
     chat(text) { return this._call((s) => s.chat(text)); }
     get chatAvailable() { return Boolean(this.session && this.session.chatAvailable); }
     interrupt() { return this._call((s) => s.interrupt()); }
+    talk(on = true) { return this._call((s) => s.talk(on)); }
     stats() { return this._call((s) => s.stats()); }
 
     async close() {

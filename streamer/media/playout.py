@@ -43,6 +43,8 @@ class PlayoutCounters:
     starved: int = 0
     """Ticks where a started streaming utterance had no audio yet (the source is slow)."""
     failed_units: int = 0
+    paused_units: int = 0
+    """Ticks held by a pause (the user talking over the answer): idle, the utterance's place kept."""
 
 
 class Playout:
@@ -56,6 +58,8 @@ class Playout:
         self._queue: deque[Utterance] = deque()
         self.position = -1
         """Loop position of the last unit played."""
+        self.paused = False
+        """While set, no speech unit plays: ticks are idle and each utterance keeps its place."""
         self.counters = PlayoutCounters()
 
     @property
@@ -107,11 +111,24 @@ class Playout:
             ahead += max(0, total - queued.played)
         return float("inf")  # not queued (dropped): nobody waits for it
 
+    def pause(self) -> bool:
+        """Hold speech from the next tick; False when nothing is queued to hold."""
+        if self.paused or not self._queue:
+            return False
+        self.paused = True
+        return True
+
+    def resume(self) -> bool:
+        """Play on from where the pause held it; False when not paused."""
+        was, self.paused = self.paused, False
+        return was
+
     def interrupt(self) -> list[Interrupted]:
-        """Drop everything queued; the next tick is idle. Returns one event per dropped utterance
-        (the caller emits them)."""
+        """Drop everything queued (a pause ends too); the next tick is idle. Returns one event per
+        dropped utterance (the caller emits them)."""
         events = [Interrupted(u.id, round(u.played / FPS, 3)) for u in self._queue]
         self._queue.clear()
+        self.paused = False
         return events
 
     def tick(self) -> Unit:
@@ -124,6 +141,8 @@ class Playout:
         if head is None or head.base_position is None:
             return self._idle(n)
         k = head.played
+        if self.paused:
+            return self._held(n, head, k)
         window = head.window_of(k)
         if window is None or not window.ready or not head.has_audio(k):
             if k == 0:
@@ -139,6 +158,14 @@ class Playout:
         self.position += 1
         self.counters.idle_units += 1
         return Unit(n, self.position, None, SILENCE, "idle")
+
+    def _held(self, n: int, head: Utterance, k: int) -> Unit:
+        """A paused tick: silence; a started utterance holds its face where it stopped."""
+        if k == 0:
+            return self._idle(n)
+        self.counters.paused_units += 1
+        assert head.base_position is not None
+        return Unit(n, head.base_position + k - 1, None, SILENCE, "idle", head.id)
 
     def _play(self, n: int, head: Utterance, k: int, window: Window) -> Unit:
         assert head.base_position is not None

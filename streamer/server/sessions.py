@@ -24,6 +24,7 @@ from streamer.server.auth import bearer_matches
 from streamer.server.limits import check_client, limit_reached
 from streamer.session import Session
 from streamer.tasks import TaskSet
+from streamer.voice.services import VoiceServices
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class SessionManager:
         pool.watch_load(self.own_load)
         self.replies = ReplyServices(settings)
         """The reply engine's shared parts (one HTTP pool to the LLM and TTS servers)."""
+        self.voice = VoiceServices(settings)
+        """Listening (VAD threads, the speech recognizer) shared by every session's microphone."""
 
     def template(self, template_id: str) -> PreparedTemplate:
         check_id(template_id)
@@ -101,7 +104,8 @@ class SessionManager:
             self.refusals += 1
             log.warning("session refused: the render devices are at capacity (%d open)", len(self.sessions))
             raise
-        session = Session(template, self.pool, self.settings, self.metrics, self._clock_factory(), self.replies)
+        clock = self._clock_factory()
+        session = Session(template, self.pool, self.settings, self.metrics, clock, self.replies, self.voice)
         self._opening += 1
         try:
             answer = await session.answer(sdp)
@@ -189,3 +193,4 @@ class SessionManager:
         await asyncio.gather(*(self.close(sid) for sid in list(self.sessions)))
         await self._watchers.close()
         await self.replies.close()
+        await self.voice.close()

@@ -48,3 +48,28 @@ def test_device_lists():
     assert devices(Settings(renderer="lite")) == ["cpu"]
     with pytest.raises(BadInput):
         devices(Settings(devices=("tpu:1",)))
+
+
+def test_listening_settings_are_read_and_checked(tmp_path):
+    toml = tmp_path / "zh.toml"
+    toml.write_text('asr = "openai"\nasr_url = "http://127.0.0.1:8000/v1"\nasr_language = "zh"\n')
+    s = load_settings(toml, {"barge_in_min_speech_ms": 250}, {"STREAMER_TURN_END_SILENCE_MS": "500"})
+    assert (s.asr, s.asr_url, s.asr_language, s.asr_model) == ("openai", "http://127.0.0.1:8000/v1", "zh", "whisper-1")
+    assert s.barge_in_min_speech_ms == 250 and s.turn_end_silence_ms == 500
+    d = Settings()
+    assert (d.asr, d.vad_threshold, d.turn_min_speech_ms, d.turn_end_silence_ms, d.turn_max_s) == (
+        "pocketsphinx",
+        0.5,
+        200,
+        600,
+        30,
+    )
+    assert (d.false_interruption_s, d.barge_in_min_speech_ms) == (1.5, 300)
+    with pytest.raises(BadInput, match="asr_url"):
+        load_settings(cli={"asr": "openai"}, environ={})
+    with pytest.raises(BadInput, match="unknown asr"):
+        load_settings(cli={"asr": "whisper"}, environ={})
+    with pytest.raises(BadInput, match="vad_threshold"):
+        load_settings(cli={"vad_threshold": 1.5}, environ={})
+    with pytest.raises(BadInput, match="asr_workers"):
+        load_settings(cli={"asr_workers": 0}, environ={})

@@ -288,3 +288,36 @@ def test_the_core_runs_with_the_transport_unimportable():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout and "aiortc" not in sys.modules.get("streamer.conversation").__dict__
+
+
+async def test_pause_holds_an_answer_while_renders_go_on_and_resume_plays_all_of_it_in_sync():
+    h = Harness({"delay": lambda job: 0.0 if job.first_unit == 0 else 0.5})
+    h.core.speak(*speech(40))
+    before = speech_units(await h.play(6))
+    assert len(before) >= 1
+    assert h.core.pause()
+    rendered = len(h.pool.rendered)
+    assert rendered < len(h.pool.jobs)  # later windows are still rendering
+    held = await h.play(30)
+    assert all(u.kind == "idle" and not u.audio.any() for u in held)
+    assert len(h.pool.rendered) == len(h.pool.jobs) > rendered  # renders went on while paused
+    assert h.core.describe()["state"] == "speaking"
+    assert h.core.resume() and not h.core.resume()
+    after = speech_units(await h.play(60))
+    played = before + after
+    assert [int(u.audio[0]) for u in played] == list(range(1, 41))  # nothing lost, nothing twice
+    assert all(int(u.crop[0, 0, 0]) == u.position % 256 for u in played)
+    assert h.kinds() == ["speaking_started", "speaking_ended"]
+    await h.close()
+
+
+async def test_an_interrupt_while_paused_ends_the_pause():
+    h = Harness()
+    h.core.speak(*speech(40))
+    await h.play(6)
+    assert h.core.pause()
+    assert [e.type for e in h.core.interrupt()] == ["interrupted"]
+    assert not h.core.resume()  # nothing left paused
+    third = h.core.speak(*speech(5))
+    assert [u.utterance_id for u in speech_units(await h.play(15))] == [third.id] * 5
+    await h.close()

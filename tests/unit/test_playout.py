@@ -179,3 +179,47 @@ def test_a_unit_whose_48k_audio_has_not_all_arrived_waits():
     assert playout.tick().kind == "stall" and playout.counters.starved == 1
     u.add_audio(np.ones(1820, np.int16))
     assert playout.tick().kind == "speech"
+
+
+def test_pause_holds_the_place_plays_silence_and_resume_continues_in_sync():
+    playout, events = make()
+    u = speech("u", 10)
+    playout.enqueue(u)
+    playout.assign_base(u)
+    u.add_window(Window(0, 10, crops(0, 10)))
+    u.end()
+    first = [playout.tick() for _ in range(3)]
+    assert [int(x.audio[0]) for x in first] == [1, 2, 3]
+    assert playout.pause() and not playout.pause()  # a second pause changes nothing
+    held = [playout.tick() for _ in range(4)]
+    assert all(x.kind == "idle" and x.crop is None and not x.audio.any() for x in held)
+    assert {x.position for x in held} == {first[-1].position}  # the face holds where it stopped
+    assert u.played == 3 and playout.counters.paused_units == 4
+    assert playout.state == "speaking"
+    assert playout.resume() and not playout.resume()
+    rest = [playout.tick() for _ in range(7)]
+    assert [int(x.audio[0]) for x in rest] == [4, 5, 6, 7, 8, 9, 10]
+    assert [int(x.crop[0, 0, 0]) for x in rest] == [3, 4, 5, 6, 7, 8, 9]  # crop k with audio k
+    assert [x.position for x in rest] == list(range(first[-1].position + 1, first[-1].position + 8))
+    assert [e["type"] for e in events] == ["speaking_started", "speaking_ended"]
+    assert events[1]["duration_s"] == 0.4
+
+
+def test_a_pause_before_speech_starts_keeps_it_from_starting_and_an_interrupt_ends_the_pause():
+    playout, events = make()
+    assert not playout.pause()  # nothing queued: nothing to hold
+    u = speech("u", 5)
+    playout.enqueue(u)
+    playout.assign_base(u)
+    u.add_window(Window(0, 5, crops(0, 5)))
+    assert playout.pause()
+    assert [playout.tick().kind for _ in range(3)] == ["idle"] * 3
+    assert u.played == 0 and events == []
+    assert [(e.utterance_id, e.position_s) for e in playout.interrupt()] == [("u", 0.0)]
+    assert not playout.paused
+    v = speech("v", 2)
+    playout.enqueue(v)
+    playout.assign_base(v)
+    v.add_window(Window(0, 2, crops(0, 2)))
+    v.end()
+    assert [playout.tick().kind for _ in range(2)] == ["speech", "speech"]

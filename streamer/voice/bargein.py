@@ -1,0 +1,88 @@
+"""Barge-in: the user's speech over the answer pauses it, their words interrupt it.
+
+`paused` is entered when speech over a playing answer has lasted `barge_in_min_speech_ms`:
+the answer holds, silent, at its place. Words in that speech commit the interrupt (the reply
+engine's, which closes the LLM stream and trims the history, else the speech engine's); no
+words within `false_interruption_s` resume it where it paused. Every path leaves `paused`,
+so an answer is never stuck: `expire` at the deadline is the last word.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from streamer.conversation import Conversation
+from streamer.events import Event, ReplyPaused, ReplyResumed
+from streamer.voice.control import ReplyControl
+
+log = logging.getLogger(__name__)
+
+
+class BargeIn:
+    def __init__(
+        self,
+        conversation: Conversation,
+        reply: Callable[[], ReplyControl | None],
+        emit: Callable[[Event], None],
+        clock: Callable[[], float],
+        false_interruption_s: float,
+    ) -> None:
+        self._conversation = conversation
+        self._reply = reply
+        self._emit = emit
+        self._clock = clock
+        self.false_interruption_s = false_interruption_s
+        self.state = "idle"
+        """`idle` or `paused`."""
+        self.turn_id = ""
+        self.paused_at = 0.0
+        self.commits = 0
+        self.resumes = 0
+
+    @property
+    def deadline(self) -> float:
+        return self.paused_at + self.false_interruption_s
+
+    def speech_lasted(self, turn_id: str) -> bool:
+        """The user's speech reached `barge_in_min_speech_ms`: pause a playing answer."""
+        if self.state == "paused" or self._conversation.playout.state != "speaking":
+            return False
+        if not self._conversation.pause():
+            return False
+        self.state, self.turn_id, self.paused_at = "paused", turn_id, self._clock()
+        log.info("session %s: the user speaks over the answer (turn %s): paused", self._conversation.id, turn_id)
+        self._emit(ReplyPaused(turn_id))
+        return True
+
+    def heard(self, text: str) -> None:
+        """Recognition of the speech over the answer: words commit, none resume."""
+        if self.state != "paused":
+            return
+        if text.strip():
+            self._commit()
+        else:
+            self._resume("no words")
+
+    def expire(self) -> None:
+        """The deadline passed with no words known: resume (a no-op when already decided)."""
+        if self.state == "paused" and self._clock() >= self.deadline:
+            self._resume(f"no words within {self.false_interruption_s:.1f} s")
+
+    def _commit(self) -> None:
+        self.state = "idle"
+        self.commits += 1
+        reply = self._reply()
+        log.info("session %s: words over the answer: interrupting it", self._conversation.id)
+        if reply is not None and reply.replying:
+            reply.interrupt()
+        if self._conversation.playout.paused or self._conversation.playout.current is not None:
+            self._conversation.interrupt()  # whatever the reply engine left queued goes too
+
+    def _resume(self, why: str) -> None:
+        self.state = "idle"
+        self.resumes += 1
+        paused_s = round(self._clock() - self.paused_at, 3)
+        self._conversation.resume()
+        log.info("session %s: %s: the answer resumes after %.2f s", self._conversation.id, why, paused_s)
+        self._emit(ReplyResumed(self.turn_id, paused_s))

@@ -1,0 +1,80 @@
+"""A viewer's microphone: the audio m-line of its offer, and the track the server listens to.
+
+An offer whose audio section sends (`sendrecv`, or `sendonly`) carries a microphone: the
+session answers `sendrecv` (the avatar's voice still goes out) and its frames, resampled to
+16 kHz mono, go to the session's `Listener`. Offers without one are answered as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import sdp
+from aiortc.mediastreams import MediaStreamError
+
+from streamer.conversation import Conversation
+from streamer.events import Event
+from streamer.voice.control import ReplyControl
+from streamer.voice.listener import Listener
+from streamer.voice.services import VoiceServices
+from streamer.voice.vad import RATE
+
+log = logging.getLogger(__name__)
+
+_ANSWER = {"sendrecv": "sendrecv", "sendonly": "recvonly"}
+
+
+def audio_direction(offer_sdp: str) -> str:
+    """Our audio transceiver's direction for this offer: receive too when it sends a microphone."""
+    for media in sdp.SessionDescription.parse(offer_sdp).media:
+        if media.kind == "audio":
+            return _ANSWER.get(media.direction or "", "sendonly")
+    return "sendonly"
+
+
+class Microphone:
+    def __init__(
+        self,
+        conversation: Conversation,
+        voice: VoiceServices,
+        emit: Callable[[Event], None],
+        reply: Callable[[], ReplyControl | None],
+    ) -> None:
+        self._conversation = conversation
+        self._voice = voice
+        self._emit = emit
+        self._reply = reply
+        self.listener: Listener | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def attach(self, track: Any) -> None:
+        """Listen to `track` (the viewer's audio) until it ends."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._read(track), name="microphone")
+
+    async def _read(self, track: Any) -> None:
+        """A listener starts with the first audio (a page may offer a microphone line and send
+        nothing on it until the user presses Talk: such a session costs nothing)."""
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if self.listener is None:
+                self.listener = Listener(self._conversation, self._voice, self._emit, self._reply)
+                log.info("session %s: listening to the viewer's microphone", self._conversation.id)
+            for out in resampler.resample(frame):
+                await self.listener.feed(out.to_ndarray().reshape(-1).astype(np.int16))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.listener is not None:
+            await self.listener.close()

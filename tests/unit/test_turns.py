@@ -1,0 +1,82 @@
+"""The turn detector, frame by frame (32 ms frames), on a clock the test moves."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamer.voice.turns import SpeechLasted, SpeechStarted, TurnDetector, TurnEnded, TurnSettings
+
+FRAME_MS = 32.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def detector(**kw: float) -> tuple[TurnDetector, Clock]:
+    clock = Clock()
+    return TurnDetector(TurnSettings(**kw), FRAME_MS, clock), clock
+
+
+def run(d: TurnDetector, clock: Clock, pattern: str, start: int = 0) -> list[tuple[int, object]]:
+    """Push one frame per character ('x' voiced, '.' quiet); frame k's samples all hold k."""
+    out = []
+    for i, c in enumerate(pattern, start):
+        clock.t += FRAME_MS / 1000
+        for event in d.push(0.9 if c == "x" else 0.1, np.full(512, i, np.int16)):
+            out.append((i, event))
+    return out
+
+
+def test_a_turn_starts_after_min_speech_lasts_and_ends_after_the_silence():
+    d, clock = detector()
+    # 200 ms of voice = 7 frames of 32 ms; 600 ms of silence = 19 frames
+    events = run(d, clock, "." * 20 + "x" * 20 + "." * 18)
+    assert [(i, type(e)) for i, e in events] == [(26, SpeechStarted), (29, SpeechLasted)]
+    assert d.state == "speaking"
+    ((i, ended),) = run(d, clock, ".", start=58)
+    assert i == 58 and isinstance(ended, TurnEnded) and ended.reason == "pause"
+    assert int(ended.audio[0]) == 20 - 10  # 300 ms of preroll: 10 frames before the onset at frame 20
+    assert int(ended.audio[-1]) == 58 and len(ended.audio) == 512 * (59 - 10)
+    assert ended.speech_s == round(20 * FRAME_MS / 1000, 3)
+    assert ended.vad_end_ms == round(19 * FRAME_MS, 1)  # the clock from the last voiced frame
+    assert d.state == "quiet"
+
+
+def test_a_short_noise_never_starts_a_turn_and_is_forgotten_after_the_silence():
+    d, clock = detector()
+    assert run(d, clock, "." * 5 + "xxx" + "." * 30) == []  # ~100 ms
+    assert d.state == "quiet" and d.audio_so_far().size == 0
+    # two short noises close together add up: speech, not noise
+    events = run(d, clock, "xxxx" + "." * 5 + "xxxx")
+    assert [type(e) for _, e in events] == [SpeechStarted, SpeechLasted][: len(events)]
+    assert events and isinstance(events[0][1], SpeechStarted)
+
+
+def test_pauses_shorter_than_the_end_silence_keep_the_turn_going():
+    d, clock = detector()
+    events = run(d, clock, "x" * 10 + "." * 15 + "x" * 10 + "." * 15 + "x" * 5 + "." * 19)
+    kinds = [type(e) for _, e in events]
+    assert kinds == [SpeechStarted, SpeechLasted, TurnEnded]
+    assert events[-1][1].speech_s == round((10 + 15 + 10 + 15 + 5) * FRAME_MS / 1000, 3)
+
+
+def test_a_turn_that_never_pauses_ends_at_max_s():
+    d, clock = detector(max_s=1.0)
+    events = run(d, clock, "x" * 40)
+    ended = [e for _, e in events if isinstance(e, TurnEnded)]
+    assert len(ended) == 1 and ended[0].reason == "max"
+    assert [i for i, e in events if isinstance(e, TurnEnded)] == [31]  # 32 frames = 1.024 s
+
+
+def test_the_threshold_and_min_speech_are_settings():
+    d, clock = detector(threshold=0.95)
+    assert run(d, clock, "x" * 30) == []  # 0.9 is below 0.95
+    d, clock = detector(min_speech_ms=500.0, long_speech_ms=600.0)
+    events = run(d, clock, "x" * 30)
+    assert [(i, type(e)) for i, e in events] == [(15, SpeechStarted), (18, SpeechLasted)]
+    assert len(d.audio_so_far()) == 512 * 30
