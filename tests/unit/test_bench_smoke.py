@@ -35,7 +35,8 @@ def test_encoder_bench_compares_four_configs_and_restores_the_cores():
         # The figures agree with each other: one 40 ms slot holds `sessions_per_core` frames.
         total = config["encode_ms_per_frame"] + result["compose_convert_ms_per_frame"]
         assert config["total_ms_per_frame"] == pytest.approx(total, abs=0.011)
-        assert config["sessions_per_core"] == int(40 // total)
+        # (from the unrounded figures: the rounded ones may put the slot's edge one frame over)
+        assert int(40 // (total + 0.02)) <= config["sessions_per_core"] <= int(40 // max(total - 0.02, 0.01))
         assert 0 <= config["sustained_sessions_no_stall"] <= max(config["sessions_per_core"], 1)
     expected = result["configs"]["h264_stock_medium"]["encode_ms_per_frame"] / ours_h264(result)
     assert result["speedup_h264_ours_vs_stock"] == pytest.approx(expected, rel=0.02)
