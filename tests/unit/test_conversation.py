@@ -283,7 +283,9 @@ async def test_an_interrupted_welcome_is_answered_but_not_announced():
 def test_the_core_runs_with_the_transport_unimportable():
     code = (
         "import sys; sys.modules.update(aiortc=None, aiohttp=None); import pytest; "
-        f"sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', {__file__!r}, '-k', 'not unimportable']))"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-o', 'asyncio_mode=auto', "
+        "'-o', 'asyncio_default_fixture_loop_scope=function', "
+        f"{__file__!r}, '-k', 'not unimportable']))"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
