@@ -127,8 +127,8 @@ async def one_bargein(client: Client, mic: MicTrack, question: np.ndarray, long_
     done = mic.say(question)
     onset = said + leading_silence_s(question)
     paused_at, _ = await event_after(client, "reply_paused", said)
-    quiet_at = first_quiet_after(client, onset)
     await done
+    quiet_at = first_quiet_after(client, onset)  # after the question: the quiet audio has come in
     await event_after(client, "transcript", said)
     await client.interrupt()
     return {"pause_ms": (paused_at - onset) * 1000, "silence_ms": ((quiet_at or paused_at) - onset) * 1000}
