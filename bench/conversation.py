@@ -1,6 +1,7 @@
 """Chat turns end to end: the fake OpenAI-compatible LLM, the reply engine, a loopback viewer.
 
     python bench/conversation.py [--turns 10] [--interrupts 5] [--first-token-ms 300] [--token-ms 30]
+    python bench/conversation.py --voice [--turns 5] [--sessions 1] [--bargeins 3]  (bench/conversation_voice.py)
 
 A server (lite renderer, espeak-ng) with `llm_url` pointing at tests/fake_llm.py, which answers
 every question with the same three sentences after a fixed first-token delay and token rate.
@@ -28,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import conversation_voice  # noqa: E402
 from bench.common import TEMPLATE, machine, summary, template_dir  # noqa: E402
 from streamer.client import Client, figures  # noqa: E402
 from streamer.config import Settings  # noqa: E402
@@ -108,6 +110,12 @@ async def _session(url: str, turns: int, llm: FakeLlm, interrupts: int, long: Sc
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--voice" in argv:  # spoken turns: the microphone, turns, recognition, barge-in
+        voice = argparse.ArgumentParser(description=conversation_voice.__doc__)
+        voice.add_argument("--voice", action="store_true")
+        conversation_voice.add_arguments(voice)
+        return conversation_voice.run(voice.parse_args(argv))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--first-token-ms", type=float, default=300.0)

@@ -1,18 +1,20 @@
 """Spoken turns, end to end: end of the user's speech → first reply frame, by stage; barge-in.
 
-    python bench/conversation_voice.py [--turns 10] [--sessions 1] [--bargeins 5]
+    python bench/conversation.py --voice [--turns 5] [--sessions 1] [--bargeins 3] [--first-token-ms 300]
 
-A server on a free loopback port (lite renderer, default ASR: pocketsphinx); each headless
-viewer speaks espeak-ng questions into its microphone track in real time. The reply engine is
-a stand-in that answers at once with a canned espeak-ng line (no LLM, no TTS: add their
-latency from bench/conversation.py), so what is measured is ours: turn detection, recognition,
-and the answer's first frame. Per turn, on the viewer's clock: end of voice (the question's
-last sample above the noise floor left the microphone) → `user_speech_ended` arrives
-(`vad_end_ms`, mostly `turn_end_silence_ms`) → `transcript` arrives (`asr_ms`) → the answer's
-`speaking_started` arrives (`reply_ms`) and its first audible audio (`first_reply_audio_ms`,
-the total). Barge-in: a question spoken over a playing answer: voice onset → `reply_paused`
-(`pause_ms`) and → the answer's audio falls silent at the viewer (`silence_ms`). With
-`--sessions N` the viewers talk at once; each one's received fps is reported.
+The server runs in a process of its own (`run.py serve`: lite renderer, default ASR
+pocketsphinx, espeak-ng TTS, `llm_url` at tests/fake_llm.py, whose first token comes after
+`--first-token-ms`); headless viewers in this process speak espeak-ng questions into their
+microphone tracks in real time. Per turn, on the viewer's clock from the end of voice (the
+question's last sample above the noise floor left the microphone): `user_speech_ended` arrives
+(`vad_end`, mostly `turn_end_silence_ms`), `transcript` arrives, the answer's
+`speaking_started` arrives (`first_reply_frame_ms`, the total) and its first audible audio;
+the server's stages from the turn's `turn_timing` (`vad_end_ms`, `asr_ms`, then from the
+transcript `llm_first_token_ms`, `first_sentence_ms`, `tts_first_audio_ms`, `first_frame_ms`);
+`own_ms` is the total less the LLM's part (first_sentence_ms). Barge-in: a question spoken
+over a playing answer: voice onset → `reply_paused` (`pause_ms`) and → the answer's audio
+falls silent at the viewer (`silence_ms`). With `--sessions N` the viewers talk at once; each
+one's received fps and the server process's CPU (its threads and child processes) are reported.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -32,47 +35,27 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from bench.common import SENTENCES, TEMPLATE, machine, speech_wav, summary, template_dir  # noqa: E402
+from bench.cpu import cpu_split  # noqa: E402
 from streamer.audio import decode_file, to_int16  # noqa: E402
 from streamer.client import Client, figures  # noqa: E402
 from streamer.client_mic import RATE, MicTrack  # noqa: E402
 from streamer.config import Settings  # noqa: E402
-from streamer.conversation import Conversation  # noqa: E402
-from streamer.server.keys import SESSIONS  # noqa: E402
-from streamer.testing import LiveServer, live_server  # noqa: E402
-from streamer.units import MODEL_RATE  # noqa: E402
+from tests.fake_llm import Script, fake_llm  # noqa: E402
+from tests.served import served  # noqa: E402
 
 VOICE_FLOOR = 500
 """int16 level above which a sample is voice (espeak-ng's silence is exact zeros)."""
 QUIET_RMS = 200.0
-
-
-class CannedReply:
-    """Stands in for the reply engine: answers every turn at once with the same line."""
-
-    def __init__(self, conversation: Conversation, answer16k: np.ndarray, answer48k: np.ndarray) -> None:
-        self._conversation = conversation
-        self._answer = (answer16k, answer48k)
-        self.replying = False
-
-    async def start_turn(self, text: str, *, timing: dict[str, float] | None = None) -> str:
-        self.interrupt()
-        self.replying = True
-        return self._conversation.speak(*self._answer).id
-
-    # What the session asks of its reply engine besides `ReplyControl`:
-    def observe(self, event: object) -> None:
-        pass
-
-    def interrupt_all(self) -> list:
-        return self._conversation.interrupt()
-
-    async def close(self) -> None:
-        pass
-
-    def interrupt(self) -> None:
-        if self.replying:
-            self.replying = False
-            self._conversation.interrupt()
+ANSWER = "Sure, here is what I think. The shop opens at nine."
+SERVER_STAGES = (
+    "vad_end_ms",
+    "asr_ms",
+    "llm_first_token_ms",
+    "first_sentence_ms",
+    "tts_first_audio_ms",
+    "first_frame_ms",
+)
+VIEWER_STAGES = ("vad_end", "transcript", "first_reply_frame_ms", "first_reply_audio_ms", "own_ms")
 
 
 def trailing_silence_s(samples: np.ndarray) -> float:
@@ -116,32 +99,23 @@ async def event_after(client: Client, kind: str, t0: float, timeout: float = 30.
     raise TimeoutError(f"no {kind} after the question")
 
 
-async def viewer(live: LiveServer, answer: tuple[np.ndarray, np.ndarray]) -> tuple[Client, MicTrack]:
-    mic = MicTrack()
-    client = Client(live.url)
-    await client.connect(TEMPLATE, mic=mic)
-    await client.wait_event("welcome_ended", timeout=60)
-    session = live.app[SESSIONS].sessions[client.session_id]
-    reply = CannedReply(session.conversation, *answer)
-    live.loop.call_soon_threadsafe(setattr, session, "replier", reply)
-    return client, mic
-
-
 async def one_turn(client: Client, mic: MicTrack, question: np.ndarray) -> dict[str, float]:
     sent_end = await mic.say(question)
     voice_end = sent_end - trailing_silence_s(question)
     ended_at, _ = await event_after(client, "user_speech_ended", voice_end)
-    heard_at, transcript = await event_after(client, "transcript", voice_end)
-    started_at, started = await event_after(client, "speaking_started", voice_end)
-    await client.wait_event("speaking_ended", started["utterance_id"], timeout=30)
+    heard_at, _ = await event_after(client, "transcript", voice_end)
+    started_at, _ = await event_after(client, "speaking_started", voice_end)
+    _, timing = await event_after(client, "turn_timing", voice_end)
+    await client.wait_event("reply_ended", timing["turn_id"], timeout=60)
     audible = first_loud_after(client, started_at - 0.2)
+    total = (started_at - voice_end) * 1000
     return {
-        "vad_end_ms": (ended_at - voice_end) * 1000,
-        "asr_ms": float(transcript["asr_ms"]),
-        "transcript_ms": (heard_at - voice_end) * 1000,
-        "reply_ms": (started_at - heard_at) * 1000,
-        "first_reply_frame_ms": (started_at - voice_end) * 1000,
+        **{k: float(timing[k]) for k in SERVER_STAGES if timing.get(k) is not None},
+        "vad_end": (ended_at - voice_end) * 1000,
+        "transcript": (heard_at - voice_end) * 1000,
+        "first_reply_frame_ms": total,
         "first_reply_audio_ms": ((audible or started_at) - voice_end) * 1000,
+        "own_ms": total - float(timing["first_sentence_ms"]),
     }
 
 
@@ -153,20 +127,24 @@ async def one_bargein(client: Client, mic: MicTrack, question: np.ndarray, long_
     done = mic.say(question)
     onset = said + leading_silence_s(question)
     paused_at, _ = await event_after(client, "reply_paused", said)
-    quiet_at = first_quiet_after(client, onset)
     await done
+    quiet_at = first_quiet_after(client, onset)  # after the question: the quiet audio has come in
     await event_after(client, "transcript", said)
     await client.interrupt()
     return {"pause_ms": (paused_at - onset) * 1000, "silence_ms": ((quiet_at or paused_at) - onset) * 1000}
 
 
-async def talk(live: LiveServer, work: Path, turns: int, bargeins: int, answer: Any) -> dict[str, Any]:
-    client, mic = await viewer(live, answer)
+async def talk(url: str, work: Path, turns: int, bargeins: int) -> dict[str, Any]:
+    mic = MicTrack()
+    client = Client(url)
+    await client.connect(TEMPLATE, mic=mic)
+    await client.wait_event("welcome_ended", timeout=60)
     questions = [
         to_int16(decode_file(speech_wav(s, work / f"q{i}.wav"), RATE)) for i, s in enumerate(SENTENCES[:turns])
     ]
     long_answer = speech_wav(" ".join(SENTENCES), work / "long.wav").read_bytes()
     try:
+        started = time.monotonic()
         rows = []
         for q in questions:
             try:
@@ -174,52 +152,73 @@ async def talk(live: LiveServer, work: Path, turns: int, bargeins: int, answer: 
             except TimeoutError:  # no words recognised: no reply to time
                 rows.append({})
         barge = [await one_bargein(client, mic, questions[i % len(questions)], long_answer) for i in range(bargeins)]
-        fps = figures(client, None, None).get("fps")
+        fps = figures(client, started, time.monotonic()).get("fps")
         return {"turns": rows, "bargeins": barge, "fps": fps}
     finally:
         await client.close()
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
+async def measure(url: str, pid: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    before, t0 = cpu_split(pid), time.monotonic()
+    results = await asyncio.gather(*(talk(url, work, args.turns, args.bargeins) for _ in range(args.sessions)))
+    after, wall = cpu_split(pid), time.monotonic() - t0
+    cores = {k: round((after[k] - before[k]) / wall, 2) for k in after}
+    return {"results": results, "server_cpu_cores": {**cores, "total": round(sum(cores.values()), 2)}}
+
+
+def serve_env(work: Path, llm_url: str, sessions: int) -> dict[str, str]:
+    return {
+        "STREAMER_TEMPLATES_DIR": str(template_dir(work / "templates")),
+        "STREAMER_CACHE_DIR": str(work / "cache"),
+        "STREAMER_RENDERER": "lite",
+        "STREAMER_TTS": "espeak",
+        "STREAMER_LLM_URL": llm_url,
+        "STREAMER_LLM_MODEL": "fake",
+        "STREAMER_MAX_SESSIONS": str(max(4, sessions)),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    script = Script(ANSWER, first_token_s=args.first_token_ms / 1000, token_s=args.token_ms / 1000)
+    with tempfile.TemporaryDirectory() as tmp, fake_llm(script) as llm:
         work = Path(tmp)
-        line = speech_wav("Sure. Here is what I think.", work / "answer.wav")
-        answer = (decode_file(line, MODEL_RATE), decode_file(line, 48000))
-        settings = Settings(
-            templates_dir=template_dir(work / "templates"),
-            cache_dir=work / "cache",
-            renderer="lite",
-            devices=("cpu",),
-            max_sessions=max(4, args.sessions),
-        )
-        with live_server(settings) as live:
-            results = await asyncio.gather(
-                *(talk(live, work, args.turns, args.bargeins, answer) for _ in range(args.sessions))
-            )
+        with served(env=serve_env(work, llm.url, args.sessions)) as server:
+            out = asyncio.run(measure(server.url, server.process.pid, work, args))
+    results = out["results"]
     rows = [row for r in results for row in r["turns"] if row]
-    unheard = sum(1 for r in results for row in r["turns"] if not row)
     barge = [row for r in results for row in r["bargeins"]]
-    stages = ("vad_end_ms", "asr_ms", "transcript_ms", "reply_ms", "first_reply_frame_ms", "first_reply_audio_ms")
+    settings = Settings()
     return {
         "bench": "conversation_voice",
         "machine": machine(),
         "sessions": args.sessions,
         "turn_end_silence_ms": settings.turn_end_silence_ms,
+        "barge_in_min_speech_ms": settings.barge_in_min_speech_ms,
         "asr": settings.asr,
-        "turns_without_words": unheard,
-        "end_of_speech_to_reply": {k: summary([r[k] for r in rows]) for k in stages},
+        "fake_llm_first_token_delay_ms": args.first_token_ms,
+        "turns_without_words": sum(1 for r in results for row in r["turns"] if not row),
+        "server_stages": {k: summary([r[k] for r in rows if k in r]) for k in SERVER_STAGES},
+        "end_of_speech_to_reply": {k: summary([r[k] for r in rows]) for k in VIEWER_STAGES},
         "bargein": {k: summary([b[k] for b in barge]) for k in ("pause_ms", "silence_ms")},
         "fps_per_session": [r["fps"] for r in results],
-        "note": "no LLM or TTS: the reply is a canned line spoken at once (add bench/conversation.py's stages)",
+        "server_cpu_cores": out["server_cpu_cores"],
+        "note": "server stages after asr_ms count from the transcript; own_ms: total less first_sentence_ms",
     }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--sessions", type=int, default=1)
+    parser.add_argument("--bargeins", type=int, default=3)
+    parser.add_argument("--first-token-ms", type=float, default=300.0)
+    parser.add_argument("--token-ms", type=float, default=30.0)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--turns", type=int, default=5)
-    parser.add_argument("--sessions", type=int, default=1)
-    parser.add_argument("--bargeins", type=int, default=3)
-    print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))
+    add_arguments(parser)
+    print(json.dumps(run(parser.parse_args()), indent=2))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from streamer.voice.services import VoiceServices
 from streamer.webrtc import encoding
 from streamer.webrtc.ladder import Ladder
 from streamer.webrtc.link import LinkMonitor, LinkQuality
-from streamer.webrtc.mic import Microphone, audio_direction
+from streamer.webrtc.mic import Microphone, audio_direction, hold_less
 from streamer.webrtc.tracks import MediaPump
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,9 @@ class Session:
         if codecs:
             video.setCodecPreferences(codecs)
         if "audio" in offered:
-            self.pc.addTransceiver(self.pump.audio, direction=audio_direction(offer_sdp))
+            audio = self.pc.addTransceiver(self.pump.audio, direction=audio_direction(offer_sdp))
+            if self.mic is not None:
+                hold_less(audio.receiver)
 
         @self.pc.on("track")
         def on_track(track: Any) -> None:

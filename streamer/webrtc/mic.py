@@ -14,7 +14,8 @@ from typing import Any
 
 import av
 import numpy as np
-from aiortc import sdp
+from aiortc import RTCRtpReceiver, sdp
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
 from streamer.conversation import Conversation
@@ -27,6 +28,9 @@ from streamer.voice.vad import RATE
 log = logging.getLogger(__name__)
 
 _ANSWER = {"sendrecv": "sendrecv", "sendonly": "recvonly"}
+MIC_PREFETCH = 1
+"""Audio frames the receiver holds back: aiortc's 4 (80 ms) do not help (a lost packet stalls the
+buffer whatever the prefetch) and delay turn ends and barge-in; 1 is the least it allows."""
 
 
 def audio_direction(offer_sdp: str) -> str:
@@ -35,6 +39,17 @@ def audio_direction(offer_sdp: str) -> str:
         if media.kind == "audio":
             return _ANSWER.get(media.direction or "", "sendonly")
     return "sendonly"
+
+
+def hold_less(receiver: RTCRtpReceiver) -> None:
+    """Give the microphone's receiver a jitter buffer that holds back `MIC_PREFETCH` frames; call
+    before any packet arrives. An aiortc without the buffer where we expect it keeps its own."""
+    name = "_RTCRtpReceiver__jitter_buffer"
+    buffer = getattr(receiver, name, None)
+    if not isinstance(buffer, JitterBuffer):
+        log.warning("aiortc's audio jitter buffer is not where expected: the microphone keeps its default")
+        return
+    setattr(receiver, name, JitterBuffer(capacity=buffer.capacity, prefetch=MIC_PREFETCH))
 
 
 class Microphone:
