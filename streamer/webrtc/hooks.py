@@ -17,14 +17,19 @@ from typing import Any
 SENDER = "aiortc.rtcrtpsender:RTCRtpSender"
 SENDER_ENCODER = "_RTCRtpSender__encoder"
 """The sender's encoder, built by aiortc from the codec on the first frame when still None."""
+RECEIVER = "aiortc.rtcrtpreceiver:RTCRtpReceiver"
+RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+"""The receiver's jitter buffer, replaced for a microphone by one that holds back less (mic.py)."""
 PRIVATE: dict[str, tuple[str, ...]] = {
     SENDER: (SENDER_ENCODER, "_retransmit", "_send_keyframe"),
+    RECEIVER: (RECEIVER_JITTER_BUFFER,),
     "aiortc.rtp": ("compute_audio_level_dbov",),
     "aiortc.codecs.h264:H264Encoder": ("_encode_frame", "_split_bitstream", "buffer_data", "buffer_pts", "codec"),
     "aiortc.codecs.vpx:Vp8Encoder": ("_packetize", "picture_id", "codec"),
 }
 """Owner (`module` or `module:Class`, whose instances are checked) → the private names used:
-the sender's encoder slot and NACK/PLI handlers (hooks.py, link.py), the audio-level function
+the sender's encoder slot and NACK/PLI handlers (hooks.py, link.py), the microphone receiver's
+jitter buffer (mic.py), the audio-level function
 (encoding.install), the encoders' internals our subclasses lean on (encoding.py)."""
 SENDER_SOURCE = (
     "if self.__encoder is None:",

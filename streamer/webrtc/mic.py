@@ -24,6 +24,7 @@ from streamer.voice.control import ReplyControl
 from streamer.voice.listener import Listener
 from streamer.voice.services import VoiceServices
 from streamer.voice.vad import RATE
+from streamer.webrtc import hooks
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def audio_direction(offer_sdp: str) -> str:
 def hold_less(receiver: RTCRtpReceiver) -> None:
     """Give the microphone's receiver a jitter buffer that holds back `MIC_PREFETCH` frames; call
     before any packet arrives. An aiortc without the buffer where we expect it keeps its own."""
-    name = "_RTCRtpReceiver__jitter_buffer"
+    name = hooks.RECEIVER_JITTER_BUFFER
     buffer = getattr(receiver, name, None)
     if not isinstance(buffer, JitterBuffer):
         log.warning("aiortc's audio jitter buffer is not where expected: the microphone keeps its default")

@@ -25,11 +25,14 @@ async def test_every_private_name_is_still_there():
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
         sender = pc.addTransceiver("video", direction="sendonly").sender  # instance attributes count
+        receiver = pc.addTransceiver("audio", direction="sendrecv").receiver
         for owner, names in hooks.PRIVATE.items():
             module_name, _, class_name = owner.partition(":")
             target = importlib.import_module(module_name)
             if owner == hooks.SENDER:
                 target = sender
+            elif owner == hooks.RECEIVER:
+                target = receiver
             elif class_name:
                 target = getattr(target, class_name)()
             for name in names:
