@@ -52,10 +52,19 @@ def rtc_configuration(settings: Settings, name: str) -> RTCConfiguration:
     )
 
 
-def _check_directions(offer_sdp: str) -> None:
+def _parse_offer(offer_sdp: str) -> sdp.SessionDescription:
+    """The offer parsed, or a 400: aiortc's parser asserts on some malformed lines."""
+    try:
+        return sdp.SessionDescription.parse(offer_sdp)
+    except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on bad SDP
+        log.info("the offer was refused by the SDP parser: %r", exc)  # not for the client
+        raise BadInput("malformed SDP offer: it could not be parsed as a WebRTC offer") from None
+
+
+def _check_directions(offer: sdp.SessionDescription) -> None:
     """aiortc parses an offer whose media section has no (or a garbled) direction, then fails
     to answer it: refuse it here, as the bad input it is."""
-    for media in sdp.SessionDescription.parse(offer_sdp).media:
+    for media in offer.media:
         if media.kind in ("audio", "video") and media.direction is None:
             raise BadInput(f"malformed SDP offer: its {media.kind} section has no direction (a=recvonly)")
 
@@ -107,13 +116,14 @@ class Session:
         offered = set(re.findall(r"^m=(audio|video) ", offer_sdp, re.MULTILINE))
         if "video" not in offered:
             raise BadInput("malformed SDP offer: it must have a video section to receive the stream")
+        offer = _parse_offer(offer_sdp)
         # Transceivers made before the offer is applied take it up, with our codec preference.
         video = self.pc.addTransceiver(self.pump.video, direction="sendonly")
         codecs = encoding.codec_preferences(self.settings.video_codec, self.settings.prefer_cheaper_codec)
         if codecs:
             video.setCodecPreferences(codecs)
         if "audio" in offered:
-            audio = self.pc.addTransceiver(self.pump.audio, direction=audio_direction(offer_sdp))
+            audio = self.pc.addTransceiver(self.pump.audio, direction=audio_direction(offer))
             if self.mic is not None:
                 hold_less(audio.receiver)
 
@@ -127,7 +137,7 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on bad SDP
             log.info("session %s: the offer was refused by the SDP parser: %r", self.id, exc)  # not for the client
             raise BadInput("malformed SDP offer: it could not be parsed as a WebRTC offer") from None
-        _check_directions(offer_sdp)
+        _check_directions(offer)
 
         @self.pc.on("datachannel")
         def on_datachannel(channel: Any) -> None:

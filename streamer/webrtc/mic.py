@@ -34,9 +34,9 @@ MIC_PREFETCH = 1
 buffer whatever the prefetch) and delay turn ends and barge-in; 1 is the least it allows."""
 
 
-def audio_direction(offer_sdp: str) -> str:
+def audio_direction(offer: sdp.SessionDescription) -> str:
     """Our audio transceiver's direction for this offer: receive too when it sends a microphone."""
-    for media in sdp.SessionDescription.parse(offer_sdp).media:
+    for media in offer.media:
         if media.kind == "audio":
             return _ANSWER.get(media.direction or "", "sendonly")
     return "sendonly"

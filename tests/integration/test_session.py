@@ -260,6 +260,27 @@ async def test_an_offer_whose_media_has_no_direction_is_bad_input(server):
                 assert r.status == 400 and "direction" in body["error"], (path, r.status, body)
 
 
+async def test_an_offer_with_an_audio_line_aiortc_cannot_parse_is_bad_input(server):
+    """Found by bench/fuzz.py: an m-line aiortc's parser asserts on gave a 500 once the offer's
+    audio direction was read (for the microphone) before the offer was applied."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp
+    await pc.close()
+    audio_line = next(line for line in offer.splitlines() if line.startswith("m=audio "))
+    broken = offer.replace(audio_line, "m=audio 9 UDP/TLS/RTP/SAVPF")  # no formats: the parser asserts
+    async with aiohttp.ClientSession() as http:
+        for path, kwargs in (
+            (f"/whep/{TEMPLATE}", {"data": broken.encode(), "headers": {"Content-Type": "application/sdp"}}),
+            ("/api/sessions", {"json": {"template": TEMPLATE, "sdp": broken}}),
+        ):
+            async with http.post(server.url + path, **kwargs) as r:
+                body = await r.json(content_type=None)
+                assert r.status == 400 and "could not be parsed" in body["error"], (path, r.status, body)
+
+
 async def test_stats_metrics_and_health(server, speech_wav):
     client = await connected(server)
     try:
