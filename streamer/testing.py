@@ -79,10 +79,30 @@ def live_server(settings: Settings, on_app: Callable[[web.Application], None] | 
     if on_app is not None:
         on_app(app)
     runner = web.AppRunner(app, access_log=None, **server_options(settings))
+    with serve_in_thread(runner, port, loop, name="live-server", timeout=30):
+        task = asyncio.run_coroutine_threadsafe(_wait_ready(app), loop)
+        task.result(READY_TIMEOUT_S)
+        yield LiveServer(f"http://127.0.0.1:{port}", app, loop)
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    runner: web.AppRunner,
+    port: int,
+    loop: asyncio.AbstractEventLoop,
+    name: str,
+    timeout: float,
+    on_loop: Callable[[], None] | None = None,
+) -> Iterator[None]:
+    """Run `runner` on 127.0.0.1:`port` on `loop` in a thread of its own until the block ends.
+
+    `on_loop` runs first in that thread (to make objects that belong to the loop)."""
     started = threading.Event()
 
     def run() -> None:
         asyncio.set_event_loop(loop)
+        if on_loop is not None:
+            on_loop()
         loop.run_until_complete(runner.setup())
         loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
         started.set()
@@ -90,16 +110,14 @@ def live_server(settings: Settings, on_app: Callable[[web.Application], None] | 
         loop.run_until_complete(runner.cleanup())
         loop.close()
 
-    thread = threading.Thread(target=run, name="live-server", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
-    started.wait(30)
+    started.wait(timeout)
     try:
-        task = asyncio.run_coroutine_threadsafe(_wait_ready(app), loop)
-        task.result(READY_TIMEOUT_S)
-        yield LiveServer(f"http://127.0.0.1:{port}", app, loop)
+        yield
     finally:
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
+        thread.join(timeout)
 
 
 async def _wait_ready(app: web.Application) -> None:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from streamer.testing import free_port
+from streamer.testing import free_port, serve_in_thread
 
 TTS_RATE = 24_000
 TTS_SECONDS_PER_CHAR = 0.06
@@ -159,24 +158,10 @@ def fake_llm(*scripts: Script) -> Iterator[FakeLlm]:
     app.router.add_post("/v1/chat/completions", fake._chat)
     app.router.add_post("/v1/audio/speech", fake._speech)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
-    started = threading.Event()
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
+    def make_condition() -> None:
         fake._changed = asyncio.Condition()
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
 
-    thread = threading.Thread(target=run, name="fake-llm", daemon=True)
-    thread.start()
-    started.wait(10)
-    fake.url, fake.loop = f"http://127.0.0.1:{port}/v1", loop
-    try:
+    with serve_in_thread(runner, port, loop, name="fake-llm", timeout=10, on_loop=make_condition):
+        fake.url, fake.loop = f"http://127.0.0.1:{port}/v1", loop
         yield fake
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
