@@ -97,3 +97,14 @@ def tiny_template(frames: int = 1, welcome_units: int = 0) -> PreparedTemplate:
         renderer="fake",
         welcome=welcome,
     )
+
+
+async def play_ticks(core: Any, clock: FakeClock, ticks: int) -> list:
+    """Play `ticks` units of a conversation on the fake clock, letting its tasks run before each."""
+    units = []
+    for _ in range(ticks):
+        for _ in range(10):
+            await asyncio.sleep(0)
+        units.append(core.tick())
+        await clock.advance(0.04)
+    return units

@@ -5,8 +5,6 @@ The reply engine is a small recording object that follows `ReplyControl`.
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 
 from streamer.config import Settings
@@ -16,7 +14,7 @@ from streamer.media.clock import FakeClock
 from streamer.metrics import Metrics
 from streamer.units import MODEL_SAMPLES_PER_UNIT, OUT_SAMPLES_PER_UNIT
 from streamer.voice.bargein import BargeIn
-from tests.fakes import FakePool, tiny_template
+from tests.fakes import FakePool, play_ticks, tiny_template
 
 
 class RecordingReply:
@@ -50,13 +48,7 @@ class Rig:
         self.bargein = BargeIn(self.core, lambda: self.reply, self.events.append, self.clock.now, 1.5)
 
     async def play(self, ticks: int) -> list:
-        units = []
-        for _ in range(ticks):
-            for _ in range(10):
-                await asyncio.sleep(0)
-            units.append(self.core.tick())
-            await self.clock.advance(0.04)
-        return units
+        return await play_ticks(self.core, self.clock, ticks)
 
     def answer(self, units: int) -> None:
         audio16k = np.full(units * MODEL_SAMPLES_PER_UNIT, 0.1, np.float32)

@@ -6,7 +6,6 @@ interpreter where importing aiortc or aiohttp fails.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from dataclasses import replace
@@ -23,7 +22,7 @@ from streamer.media.clock import FakeClock
 from streamer.metrics import Metrics
 from streamer.render.base import job_audio
 from streamer.units import MODEL_SAMPLES_PER_UNIT, OUT_SAMPLES_PER_UNIT
-from tests.fakes import FakePool, tiny_template
+from tests.fakes import FakePool, play_ticks, tiny_template
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = Settings(first_window_s=0.2, window_s=1.0, stream_idle_s=2.0)
@@ -54,13 +53,7 @@ class Harness:
         self.core.start()
 
     async def play(self, ticks: int) -> list:
-        units = []
-        for _ in range(ticks):
-            for _ in range(10):
-                await asyncio.sleep(0)
-            units.append(self.core.tick())
-            await self.clock.advance(0.04)
-        return units
+        return await play_ticks(self.core, self.clock, ticks)
 
     def kinds(self) -> list[str]:
         return [e.type for e in self.events]
