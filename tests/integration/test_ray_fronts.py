@@ -137,7 +137,10 @@ async def test_an_actor_killed_mid_stream_restarts_and_both_fronts_carry_on(clus
         for client, reply in zip(clients, replies, strict=True):
             await client.wait_event("speaking_ended", reply["utterance_id"], timeout=60)
         for front in (a, b):  # Ray restarts the actor; each front sees it answer again
-            await until(lambda f=front: f.devices()[0]["restarts"] >= 1, lambda: clients[0].wait_frames(5))
+            await until(
+                lambda f=front: f.devices()[0]["restarts"] >= 1 and clusters(f)[0]["pid"] != victim,
+                lambda: clients[0].wait_frames(5),
+            )
             assert front.devices()[0]["alive"] and clusters(front)[0]["pid"] != victim
         replies = [(await c.speak(speech_wav.read_bytes(), "audio/wav"))[0] for c in clients]
         for client, reply in zip(clients, replies, strict=True):
