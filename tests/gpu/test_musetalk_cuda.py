@@ -80,7 +80,10 @@ def test_batch_size_changes_nothing(models, template) -> None:
     job = _job()
     small = _renderer(models, batch_size=4).render(template, job)
     large = _renderer(models, batch_size=64).render(template, job)
-    assert _diff(small, large).mean() < 0.2 and _diff(small, large).max() <= 4
+    # cuDNN picks kernels per batch shape, so a few pixels move by rounding (H200, fp16: mean
+    # 0.12, max 6; fp32 with TF32 convolutions: max 9); a frame paired with the wrong audio or
+    # position moves the mean by tens.
+    assert _diff(small, large).mean() < 0.2 and _diff(small, large).max() <= 10
 
 
 def test_memory_does_not_grow_across_renders(models, template) -> None:
