@@ -196,20 +196,15 @@ class Conversation:
 
     def _job(self, utterance: Utterance, window: Window) -> RenderJob:
         assert utterance.base_position is not None
-        clip, first = job_audio(
-            utterance.model_audio.view,
-            window.first_unit,
-            window.units,
-            utterance.ended,
-            self._pool.audio_context_units,
-        )
+        ended, context = utterance.ended, self._pool.audio_context_units
+        clip, first = job_audio(utterance.model_audio.view, window.first_unit, window.units, ended, context)
         first_position = utterance.base_position + window.first_unit
         return RenderJob(
             template_id=self.template.id,
             positions=np.arange(first_position, first_position + window.units, dtype=np.int64),
             audio=clip.copy(),
             first_unit=first,
-            final=utterance.ended,
+            final=ended,
             session_id=self.id,
             due_in_s=self.playout.due_in_s(utterance, window.first_unit),
         )
@@ -267,6 +262,12 @@ class Conversation:
                 self._emit(WelcomeEnded())
             return
         self._emit(event)
+
+    @property
+    def speaking(self) -> bool:
+        """Speech playing, paused or queued (the welcome clip aside): the one definition that
+        admission counts as a speaking session and a drain waits for."""
+        return self.playout.holds_speech
 
     def describe(self) -> dict[str, Any]:
         c = self.playout.counters

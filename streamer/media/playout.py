@@ -72,6 +72,11 @@ class Playout:
         return "speaking" if head.played > 0 else "idle"
 
     @property
+    def holds_speech(self) -> bool:
+        """An utterance other than the welcome clip is queued: playing, paused or not started."""
+        return any(u.kind != "welcome" for u in self._queue)
+
+    @property
     def queued_seconds(self) -> float:
         return sum(u.queued_seconds for u in self._queue)
 

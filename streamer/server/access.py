@@ -45,8 +45,8 @@ async def relay_ttl_s(request: web.Request) -> float:
     session_id = request.query.get("session", "")
     sessions = request.app[SESSIONS]
     if SESSION_ID.fullmatch(session_id):
-        session = sessions.sessions.get(session_id)
-        if session is not None and bearer_matches(f"Bearer {token}", session.token):
+        held = sessions.open_sessions.get(session_id)
+        if held is not None and bearer_matches(f"Bearer {token}", held.session.token):
             return min(settings.turn_ttl_s, sessions.remaining_s(session_id))
     try:
         grant = await request.app[GRANTS].unused(token)

@@ -18,11 +18,10 @@ from streamer.server import lifetime, live
 from streamer.server.auth import bearer_matches
 from streamer.server.guard import authorize_open, authorize_session
 from streamer.server.http import read_capped
-from streamer.server.keys import AUDIO_DECODERS, HOLDERS, SESSIONS, SETTINGS, STARTUP
+from streamer.server.keys import AUDIO_DECODERS, SESSIONS, SETTINGS, STARTUP
 from streamer.server.limits import check_sockets
 from streamer.server.live import LiveSocket
 from streamer.server.sessions import SessionManager
-from streamer.server.state import Held
 from streamer.session import Session
 from streamer.units import FPS
 
@@ -194,7 +193,7 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
     `streamer-audio`; `?token=` still works, for a session token only, never the server key."""
     session = _socket_session(request)
     settings = request.app[SETTINGS]
-    held = request.app[HOLDERS].setdefault(session.id, Held())
+    held = request.app[SESSIONS].held(session.id)
     check_sockets(settings, held.sockets)
     # Messages up to 4× the caps get a JSON 413 and the socket stays open; larger ones close it (1009).
     largest = 4 * max(settings.max_ws_bytes, settings.max_json_bytes)

@@ -34,7 +34,6 @@ from streamer.server.keys import (
     AUDIO_DECODERS,
     DECODERS,
     GRANTS,
-    HOLDERS,
     METRICS,
     POOL_GAUGES,
     SESSIONS,
@@ -164,7 +163,6 @@ def create_app(
     app[STARTUP] = Startup()
     secret = settings.grant_secret or settings.key or secrets.token_urlsafe(32)
     app[GRANTS] = Grants(secret, store=create_store(settings.grant_store))
-    app[HOLDERS] = {}
     app[POOL_GAUGES] = PoolGauges(metrics_.registry)
     app.add_routes(api.routes)
     app.add_routes(whep.routes())

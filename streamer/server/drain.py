@@ -23,13 +23,8 @@ POLL_S = 0.1
 
 
 def speaking(app: web.Application) -> int:
-    """Sessions with speech playing, or queued and not started yet (the welcome clip aside)."""
-    count = 0
-    for session in app[SESSIONS].sessions.values():
-        playout = session.conversation.playout
-        if playout.state == "speaking" or (playout.state == "idle" and playout.current is not None):
-            count += 1
-    return count
+    """Sessions with speech playing or queued (`Conversation.speaking`)."""
+    return sum(1 for session in app[SESSIONS].sessions.values() if session.conversation.speaking)
 
 
 async def drain(app: web.Application) -> None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from streamer.errors import NotReady, Unauthorized
 from streamer.server.auth import bearer_matches, bearer_token
 from streamer.server.grants import Grant
-from streamer.server.keys import GRANTS, HOLDERS, SESSIONS, SETTINGS, STARTUP
+from streamer.server.keys import GRANTS, SESSIONS, SETTINGS, STARTUP
 from streamer.session import Session
 
 
@@ -39,12 +39,4 @@ async def authorize_open(request: web.Request) -> Grant | None:
 
 def authorize_session(request: web.Request, session_id: str) -> Session:
     """The session, for its token, the server key, or the grant that opened it."""
-    sessions = request.app[SESSIONS]
-    authorization = request.headers.get("Authorization")
-    try:
-        return sessions.authorize(session_id, authorization)
-    except Unauthorized:
-        held = request.app[HOLDERS].get(session_id)
-        if held is not None and bearer_matches(authorization, held.grant_token):
-            return sessions.get(session_id)
-        raise
+    return request.app[SESSIONS].authorize(session_id, request.headers.get("Authorization"))

@@ -24,5 +24,3 @@ AUDIO_DECODERS = web.AppKey("audio_decoders", Decoders)
 GRANTS = web.AppKey("grants", Grants)
 POOL_GAUGES = web.AppKey("pool_gauges", PoolGauges)
 """Prometheus gauges of the render plane (capacity, admission), updated on each scrape."""
-HOLDERS = web.AppKey("grant_holders", dict)
-"""Session id → the grant that opened it (its bearer may delete the WHEP resource)."""

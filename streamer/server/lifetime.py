@@ -1,5 +1,5 @@
-"""What the server keeps of an open session beyond the registry (the grant that opened it,
-its uploads in flight), and closing a session with a reason."""
+"""Opening a session for a request (its grant kept in the session's record), counting its
+uploads, and closing a session with a reason."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from streamer.server.decoding import DecoderCrashed, DecodeTimeout
 from streamer.server.grants import Grant
 from streamer.server.guard import bearer
 from streamer.server.http import FORWARDED_CLIENT
-from streamer.server.keys import GRANTS, HOLDERS, SESSIONS, SETTINGS, STARTUP
+from streamer.server.keys import GRANTS, SESSIONS, SETTINGS, STARTUP
 from streamer.server.limits import check_uploads
 from streamer.server.sessions import Opened, SessionManager
-from streamer.server.state import Held
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +43,7 @@ async def open_session(request: web.Request, template_id: object, sdp: object, g
         except StreamerError:
             await sessions.close(opened.session_id)
             raise
-    held = app[HOLDERS]
-    for gone in [sid for sid in held if sid not in sessions.sessions]:
-        del held[gone]
-    held[opened.session_id] = Held(grant_token=bearer(request) if grant is not None else None)
+        sessions.held(opened.session_id).grant_token = bearer(request)
     return opened
 
 
@@ -57,7 +53,7 @@ def upload(request: web.Request, session_id: str) -> Iterator[None]:
     draining, 403 once its uploads have crashed decoders `CRASHES_ALLOWED` times."""
     if request.app[STARTUP].draining:
         raise NotReady("the server is shutting down: it takes no more speech")
-    entry = request.app[HOLDERS].setdefault(session_id, Held())
+    entry = request.app[SESSIONS].held(session_id)
     check_uploads(request.app[SETTINGS], entry.uploads, entry.crashes)
     entry.uploads += 1
     try:
@@ -72,9 +68,9 @@ def upload(request: web.Request, session_id: str) -> Iterator[None]:
 
 async def close_with_reason(sessions: SessionManager, session_id: str, reason: str, message: str) -> None:
     """Tell the viewer why (a `closing` event), then close the session; `message` goes to the log."""
-    session = sessions.sessions.get(session_id)
-    if session is None:
+    held = sessions.open_sessions.get(session_id)
+    if held is None:
         return
-    session.emit(Closing(reason))
+    held.session.emit(Closing(reason))
     log.info("session %s closing (%s): %s", session_id, reason, message)
     await sessions.close(session_id)

@@ -41,6 +41,25 @@ class Opened:
     type: str = "answer"
 
 
+@dataclass
+class OpenSession:
+    """Everything the server holds for one open session: dropped whole when it closes."""
+
+    session: Session
+    client: str | None
+    """The client address that opened it (for `max_sessions_per_client`); None when unknown."""
+    ends_at: float
+    """The monotonic time its longest life ends (TURN credentials last no longer)."""
+    grant_token: str | None = None
+    """The grant that opened it: its bearer may control the session (a WHEP player's resource)."""
+    uploads: int = 0
+    """Uploads (speak, say) being decoded now."""
+    crashes: int = 0
+    """Uploads of this session that crashed a decoder (or ran past the decode time limit)."""
+    sockets: int = 0
+    """Audio WebSockets open now."""
+
+
 class SessionManager:
     """Open sessions and the templates they may use."""
 
@@ -55,22 +74,24 @@ class SessionManager:
         self.pool = pool
         self.metrics = metrics
         self.templates: dict[str, PreparedTemplate] = {}
-        self.sessions: dict[str, Session] = {}
+        self.open_sessions: dict[str, OpenSession] = {}
+        """The one table of open sessions, by id."""
         self._opening = 0
         """Sessions being negotiated: they count against the limit before they are listed."""
         self._clock_factory = clock_factory
         self._watchers = TaskSet("sessions")
-        self.clients: dict[str, str] = {}
-        """Session id → the client address that opened it (for the per-client limit)."""
         self.refusals = 0
         """Sessions refused because the render devices were at capacity."""
-        self.ends_at: dict[str, float] = {}
-        """Session id → the monotonic time its longest life ends (TURN credentials last no longer)."""
         pool.watch_load(self.own_load)
         self.replies = ReplyServices(settings)
         """The reply engine's shared parts (one HTTP pool to the LLM and TTS servers)."""
         self.voice = VoiceServices(settings)
         """Listening (VAD threads, the speech recognizer) shared by every session's microphone."""
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        """The open sessions by id (a snapshot of the table)."""
+        return {sid: held.session for sid, held in self.open_sessions.items()}
 
     def template(self, template_id: str) -> PreparedTemplate:
         check_id(template_id)
@@ -92,9 +113,10 @@ class SessionManager:
         if not isinstance(template_id, str) or not isinstance(sdp, str):
             raise BadInput("`template` and `sdp` must be strings")
         template = self.template(template_id)
-        if len(self.sessions) + self._opening >= self.settings.max_sessions:
+        if len(self.open_sessions) + self._opening >= self.settings.max_sessions:
             raise Busy(f"the server holds its limit of {self.settings.max_sessions} sessions")
-        check_client(self.settings, client, list(self.clients.values()), from_proxy)
+        clients = [held.client for held in self.open_sessions.values() if held.client is not None]
+        check_client(self.settings, client, clients, from_proxy)
         if not self.pool.renderer:
             raise NotReady("render workers are starting")
         try:
@@ -102,7 +124,7 @@ class SessionManager:
             admit(self.pool.capacity(), load, self.settings.admission_threshold, self.settings.speaking_share)
         except Busy:
             self.refusals += 1
-            log.warning("session refused: the render devices are at capacity (%d open)", len(self.sessions))
+            log.warning("session refused: the render devices are at capacity (%d open)", len(self.open_sessions))
             raise
         clock = self._clock_factory()
         session = Session(template, self.pool, self.settings, self.metrics, clock, self.replies, self.voice)
@@ -114,13 +136,10 @@ class SessionManager:
             raise
         finally:
             self._opening -= 1
-        self.sessions[session.id] = session
-        if client is not None:
-            self.clients[session.id] = client
-        self.metrics.session_opened(template_id)
-        self.metrics.sessions.set(len(self.sessions))
         longest = min(self.settings.max_session_s, max_session_s or self.settings.max_session_s)
-        self.ends_at[session.id] = time.monotonic() + longest
+        self.open_sessions[session.id] = OpenSession(session, client, time.monotonic() + longest)
+        self.metrics.session_opened(template_id)
+        self.metrics.sessions.set(len(self.open_sessions))
         self._watchers.spawn(self._watch(session, longest), name=f"watch-{session.id}")
         log.info("session %s opened on %s", session.id, template_id)
         return Opened(session.id, session.token, answer)
@@ -148,8 +167,8 @@ class SessionManager:
 
     def own_load(self) -> Load:
         """Open sessions (those being opened included) and how many speak now."""
-        speaking = sum(1 for s in self.sessions.values() if s.conversation.playout.state == "speaking")
-        return Load(len(self.sessions) + self._opening, speaking)
+        speaking = sum(1 for held in self.open_sessions.values() if held.session.conversation.speaking)
+        return Load(len(self.open_sessions) + self._opening, speaking)
 
     def load(self) -> Load:
         """This server's load and that of the others sharing its render workers."""
@@ -163,34 +182,40 @@ class SessionManager:
 
     def remaining_s(self, session_id: str) -> float:
         """How much longer the session may last (0 for one that is not open)."""
-        return max(0.0, self.ends_at.get(session_id, 0.0) - time.monotonic())
+        held = self.open_sessions.get(session_id)
+        return 0.0 if held is None else max(0.0, held.ends_at - time.monotonic())
+
+    def held(self, session_id: object) -> OpenSession:
+        """What the server holds for an open session; NotFound once it has closed."""
+        held = self.open_sessions.get(session_id) if isinstance(session_id, str) else None
+        if held is None:
+            raise NotFound(f"no session {session_id!r}")
+        return held
 
     def get(self, session_id: object) -> Session:
-        session = self.sessions.get(session_id) if isinstance(session_id, str) else None
-        if session is None:
-            raise NotFound(f"no session {session_id!r}")
-        return session
+        return self.held(session_id).session
 
     def authorize(self, session_id: object, authorization: str | None) -> Session:
-        """The session, when `authorization` is `Bearer <its token or the server key>`."""
-        session = self.get(session_id)
-        if bearer_matches(authorization, session.token) or bearer_matches(authorization, self.settings.key):
-            return session
+        """The session, when `authorization` is `Bearer <its token, the server key, or the grant
+        that opened it>` (a WHEP player knows only the bearer it posted with)."""
+        held = self.held(session_id)
+        allowed = (held.session.token, self.settings.key, held.grant_token)
+        if any(bearer_matches(authorization, secret) for secret in allowed):
+            return held.session
         raise Unauthorized("this session needs its token (Authorization: Bearer <token>)")
 
     async def close(self, session_id: str) -> None:
-        session = self.sessions.pop(session_id, None)
-        self.clients.pop(session_id, None)
-        self.ends_at.pop(session_id, None)
-        if session is None:
+        held = self.open_sessions.pop(session_id, None)
+        if held is None:
             return
+        session = held.session
         await session.close()
-        self.metrics.sessions.set(len(self.sessions))
+        self.metrics.sessions.set(len(self.open_sessions))
         log.info("session %s closed", session_id)
         await asyncio.get_running_loop().run_in_executor(None, release_free_memory)
 
     async def close_all(self) -> None:
-        await asyncio.gather(*(self.close(sid) for sid in list(self.sessions)))
+        await asyncio.gather(*(self.close(sid) for sid in list(self.open_sessions)))
         await self._watchers.close()
         await self.replies.close()
         await self.voice.close()

@@ -20,17 +20,3 @@ class Startup:
     started: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
     draining: bool = False
-
-
-@dataclass
-class Held:
-    """What the server keeps of one open session beyond the registry."""
-
-    grant_token: str | None = None
-    """The grant that opened it: its bearer may control the session's WHEP resource."""
-    uploads: int = 0
-    """Uploads (speak, say) being decoded now."""
-    crashes: int = 0
-    """Uploads of this session that crashed a decoder (or ran past the decode time limit)."""
-    sockets: int = 0
-    """Audio WebSockets open now."""

@@ -316,3 +316,18 @@ async def test_an_interrupt_while_paused_ends_the_pause():
     third = h.core.speak(*speech(5))
     assert [u.utterance_id for u in speech_units(await h.play(15))] == [third.id] * 5
     await h.close()
+
+
+async def test_speaking_is_speech_queued_playing_or_paused_never_the_welcome_alone():
+    h = Harness(welcome_units=3)
+    assert not h.core.speaking  # the welcome clip alone
+    h.core.speak(*speech(10))
+    assert h.core.speaking and h.core.describe()["state"] == "welcome"  # queued behind the welcome
+    await h.play(6)
+    assert h.core.pause() and h.core.speaking
+    h.core.interrupt()
+    assert not h.core.speaking
+    h.core.speak(*speech(5))
+    await h.play(30)
+    assert h.kinds()[-1] == "speaking_ended" and not h.core.speaking  # played to its end
+    await h.close()
