@@ -69,7 +69,7 @@ def _template(renderer: MuseTalkRenderer, frames: int = 8) -> PreparedTemplate:
         renderer="musetalk",
         welcome=None,
     )
-    return dataclasses.replace(bare, extras=renderer.prepare(bare))
+    return dataclasses.replace(bare, extras=renderer.prepare(bare).extras)
 
 
 def _sync(device: str) -> None:

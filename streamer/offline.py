@@ -22,7 +22,7 @@ from streamer.avatar.sources import check_id, discover
 from streamer.config import Settings
 from streamer.errors import BadInput, NotFound
 from streamer.media.compositor import compose
-from streamer.render.base import Renderer, RenderJob
+from streamer.render.base import AudioFeatures, Renderer, RenderJob
 from streamer.render.prepare import load_or_prepare
 from streamer.render.registry import create_renderer, devices
 from streamer.units import (
@@ -97,8 +97,8 @@ def _render_all(
         tick = time.monotonic()
         crops = renderer.render(template, job)
         render_s += time.monotonic() - tick
-        if features is not None:
-            features.append(renderer.audio_tokens(job).cpu().numpy())  # type: ignore[attr-defined]  # MuseTalk only, checked above
+        if features is not None and isinstance(renderer, AudioFeatures):
+            features.append(renderer.audio_features(job))
         for position, crop in zip(positions, crops, strict=True):
             writer.add_video(compose(template, int(position), crop))
         writer.add_audio(pcm[start * OUT_SAMPLES_PER_UNIT : (start + len(positions)) * OUT_SAMPLES_PER_UNIT])
@@ -124,7 +124,7 @@ def render_file(
     device = devices(settings)[0]
     started = time.monotonic()
     renderer = create_renderer(settings, device)
-    if save_features is not None and not hasattr(renderer, "audio_tokens"):
+    if save_features is not None and not isinstance(renderer, AudioFeatures):
         raise BadInput(f"--save-features needs the musetalk renderer, not {renderer.name}")
     template = load_or_prepare(
         sources[template_id], renderer, settings.cache_dir, progress=progress, models=settings.models

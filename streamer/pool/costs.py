@@ -95,7 +95,7 @@ def measure(renderer: Renderer, batch_size: int) -> CostCurve:
     """Time calls of 1, 8 and `batch_size` frames (after one warm-up call; the faster of two
     tries each, as other work on the host only ever slows a call) and fit the curve."""
     template = probe_template()
-    template = PreparedTemplate(**{**vars(template), "extras": renderer.prepare(template)})
+    template = renderer.prepare(template).applied_to(template)
     sizes = sorted({1, min(8, batch_size), batch_size})
     renderer.render_batch([(template, _probe_job(1))])
     points: dict[int, float] = {}

@@ -1,16 +1,25 @@
-"""The renderer contract shared by `lite` and `musetalk`, and the job that carries one window."""
+"""The renderer contract shared by `lite`, `sim` and `musetalk`, and the job that carries one window.
+
+Every renderer is a `Renderer`. Two parts are optional and declared here as runtime-checkable
+protocols (asked with `isinstance`, never probed by name): `OwnFaces` (the renderer frames its
+crops with its own face boxes) and `AudioFeatures` (its model reads audio features that
+`render --save-features` can write out)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.units import MODEL_SAMPLES_PER_UNIT
+
+if TYPE_CHECKING:
+    from streamer.avatar.face import FaceTrack
 
 MARGIN_UNITS = 2
 """Audio a renderer with local features looks at around its frames (lite smooths over ±1)."""
@@ -70,15 +79,28 @@ def job_audio(
     return audio16k[start:end], first_unit - start_unit
 
 
+@dataclass(frozen=True)
+class Preparation:
+    """What `Renderer.prepare` computed for a template, once, to be cached with it."""
+
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per-frame arrays the renderer reads back when it renders (MuseTalk: `latents`)."""
+    blend_masks: np.ndarray | None = None
+    """[N, 256, 256] uint8 masks of the renderer's own that its crops are blended with
+    (MuseTalk: face parsing); None keeps the shared geometric jaw masks."""
+
+    def applied_to(self, template: PreparedTemplate) -> PreparedTemplate:
+        masks = template.blend_masks if self.blend_masks is None else self.blend_masks
+        return dataclasses.replace(template, extras=dict(self.extras), blend_masks=masks)
+
+
 class Renderer(Protocol):
     name: str
     audio_context_units: int
     """Features are computed over segments of this many units from the utterance start (MuseTalk:
     whisper's 30 s); 0 when each frame needs only the audio around it. Sizes a job's audio."""
 
-    def prepare(
-        self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None
-    ) -> dict[str, np.ndarray]:
+    def prepare(self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None) -> Preparation:
         """Per-frame data this renderer needs, computed once and cached with the template."""
         ...
 
@@ -92,4 +114,23 @@ class Renderer(Protocol):
 
     def render_batch(self, items: Sequence[tuple[PreparedTemplate, RenderJob]]) -> list[np.ndarray]:
         """`render` of each job, in as few model calls as `batch_size` allows (any templates)."""
+        ...
+
+
+@runtime_checkable
+class OwnFaces(Protocol):
+    """Optional: the renderer finds face boxes itself, framed as its model was trained (MuseTalk:
+    DWPose landmarks). A renderer without it gets FAN landmarks when installed, else Haar boxes."""
+
+    def faces(self, frames: np.ndarray, name: str, progress: Callable[[int, int], None] | None = None) -> FaceTrack:
+        """Face boxes (and mouth centres) of `frames` [N, H, W, 3] BGR; `name` labels errors."""
+        ...
+
+
+@runtime_checkable
+class AudioFeatures(Protocol):
+    """Optional: the renderer's model reads audio features (MuseTalk: whisper tokens)."""
+
+    def audio_features(self, job: RenderJob) -> np.ndarray:
+        """[T, ...] float32 features of the job's frames, as the model reads them."""
         ...

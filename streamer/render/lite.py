@@ -16,7 +16,7 @@ import numpy as np
 
 from streamer.avatar.face import crop_face
 from streamer.avatar.prepared import PreparedTemplate
-from streamer.render.base import RenderJob
+from streamer.render.base import Preparation, RenderJob
 from streamer.units import CROP_SIZE, MODEL_RATE, MODEL_SAMPLES_PER_UNIT
 
 VERSION = "1"
@@ -129,12 +129,10 @@ class LiteRenderer:
     name = "lite"
     audio_context_units = 0
 
-    def prepare(
-        self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None
-    ) -> dict[str, np.ndarray]:
+    def prepare(self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None) -> Preparation:
         if progress is not None:
             progress(template.frame_count, template.frame_count)
-        return {}
+        return Preparation()
 
     def cache_key(self) -> dict[str, str]:
         return {"lite": VERSION}

@@ -20,7 +20,7 @@ from streamer.avatar.masks import blend_boxes, jaw_masks
 from streamer.avatar.prepared import PreparedTemplate, WelcomeClip
 from streamer.avatar.sources import TemplateSource, file_sha256, load_frames
 from streamer.errors import StreamerError
-from streamer.render.base import Renderer, RenderJob
+from streamer.render.base import OwnFaces, Renderer, RenderJob
 from streamer.units import MODEL_RATE, MODEL_SAMPLES_PER_UNIT, OUT_RATE, OUT_SAMPLES_PER_UNIT
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def cache_key(source: TemplateSource, renderer: Renderer, models: Path | None = 
     """Everything besides the source file that shaped a template's cache."""
     key = {
         "renderer": renderer.name,
-        "faces": FACES_VERSION + ("" if hasattr(renderer, "faces") else "+fan" if has_fan(models) else "+haar"),
+        "faces": FACES_VERSION + ("" if isinstance(renderer, OwnFaces) else "+fan" if has_fan(models) else "+haar"),
         "max_frames": str(MAX_FRAMES),
         "welcome_text": source.welcome_text,
         "welcome_audio": file_sha256(source.welcome_audio) if source.welcome_audio else "",
@@ -135,23 +135,17 @@ def _build(
         degraded=faces.degraded,
     )
     with _bar(progress, f"{source.id}: {renderer.name} prepare") as update:
-        extras = dict(renderer.prepare(template, update))
-    masks = extras.pop("blend_masks", None)
-    template = dataclasses.replace(
-        template, extras=extras, blend_masks=template.blend_masks if masks is None else masks
-    )
+        template = renderer.prepare(template, update).applied_to(template)
     return dataclasses.replace(template, welcome=_welcome(source, template, renderer, progress))
 
 
 def _faces(
     frames: np.ndarray, name: str, renderer: Renderer, models: Path | None, update: Callable[[int, int], None]
 ) -> FaceTrack:
-    """The renderer's own face boxes when it has a `faces` method (MuseTalk: DWPose), else
+    """The renderer's own face boxes when it finds them (`OwnFaces`: MuseTalk's DWPose), else
     FAN landmarks when installed under `models`, else Haar boxes."""
-    own = getattr(renderer, "faces", None)
-    if own is not None:
-        track: FaceTrack = own(frames, name, update)
-        return track
+    if isinstance(renderer, OwnFaces):
+        return renderer.faces(frames, name, update)
     if has_fan(models):
         return detect_faces(frames, name, fan_landmarker(models), update, source="fan")  # type: ignore[arg-type]
     return detect_faces(frames, name, None, update)

@@ -17,7 +17,7 @@ import numpy as np
 
 from streamer.avatar.face import crop_face
 from streamer.avatar.prepared import PreparedTemplate
-from streamer.render.base import RenderJob
+from streamer.render.base import Preparation, RenderJob
 from streamer.render.lite import openings, speak
 from streamer.units import CROP_SIZE
 
@@ -38,12 +38,10 @@ class SimRenderer:
         self._sleep = sleep
         self._crops: dict[tuple[str, int, int], np.ndarray] = {}
 
-    def prepare(
-        self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None
-    ) -> dict[str, np.ndarray]:
+    def prepare(self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None) -> Preparation:
         if progress is not None:
             progress(template.frame_count, template.frame_count)
-        return {}
+        return Preparation()
 
     def cache_key(self) -> dict[str, str]:
         return {"sim": "1"}

@@ -47,7 +47,7 @@ def template(models: Path) -> PreparedTemplate:
         renderer="musetalk",
         welcome=None,
     )
-    extras = _renderer(models, fp16=False).prepare(bare)
+    extras = _renderer(models, fp16=False).prepare(bare).extras
     return dataclasses.replace(bare, extras=extras)
 
 

@@ -13,6 +13,7 @@ import pytest
 from streamer import resources
 from streamer.avatar import cache
 from streamer.avatar.sources import discover
+from streamer.render.base import Preparation
 from streamer.render.lite import LiteRenderer
 from streamer.render.prepare import is_fresh, load_or_prepare
 
@@ -149,10 +150,10 @@ def test_prepare_uses_renderer_blend_masks(setup):
 
     class MaskingLite(LiteRenderer):
         def prepare(self, template, progress=None):
-            return {
-                "blend_masks": np.full((template.frame_count, 256, 256), 7, np.uint8),
-                "bias": np.ones((template.frame_count, 2), np.float32),
-            }
+            return Preparation(
+                {"bias": np.ones((template.frame_count, 2), np.float32)},
+                blend_masks=np.full((template.frame_count, 256, 256), 7, np.uint8),
+            )
 
         def cache_key(self):
             return {"lite": "masking"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import cv2
@@ -108,12 +107,12 @@ def test_the_renderer_makes_parsed_blend_masks(tmp_path: Path) -> None:
         renderer="musetalk",
         welcome=None,
     )
-    extras = renderer.prepare(template)
-    assert extras["latents"].shape == (2, 8, 32, 32)
-    masks = extras["blend_masks"]
-    assert masks.shape == (2, 256, 256) and masks.dtype == np.uint8
+    prepared = renderer.prepare(template)
+    assert prepared.extras["latents"].shape == (2, 8, 32, 32)
+    masks = prepared.blend_masks
+    assert masks is not None and masks.shape == (2, 256, 256) and masks.dtype == np.uint8
     assert np.all(masks[:, :60] == 0)  # nothing above the middle of the blend box, less the blur
-    assert dataclasses.replace(template, blend_masks=masks).blend_masks is masks
+    assert prepared.applied_to(template).blend_masks is masks
 
 
 def test_parsed_masks_at_each_frame_edge_use_the_padded_square(tmp_path: Path) -> None:

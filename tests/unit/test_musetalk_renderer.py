@@ -17,7 +17,7 @@ from streamer.avatar.face import crop_face
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.config import Settings
 from streamer.errors import ModelError
-from streamer.render.base import RenderJob
+from streamer.render.base import AudioFeatures, OwnFaces, RenderJob
 from streamer.render.musetalk import MuseTalkRenderer
 from streamer.render.musetalk.renderer import rest_in_silence
 from streamer.render.musetalk.tiny import build_tiny_models, speech_like
@@ -59,10 +59,11 @@ def template(renderer: MuseTalkRenderer) -> PreparedTemplate:
     base = cv2.resize(rng.integers(0, 256, (30, 28, 3), dtype=np.uint8), (280, 260))
     frames = np.stack([np.roll(base, k * 3, axis=1) for k in range(3)])
     calls: list[tuple[int, int]] = []
-    extras = renderer.prepare(_template(frames), lambda done, total: calls.append((done, total)))
+    prepared = renderer.prepare(_template(frames), lambda done, total: calls.append((done, total)))
     assert calls[-1] == (3, 3)
-    assert extras["latents"].shape == (3, 8, 32, 32) and extras["latents"].dtype == np.float16
-    return dataclasses.replace(_template(frames), extras=extras)
+    latents = prepared.extras["latents"]
+    assert latents.shape == (3, 8, 32, 32) and latents.dtype == np.float16
+    return dataclasses.replace(_template(frames), extras=prepared.extras)
 
 
 def _job(audio: np.ndarray, first: int, count: int) -> RenderJob:
@@ -169,3 +170,11 @@ def test_silent_frames_show_the_templates_own_mouth(template) -> None:
     a = rest_in_silence(template, _job(audio, 0, 13), frames[:13], rendered[:13].copy())
     b = rest_in_silence(template, _job(audio, 13, 12), frames[13:], rendered[13:].copy())
     assert np.array_equal(np.concatenate([a, b]), out)
+
+
+def test_the_renderer_declares_its_optional_parts(renderer, template) -> None:
+    assert isinstance(renderer, OwnFaces) and isinstance(renderer, AudioFeatures)
+    job = _job(speech_like(1.0, seed=2), 0, 3)
+    features = renderer.audio_features(job)
+    assert features.dtype == np.float32 and features.shape[0] == 3
+    assert np.array_equal(features, renderer.audio_tokens(job).cpu().numpy())

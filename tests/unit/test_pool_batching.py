@@ -34,7 +34,7 @@ def template(renderer, template_id: str, seed: int) -> PreparedTemplate:
         renderer=renderer.name,
         welcome=None,
     )
-    return dataclasses.replace(bare, extras=renderer.prepare(bare))
+    return dataclasses.replace(bare, extras=renderer.prepare(bare).extras)
 
 
 def jobs(templates: list[PreparedTemplate]) -> list[tuple[PreparedTemplate, RenderJob]]:

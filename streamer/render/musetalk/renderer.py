@@ -15,7 +15,7 @@ from streamer.avatar.face import FaceTrack, crop_face
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.config import Settings
 from streamer.errors import BadInput, ModelError
-from streamer.render.base import RenderJob
+from streamer.render.base import Preparation, RenderJob
 from streamer.render.musetalk.bisenet import FaceParser
 from streamer.render.musetalk.faces import face_track, faces_key
 from streamer.render.musetalk.features import ROWS_PER_FRAME, SEGMENT_SAMPLES, WhisperFeatures
@@ -104,10 +104,8 @@ class MuseTalkRenderer:
         b = crops.shape[0]
         return torch.cat([latents[:b], latents[b:]], dim=1)
 
-    def prepare(
-        self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None
-    ) -> dict[str, np.ndarray]:
-        """`latents` [N, 8, 32, 32] float16, and `blend_masks` [N, 256, 256] uint8 over the
+    def prepare(self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None) -> Preparation:
+        """`latents` [N, 8, 32, 32] float16, and blend masks [N, 256, 256] uint8 over the
         template's blend boxes unless `musetalk_mask = "geometric"`."""
         n = template.frame_count
         out = np.empty((n, 8, CROP_SIZE // 8, CROP_SIZE // 8), dtype=LATENT_DTYPE)
@@ -118,15 +116,20 @@ class MuseTalkRenderer:
             if progress is not None:
                 progress(stop, n)
         if self.parser is None:
-            return {"latents": out}
+            return Preparation({"latents": out})
         masks = self.parser.masks(template.frames, template.face_boxes, template.blend_boxes)
-        return {"latents": out, "blend_masks": masks}
+        return Preparation({"latents": out}, blend_masks=masks)
 
     # -- rendering ---------------------------------------------------------------------------
 
     def audio_tokens(self, job: RenderJob) -> torch.Tensor:
         """[T, 50, 384] float32 whisper tokens of the job's frames (before the positional encoding)."""
         return self.features.windows(job.audio, job.first_unit, job.frames, job.final)
+
+    def audio_features(self, job: RenderJob) -> np.ndarray:
+        """`audio_tokens` on the host (the `AudioFeatures` part of the contract)."""
+        features: np.ndarray = self.audio_tokens(job).float().cpu().numpy()
+        return features
 
     def _upload(self, array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(array))
