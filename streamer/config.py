@@ -13,6 +13,7 @@ from typing import Any
 from streamer import resources
 from streamer.errors import BadInput
 from streamer.ice import parse_ice_servers
+from streamer.settings_slices import ListeningSettings, RenderSettings, ReplySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "STREAMER_"
@@ -25,7 +26,9 @@ def is_loopback_host(host: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(RenderSettings, ReplySettings, ListeningSettings):
+    """Every setting, one flat set of names; the layers' slices (settings_slices.py) are its bases."""
+
     host: str = "127.0.0.1"
     port: int = 8080
     key: str | None = None
@@ -35,15 +38,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (an allow-list; there is no wildcard)."""
 
-    templates_dir: Path = resources.TEMPLATES
-    cache_dir: Path = resources.CACHE
     web_dir: Path = resources.WEB
-
-    renderer: str = "auto"
-    """`lite`, `musetalk`, or `auto` (musetalk when `models` holds its weights, else lite)."""
-    models: Path | None = None
-    devices: tuple[str, ...] = ()
-    """Render devices, e.g. ("cuda:0", "cuda:1"); empty = every CUDA device, else one CPU worker."""
 
     max_sessions: int = 16
     max_audio_bytes: int = 20 * 1024 * 1024
@@ -65,55 +60,6 @@ class Settings:
     h264_encoder: str = "auto"
     """`auto` (NVENC when ffmpeg has it, else libx264), `libx264` or `h264_nvenc`."""
 
-    tts: str = "auto"
-    """`espeak` (espeak-ng, embedded), `openai` (`tts_url`), `piper`, `none`, or `auto` (piper
-    when a voice is set, else espeak-ng if installed). `/say` and the reply engine use it."""
-    piper_voice: Path | None = None
-    tts_voice: str = "en-us"
-    """An espeak-ng voice (`en-us`, `cmn` for Mandarin, …) or the OpenAI voice (`alloy`, …);
-    a template's sidecar `voice` overrides it for that template."""
-    tts_url: str = ""
-    """`tts = "openai"`: base URL ending in /v1; POST {tts_url}/audio/speech, 24 kHz s16le back."""
-    tts_model: str = "tts-1"
-    tts_api_key: str | None = None
-    """Bearer for `tts_url`; never logged, never passed to render workers."""
-
-    # Reply engine (conversation mode): empty llm_url = no engine, /chat answers 409
-    llm_url: str = ""
-    """OpenAI-compatible base URL ending in /v1 (vLLM, Ollama, llama.cpp, LM Studio, OpenAI)."""
-    llm_model: str = ""
-    llm_api_key: str | None = None
-    """Sent as `Authorization: Bearer`; never logged, never passed to render workers."""
-    llm_system_prompt: str = "You are a friendly digital human. Answer briefly, in plain spoken sentences."
-    """A template sidecar's `persona` overrides it for that template."""
-    llm_history_turns: int = 20
-    """Exchanges (question and answer) kept per session and sent with each question."""
-    llm_max_tokens: int = 512
-    llm_temperature: float = 0.7
-    llm_timeout_s: float = 20.0
-    """Longest wait for the first token of an answer."""
-
-    # MuseTalk
-    musetalk_version: str = "v15"
-    batch_size: int = 32
-    fp16: bool = True
-    vae_fp16: bool = False
-    compile: bool = False
-    rest_in_silence: bool = True
-    """MuseTalk moves the mouth even in silence; show the template's own mouth there instead."""
-
-    # MuseTalk fidelity
-    musetalk_faces: str = "auto"
-    """Face landmarks for MuseTalk's crops: `auto` (DWPose from models/dwpose/, else
-    face-alignment's FAN when installed), `dwpose`, `fan`, or `haar` (OpenCV boxes, framed unlike
-    the training crops: the template is labelled degraded)."""
-    musetalk_mask: str = "bisenet"
-    """MuseTalk's blend mask: `bisenet` (face parsing from face-parse-bisent/79999_iter.pth; the
-    renderer refuses to start without it) or `geometric` (a fixed jaw shape: labelled degraded)."""
-    realtime_fp16: bool = False
-    """On CUDA, run whisper, the VAE and the positional encoding in fp16 too (the official
-    realtime script's precision); off until GPU figures say it is safe."""
-
     # Render plane
     pool: str = "local"
     """`local` (a worker process per device) or `ray` (a render actor per device of a Ray cluster)."""
@@ -121,15 +67,10 @@ class Settings:
     """The Ray cluster `pool = "ray"` joins (`auto`: the one this machine belongs to)."""
     ray_namespace: str = "streamer"
     """Ray namespace of the named render actors: fronts in the same one share them."""
-    sim_fixed_ms: float = 200.0
-    """`sim` device cost model: a call of n frames sleeps sim_fixed_ms + n × sim_per_frame_ms."""
-    sim_per_frame_ms: float = 6.0
     admission_threshold: float = 0.8
     """Share of the measured render capacity that the admitted sessions may plan to use."""
     speaking_share: float = 1.0
     """Share of its time an open session is expected to speak (1.0: all of it)."""
-    batch_across_jobs: bool = True
-    """A worker renders the due jobs of several sessions in one model call (False: one job a call)."""
 
     # Internet-facing
     grant_secret: str | None = None
@@ -185,27 +126,6 @@ class Settings:
     """Move each session along a small bitrate/resolution ladder as its viewer's link allows
     (media/ladder.py); false holds `video_bitrate` and the full size whatever the link."""
 
-    # Listening (a viewer's microphone): turns, speech recognition, barge-in
-    vad_threshold: float = 0.5
-    """Speech probability (Silero VAD) above which a 32 ms frame counts as voiced."""
-    turn_min_speech_ms: float = 200.0
-    """Voiced time before the user counts as speaking (shorter sounds are noise)."""
-    turn_end_silence_ms: float = 600.0
-    """A pause this long ends the user's turn."""
-    turn_max_s: float = 30.0
-    asr: str = "pocketsphinx"
-    """`pocketsphinx` (embedded, US English), `openai` (`POST {asr_url}/audio/transcriptions`) or `none`."""
-    asr_url: str = ""
-    asr_model: str = "whisper-1"
-    asr_language: str = ""
-    """An ISO-639-1 code sent to the `openai` engine (`zh`, `en`, …); empty: the server guesses."""
-    asr_workers: int = 2
-    """Recognitions at once for the whole server (worker processes), whatever the sessions."""
-    barge_in_min_speech_ms: float = 300.0
-    """The user's speech over an answer pauses it once it has lasted this long."""
-    false_interruption_s: float = 1.5
-    """A pause whose speech gives no words within this long resumes the answer where it stopped."""
-
     def public_binding(self) -> bool:
         return not is_loopback_host(self.host)
 
@@ -215,20 +135,10 @@ class Settings:
                 f"binding {self.host} exposes the service: set a server key "
                 "(--key, STREAMER_KEY or `key` in the config file)"
             )
-        if self.renderer not in ("auto", "lite", "musetalk", "sim"):
-            raise BadInput(f"unknown renderer {self.renderer!r} (lite, musetalk, sim or auto)")
         if self.pool not in ("local", "ray"):
             raise BadInput(f"unknown pool {self.pool!r} (local or ray)")
         if not 0 < self.admission_threshold <= 1 or not 0 < self.speaking_share <= 1:
             raise BadInput("admission_threshold and speaking_share must be in (0, 1]")
-        if self.sim_fixed_ms < 0 or self.sim_per_frame_ms < 0:
-            raise BadInput("sim_fixed_ms and sim_per_frame_ms cannot be negative")
-        if self.renderer == "musetalk" and self.models is None:
-            raise BadInput("--renderer musetalk needs --models DIR (the official weights layout)")
-        if self.musetalk_faces not in ("auto", "dwpose", "fan", "haar"):
-            raise BadInput(f"unknown musetalk_faces {self.musetalk_faces!r} (auto, dwpose, fan or haar)")
-        if self.musetalk_mask not in ("bisenet", "geometric"):
-            raise BadInput(f"unknown musetalk_mask {self.musetalk_mask!r} (bisenet or geometric)")
         if self.video_codec not in ("auto", "h264", "vp8"):
             raise BadInput(f"unknown video codec {self.video_codec!r} (auto, h264 or vp8)")
         if not 0.04 <= self.first_window_s <= self.window_s:
@@ -241,25 +151,11 @@ class Settings:
             raise BadInput(f"unknown grant_store {self.grant_store!r} (memory or redis://host:port/db)")
         if self.read_timeout_s <= 0 or self.decode_timeout_s <= 0 or self.max_sockets_per_session < 1:
             raise BadInput("read_timeout_s, decode_timeout_s and max_sockets_per_session must be positive")
-        if self.tts not in ("auto", "espeak", "piper", "openai", "none"):
-            raise BadInput(f"unknown tts {self.tts!r} (espeak, openai, piper, none or auto)")
-        if self.tts == "openai" and not self.tts_url:
-            raise BadInput('tts = "openai" needs tts_url (a base URL ending in /v1)')
-        if self.llm_history_turns < 0 or self.llm_timeout_s <= 0 or self.llm_max_tokens < 1:
-            raise BadInput("llm_history_turns must be >= 0, llm_timeout_s > 0 and llm_max_tokens >= 1")
         parse_ice_servers(self.ice_servers)  # a bad URL stops the start, with its reason
+        self._validate_render()
+        self._validate_reply()
         self._validate_listening()
         return self
-
-    def _validate_listening(self) -> None:
-        if self.asr not in ("pocketsphinx", "openai", "none"):
-            raise BadInput(f"unknown asr {self.asr!r} (pocketsphinx, openai or none)")
-        if self.asr == "openai" and not self.asr_url:
-            raise BadInput("asr = openai needs asr_url (the base URL ending in /v1)")
-        if not 0 < self.vad_threshold < 1:
-            raise BadInput("vad_threshold must be in (0, 1)")
-        if self.asr_workers < 1 or self.turn_max_s <= 0 or self.false_interruption_s <= 0:
-            raise BadInput("asr_workers, turn_max_s and false_interruption_s must be positive")
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -339,23 +235,21 @@ def is_secret(name: str) -> bool:
     return name in SECRET_NAMES or name.endswith(SECRET_SUFFIXES)
 
 
-def without_secrets(settings: Settings) -> Settings:
-    """`settings` with every secret blanked: what render workers and Ray actors are given."""
-    blank: dict[str, Any] = {}
-    for name, f in _FIELDS.items():
-        if is_secret(name) and getattr(settings, name) not in (None, ""):
-            blank[name] = None if f.default in (None, dataclasses.MISSING) else type(f.default)()
-    return dataclasses.replace(settings, **blank)
+def render_slice(settings: Settings) -> RenderSettings:
+    """The settings a render worker is given (a process or a Ray actor): its slice alone, which
+    holds no secret and nothing of the other layers."""
+    return RenderSettings(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(RenderSettings)})
 
 
-def settings_to_json(settings: Settings) -> dict[str, Any]:
+def settings_to_json(settings: RenderSettings) -> dict[str, Any]:
     """Plain JSON values (for a worker process's arguments)."""
     out: dict[str, Any] = {}
-    for name in _FIELDS:
-        value = getattr(settings, name)
-        out[name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        out[f.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
     return out
 
 
-def settings_from_json(data: Mapping[str, Any]) -> Settings:
-    return Settings(**{k: _coerce(k, v) for k, v in data.items()})
+def render_settings_from_json(data: Mapping[str, Any]) -> RenderSettings:
+    """A render worker's slice back from `settings_to_json(render_slice(...))`."""
+    return RenderSettings(**{k: _coerce(k, v) for k, v in data.items()})

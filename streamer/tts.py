@@ -13,8 +13,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from streamer.config import Settings
 from streamer.errors import BadInput, NotReady, StreamerError
+from streamer.settings_slices import ReplySettings
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ TIMEOUT_S = 60.0
 _VOICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+\-/]*$")
 
 
-def backend(settings: Settings) -> str | None:
+def backend(settings: ReplySettings) -> str | None:
     """The engine `synthesize` would use: "piper", "espeak" or None."""
     if settings.tts in ("auto", "piper") and settings.piper_voice and shutil.which("piper"):
         return "piper"
@@ -32,7 +32,7 @@ def backend(settings: Settings) -> str | None:
     return None
 
 
-def synthesize(text: str, settings: Settings) -> bytes:
+def synthesize(text: str, settings: ReplySettings) -> bytes:
     """Speak `text`; returns a WAV file's bytes."""
     text = text.strip()
     if not text:

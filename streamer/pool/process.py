@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.config import Settings, settings_to_json, without_secrets
+from streamer.config import Settings, render_slice, settings_to_json
 from streamer.errors import NotReady, WorkerDied
 from streamer.pool.channel import Channel
 from streamer.pool.handle import Handle
@@ -49,7 +49,7 @@ class ProcessWorker(Handle):
                 child,
                 self.stats.index,
                 self.stats.device,
-                settings_to_json(without_secrets(self._settings)),
+                settings_to_json(render_slice(self._settings)),
                 self._progress,
             ),
             name=f"render-worker-{self.stats.index}",

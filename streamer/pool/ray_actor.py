@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.config import settings_from_json
+from streamer.config import render_settings_from_json
 from streamer.errors import Cancelled
 from streamer.memory import tune_malloc
 from streamer.pool.serve import Server
@@ -63,7 +63,7 @@ class RenderActor:
         )
         if device == "cpu":
             os.environ.setdefault("OMP_NUM_THREADS", "1")
-        self.server = Server(settings_from_json(settings_json), device)
+        self.server = Server(render_settings_from_json(settings_json), device)
         self._jobs: dict[int, Job] = {}
         self._ids = itertools.count()
         self._fronts: dict[str, Front] = {}

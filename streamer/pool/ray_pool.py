@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.config import Settings, settings_to_json, without_secrets
+from streamer.config import Settings, render_slice, settings_to_json
 from streamer.errors import NotReady, WorkerDied
 from streamer.memory import ARENAS
 from streamer.pool.admission import Load
@@ -40,8 +40,9 @@ LEASE_WAIT_S = 3 * LEASE_S
 
 
 def actor_settings(settings: Settings) -> dict[str, Any]:
-    """The settings every render actor is given: the one place they leave this process."""
-    return settings_to_json(without_secrets(settings))
+    """The settings every render actor is given: the one place they leave this process (the
+    render slice alone: no secret, nothing of the other layers)."""
+    return settings_to_json(render_slice(settings))
 
 
 def actor_env() -> dict[str, str]:

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streamer.config import Settings
 from streamer.errors import NotFound, StreamerError
 from streamer.pool.costs import CostCurve, measure
 from streamer.pool.scheduler import Counters, Entry, JobQueue
 from streamer.pool.wire import error_reply, job_from_message
 from streamer.render.base import Renderer
 from streamer.render.registry import create_renderer
+from streamer.settings_slices import RenderSettings
 
 if TYPE_CHECKING:
     from streamer.avatar.prepared import PreparedTemplate
@@ -34,7 +34,7 @@ Send = Callable[[dict[str, Any], dict[str, np.ndarray] | None], None]
 
 
 class Server:
-    def __init__(self, settings: Settings, device: str, progress: bool = False) -> None:
+    def __init__(self, settings: RenderSettings, device: str, progress: bool = False) -> None:
         self.settings = settings
         self.renderer: Renderer = create_renderer(settings, device)
         self.curve: CostCurve = measure(self.renderer, settings.batch_size)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.config import settings_from_json
+from streamer.config import render_settings_from_json
 from streamer.errors import StreamerError
 from streamer.lifeline import exit_with_parent
 from streamer.memory import tune_malloc
@@ -38,7 +38,7 @@ def worker_main(
     if device == "cpu":
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        server = Server(settings_from_json(settings_json), device, progress)
+        server = Server(render_settings_from_json(settings_json), device, progress)
     except StreamerError as exc:
         conn.send(encode({"type": "failed", "error": str(exc)}))
         return

@@ -7,9 +7,9 @@ import logging
 import os
 
 from streamer import resources
-from streamer.config import Settings
 from streamer.errors import BadInput, ModelError
 from streamer.render.base import Renderer
+from streamer.settings_slices import RenderSettings
 
 log = logging.getLogger(__name__)
 MUSETALK_MODULES = ("torch", "diffusers", "transformers", "safetensors", "face_alignment")
@@ -32,7 +32,7 @@ def _importable(name: str) -> bool:
         return False
 
 
-def renderer_name(settings: Settings) -> str:
+def renderer_name(settings: RenderSettings) -> str:
     """`musetalk` when asked for or when `auto` finds its weights, else the embedded `lite`."""
     missing = musetalk_missing() if settings.renderer in ("auto", "musetalk") else []
     if settings.renderer == "musetalk" and missing:
@@ -63,7 +63,7 @@ def _cuda_count() -> int:
     return torch.cuda.device_count()
 
 
-def devices(settings: Settings) -> list[str]:
+def devices(settings: RenderSettings) -> list[str]:
     """Render devices, one worker each: `cuda:0,cuda:1`, `cpu:2` (two CPU workers),
     `sim:0,sim:1` (simulated devices) or all GPUs."""
     if settings.devices:
@@ -92,7 +92,7 @@ def devices(settings: Settings) -> list[str]:
     return ["cpu"]
 
 
-def create_renderer(settings: Settings, device: str = "cpu") -> Renderer:
+def create_renderer(settings: RenderSettings, device: str = "cpu") -> Renderer:
     name = renderer_name(settings)
     if name == "sim" or device.startswith("sim"):
         from streamer.render.sim import SimRenderer

@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 
-from streamer.config import Settings
 from streamer.errors import StreamerError
+from streamer.settings_slices import ReplySettings
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class LlmConfig:
     timeout_s: float
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LlmConfig:
+    def from_settings(cls, settings: ReplySettings) -> LlmConfig:
         return cls(
             settings.llm_url.rstrip("/"),
             settings.llm_model,

@@ -18,8 +18,8 @@ from typing import Protocol
 import aiohttp
 
 from streamer import tts
-from streamer.config import Settings
 from streamer.errors import BadInput, NotReady, StreamerError
+from streamer.settings_slices import ReplySettings
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class OpenAiSpeech:
 class PiperSpeech:
     """piper through streamer.tts (a whole sentence at a time, in a thread)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ReplySettings) -> None:
         self._settings = settings
         self.sample_rate = _piper_rate(settings)
 
@@ -160,7 +160,7 @@ class PiperSpeech:
             yield w.readframes(w.getnframes())
 
 
-def _piper_rate(settings: Settings) -> int:
+def _piper_rate(settings: ReplySettings) -> int:
     """The voice's rate from piper's `<voice>.onnx.json` beside it (22050 Hz when unreadable)."""
     try:
         config = json.loads(Path(f"{settings.piper_voice}.json").read_text())
@@ -182,7 +182,7 @@ async def _even_chunks(read: Callable[[int], Awaitable[bytes]]) -> AsyncIterator
             yield data[:cut]
 
 
-def make_speech(settings: Settings, http: aiohttp.ClientSession, voice: str) -> Speech:
+def make_speech(settings: ReplySettings, http: aiohttp.ClientSession, voice: str) -> Speech:
     """The configured engine speaking with `voice` (the template's, else `tts_voice`)."""
     if settings.tts == "openai":
         return OpenAiSpeech(http, settings.tts_url, settings.tts_model, voice, settings.tts_api_key)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.config import Settings, load_settings, settings_from_json, settings_to_json
+from streamer.config import Settings, load_settings, render_settings_from_json, render_slice, settings_to_json
 from streamer.errors import BadInput
 
 
@@ -36,8 +36,8 @@ def test_bad_values_are_clear_errors(tmp_path):
 
 def test_settings_survive_the_trip_to_a_worker():
     s = load_settings(cli={"models": "/m", "devices": "cpu:2", "cors_origins": "http://a,http://b"}, environ={})
-    back = settings_from_json(settings_to_json(s))
-    assert back == s and back.models == Path("/m") and back.cors_origins == ("http://a", "http://b")
+    back = render_settings_from_json(settings_to_json(render_slice(s)))
+    assert back == render_slice(s) and back.models == Path("/m") and back.devices == ("cpu:2",)
 
 
 def test_device_lists():

@@ -9,9 +9,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from streamer.config import Settings, settings_to_json
+from streamer.config import Settings
 from streamer.pool import ray_actor
 from streamer.pool.ray_actor import RenderActor
+from streamer.pool.ray_pool import actor_settings
 from streamer.pool.wire import decode, encode, job_message
 from streamer.render.base import RenderJob
 
@@ -31,7 +32,7 @@ async def replies(actor: RenderActor, front: str, payload: bytes) -> list[dict]:
 @pytest.fixture
 async def actor(tmp_path):
     settings = replace(Settings(), renderer="sim", cache_dir=tmp_path, sim_fixed_ms=30.0, sim_per_frame_ms=1.0)
-    actor = RenderActor(0, "sim:0", settings_to_json(settings))
+    actor = RenderActor(0, "sim:0", actor_settings(settings))
     prepared = await replies(actor, "setup", encode({"op": "prepare", "id": 0, "template_id": "astronaut"}))
     assert prepared[-1]["ok"]
     yield actor

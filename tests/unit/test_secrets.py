@@ -1,6 +1,6 @@
 """Attack: read the server's secrets where they were never needed (a render worker's arguments,
-a Ray actor's stored arguments, `ps` showing a command line). Workers get settings with every
-secret blanked; the key comes from the environment or a file."""
+a Ray actor's stored arguments, `ps` showing a command line). Workers get the render slice of
+the settings, which holds no secret; the key comes from the environment or a file."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from streamer.config import ROOT, Settings, is_secret, load_settings, settings_to_json, without_secrets
+from streamer.config import ROOT, Settings, is_secret, load_settings, render_slice, settings_to_json
 from streamer.errors import BadInput
 from streamer.pool.process import ProcessWorker
+from streamer.settings_slices import RenderSettings
 
 SECRETS = {
     "key": "server-key-do-not-leak",
@@ -29,14 +30,13 @@ def _keyed(tmp_path: Path) -> Settings:
     return Settings(key_file=key_file, **SECRETS)
 
 
-def test_every_secret_is_blanked_and_nothing_else_is(tmp_path):
-    settings = _keyed(tmp_path)
-    public = without_secrets(settings)
-    text = json.dumps(settings_to_json(public))
-    assert not any(value in text for value in SECRETS.values()) and public.key_file is None
-    for f in dataclasses.fields(Settings):
-        if not is_secret(f.name):
-            assert getattr(public, f.name) == getattr(settings, f.name), f.name
+def test_the_render_slice_holds_no_secret_and_all_a_worker_renders_with(tmp_path):
+    settings = dataclasses.replace(_keyed(tmp_path), llm_api_key="llm-key-do-not-leak", tts_api_key="tts-do-not")
+    text = json.dumps(settings_to_json(render_slice(settings)))
+    assert not any(value in text for value in [*SECRETS.values(), "llm-key-do-not-leak", "tts-do-not"])
+    assert not any(is_secret(f.name) for f in dataclasses.fields(RenderSettings))
+    for f in dataclasses.fields(RenderSettings):
+        assert getattr(render_slice(settings), f.name) == getattr(settings, f.name), f.name
 
 
 @pytest.mark.parametrize("name", ["llm_api_key", "openai_api_key", "asr_key", "webhook_secret", "llm_token"])
@@ -57,8 +57,8 @@ async def test_a_render_worker_starts_and_renders_on_settings_without_secrets(tm
         await worker.stop()
 
 
-def test_ray_actors_and_local_workers_are_only_ever_given_settings_without_secrets():
-    """Every `settings_to_json(...)` in the render plane wraps `without_secrets(...)` (Ray stores an
+def test_ray_actors_and_local_workers_are_only_ever_given_the_render_slice():
+    """Every `settings_to_json(...)` in the render plane wraps `render_slice(...)` (Ray stores an
     actor's arguments; the process backend is checked live above)."""
     for module in ("streamer/pool/process.py", "streamer/pool/ray_pool.py"):
         tree = ast.parse((ROOT / module).read_text())
@@ -68,7 +68,7 @@ def test_ray_actors_and_local_workers_are_only_ever_given_settings_without_secre
         assert calls, module
         for call in calls:
             [argument] = call.args
-            assert isinstance(argument, ast.Call) and getattr(argument.func, "id", "") == "without_secrets", module
+            assert isinstance(argument, ast.Call) and getattr(argument.func, "id", "") == "render_slice", module
 
 
 def test_the_key_comes_from_a_file(tmp_path):

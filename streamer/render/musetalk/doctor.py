@@ -21,9 +21,9 @@ import torch
 
 from streamer.avatar.face import has_fan
 from streamer.avatar.hashing import file_sha256
-from streamer.config import Settings
 from streamer.errors import ModelError
 from streamer.render.musetalk.layout import DWPOSE_FILE, FACE_PARSE_FILE, Layout, read_config, weights_in
+from streamer.settings_slices import RenderSettings
 
 FOUND, MISSING, UNREADABLE, WRONG_SHAPE = "found", "missing", "unreadable", "wrong shape"
 EXIT_READY, EXIT_MISSING, EXIT_BROKEN = 0, 1, 3
@@ -87,7 +87,7 @@ def _layout(root: Path) -> Layout:
     )
 
 
-def _entries(layout: Layout, settings: Settings) -> list[_Entry]:
+def _entries(layout: Layout, settings: RenderSettings) -> list[_Entry]:
     from streamer.render.musetalk.bisenet import load_bisenet
     from streamer.render.musetalk.dwpose import load_dwpose
     from streamer.render.musetalk.models import load_unet, load_vae, load_whisper
@@ -134,7 +134,7 @@ def _check(entry: _Entry, root: Path) -> FileCheck:
     return FileCheck(relative, entry.part, entry.required, status, size, digest, detail)
 
 
-def _notes(files: list[FileCheck], settings: Settings, root: Path) -> tuple[list[str], bool]:
+def _notes(files: list[FileCheck], settings: RenderSettings, root: Path) -> tuple[list[str], bool]:
     """What absent or unused optional parts mean, and whether the result is degraded."""
     by_path = {f.path: f for f in files}
     notes, degraded = [], False
@@ -176,7 +176,7 @@ def _devices() -> tuple[list[str], bool]:
     return names, count > 0 and all(torch.cuda.get_device_capability(i) >= (5, 3) for i in range(count))
 
 
-def check_models(models: Path, settings: Settings) -> Report:
+def check_models(models: Path, settings: RenderSettings) -> Report:
     root = Path(models).expanduser()
     files = [_check(entry, root) for entry in _entries(_layout(root), settings)]
     notes, degraded = _notes(files, settings, root)

@@ -14,15 +14,15 @@ import torch
 
 from streamer.avatar.face import FAN_FILE, FaceTrack, Landmarker, detect_faces, fan_landmarker, has_fan
 from streamer.avatar.hashing import file_sha256
-from streamer.config import Settings
 from streamer.errors import ModelError
 from streamer.render.musetalk.layout import DWPOSE_FILE, Layout
+from streamer.settings_slices import RenderSettings
 
 FACES_VERSION = "2"
 """Bump when MuseTalk's boxes are computed differently."""
 
 
-def face_mode(layout: Layout, settings: Settings) -> str:
+def face_mode(layout: Layout, settings: RenderSettings) -> str:
     """`dwpose`, `fan` or `haar`; ModelError naming the missing file when landmarks are wanted
     and not installed."""
     mode = settings.musetalk_faces
@@ -43,7 +43,7 @@ def face_mode(layout: Layout, settings: Settings) -> str:
     )
 
 
-def faces_key(layout: Layout, settings: Settings, store: Path | None) -> dict[str, str]:
+def faces_key(layout: Layout, settings: RenderSettings, store: Path | None) -> dict[str, str]:
     mode = face_mode(layout, settings)
     key = {"faces": f"{FACES_VERSION}+{mode}", "mask": settings.musetalk_mask}
     if mode == "dwpose":
@@ -53,7 +53,7 @@ def faces_key(layout: Layout, settings: Settings, store: Path | None) -> dict[st
 
 def face_track(
     layout: Layout,
-    settings: Settings,
+    settings: RenderSettings,
     device: torch.device,
     frames: np.ndarray,
     name: str,

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from streamer.avatar.hashing import file_sha256
-from streamer.config import Settings
 from streamer.render.musetalk.layout import Layout
+from streamer.settings_slices import RenderSettings
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Precision:
     pe: torch.dtype
 
     @classmethod
-    def of(cls, settings: Settings, cuda: bool) -> Precision:
+    def of(cls, settings: RenderSettings, cuda: bool) -> Precision:
         half, full = torch.float16, torch.float32
         if not cuda:
             return cls(full, full, full, full)

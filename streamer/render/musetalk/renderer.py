@@ -13,7 +13,6 @@ import torch
 
 from streamer.avatar.face import FaceTrack, crop_face
 from streamer.avatar.prepared import PreparedTemplate
-from streamer.config import Settings
 from streamer.errors import BadInput, ModelError
 from streamer.render.base import Preparation, RenderJob
 from streamer.render.musetalk.bisenet import FaceParser
@@ -24,6 +23,7 @@ from streamer.render.musetalk.models import load_unet, load_vae, load_whisper
 from streamer.render.musetalk.positional import positional_encoding
 from streamer.render.musetalk.precision import Precision, weights_key
 from streamer.render.musetalk.silence import rest_weights
+from streamer.settings_slices import RenderSettings
 from streamer.units import CROP_SIZE, MODEL_SAMPLES_PER_UNIT
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class MuseTalkRenderer:
     name = "musetalk"
     audio_context_units = SEGMENT_SAMPLES // MODEL_SAMPLES_PER_UNIT
 
-    def __init__(self, models: Path, device: str, settings: Settings) -> None:
+    def __init__(self, models: Path, device: str, settings: RenderSettings) -> None:
         self.layout = find_layout(Path(models), settings.musetalk_version)
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
@@ -183,7 +183,7 @@ def rest_in_silence(template: PreparedTemplate, job: RenderJob, frames: np.ndarr
     return crops
 
 
-def _face_parser(layout: Layout, settings: Settings, device: torch.device) -> FaceParser | None:
+def _face_parser(layout: Layout, settings: RenderSettings, device: torch.device) -> FaceParser | None:
     """BiSeNet, or None when `musetalk_mask = "geometric"` asks for the fixed jaw mask (the
     templates are then labelled degraded); ModelError naming the file when it is missing."""
     if settings.musetalk_mask == "geometric":
