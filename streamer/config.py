@@ -13,7 +13,7 @@ from typing import Any
 from streamer import resources
 from streamer.errors import BadInput
 from streamer.ice import parse_ice_servers
-from streamer.settings_slices import ListeningSettings, RenderSettings, ReplySettings
+from streamer.settings_slices import ListeningSettings, RenderSettings, ReplySettings, SpeechSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "STREAMER_"
@@ -26,7 +26,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Settings(RenderSettings, ReplySettings, ListeningSettings):
+class Settings(SpeechSettings, RenderSettings, ReplySettings, ListeningSettings):
     """Every setting, one flat set of names; the layers' slices (settings_slices.py) are its bases."""
 
     host: str = "127.0.0.1"
@@ -42,14 +42,7 @@ class Settings(RenderSettings, ReplySettings, ListeningSettings):
 
     max_sessions: int = 16
     max_audio_bytes: int = 20 * 1024 * 1024
-    max_audio_seconds: float = 120.0
-    max_queued_seconds: float = 300.0
-
-    first_window_s: float = 0.2
-    window_s: float = 1.0
     render_timeout_s: float = 30.0
-    stream_idle_s: float = 10.0
-    """A live stream that sends no audio for this long ends as if `end` had been sent."""
 
     video_codec: str = "auto"
     """`auto` (browser's choice), `h264` or `vp8`."""
@@ -141,8 +134,6 @@ class Settings(RenderSettings, ReplySettings, ListeningSettings):
             raise BadInput("admission_threshold and speaking_share must be in (0, 1]")
         if self.video_codec not in ("auto", "h264", "vp8"):
             raise BadInput(f"unknown video codec {self.video_codec!r} (auto, h264 or vp8)")
-        if not 0.04 <= self.first_window_s <= self.window_s:
-            raise BadInput("first_window_s must be between 0.04 s and window_s")
         if (self.ice_port_min, self.ice_port_max) != (0, 0) and not (
             1024 <= self.ice_port_min <= self.ice_port_max <= 65535
         ):
@@ -152,6 +143,7 @@ class Settings(RenderSettings, ReplySettings, ListeningSettings):
         if self.read_timeout_s <= 0 or self.decode_timeout_s <= 0 or self.max_sockets_per_session < 1:
             raise BadInput("read_timeout_s, decode_timeout_s and max_sockets_per_session must be positive")
         parse_ice_servers(self.ice_servers)  # a bad URL stops the start, with its reason
+        self._validate_speech()
         self._validate_render()
         self._validate_reply()
         self._validate_listening()

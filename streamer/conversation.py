@@ -19,7 +19,6 @@ import numpy as np
 
 from streamer import audio
 from streamer.avatar.prepared import PreparedTemplate
-from streamer.config import Settings
 from streamer.errors import BadInput, Busy, Cancelled, NotFound, StreamerError
 from streamer.events import Event, Interrupted, SpeakingEnded, SpeakingStarted, WelcomeEnded
 from streamer.livestream import LiveStream
@@ -30,6 +29,7 @@ from streamer.media.utterance import Utterance
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
 from streamer.render.base import RenderJob, job_audio
+from streamer.settings_slices import SpeechSettings
 from streamer.tasks import TaskSet
 from streamer.units import MODEL_RATE
 
@@ -44,7 +44,7 @@ class Conversation:
         session_id: str,
         template: PreparedTemplate,
         pool: RenderPool,
-        settings: Settings,
+        settings: SpeechSettings,
         clock: Clock,
         metrics: Metrics,
         emit: Callable[[Event], None],

@@ -1,4 +1,5 @@
-"""The layers' slices of the settings: what the render worker, the reply engine and listening use.
+"""The layers' slices of the settings: what the speech engine, the render worker, the reply engine
+and listening use.
 
 `Settings` (streamer/config.py) is built from these (it inherits each), so every name stays one
 flat public setting (TOML key, STREAMER_* variable, CLI flag). A layer is typed against its slice;
@@ -12,6 +13,22 @@ from pathlib import Path
 
 from streamer import resources
 from streamer.errors import BadInput
+
+
+@dataclass(frozen=True)
+class SpeechSettings:
+    """What the conversation core (the speech engine of one viewer) plays speech with."""
+
+    max_audio_seconds: float = 120.0
+    max_queued_seconds: float = 300.0
+    first_window_s: float = 0.2
+    window_s: float = 1.0
+    stream_idle_s: float = 10.0
+    """A live stream that sends no audio for this long ends as if `end` had been sent."""
+
+    def _validate_speech(self) -> None:
+        if not 0.04 <= self.first_window_s <= self.window_s:
+            raise BadInput("first_window_s must be between 0.04 s and window_s")
 
 
 @dataclass(frozen=True)

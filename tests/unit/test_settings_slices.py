@@ -13,9 +13,9 @@ from streamer.config import Settings, load_settings, render_slice, settings_to_j
 from streamer.errors import BadInput
 from streamer.pool.ray_actor import RenderActor
 from streamer.pool.ray_pool import actor_settings
-from streamer.settings_slices import ListeningSettings, RenderSettings, ReplySettings
+from streamer.settings_slices import ListeningSettings, RenderSettings, ReplySettings, SpeechSettings
 
-SLICES = (RenderSettings, ReplySettings, ListeningSettings)
+SLICES = (SpeechSettings, RenderSettings, ReplySettings, ListeningSettings)
 
 
 def test_every_slice_name_is_a_flat_setting_set_by_file_environment_and_command_line(tmp_path: Path):
@@ -24,18 +24,28 @@ def test_every_slice_name_is_a_flat_setting_set_by_file_environment_and_command_
     for part in SLICES:
         assert {f.name for f in fields(part)} <= set(names) and issubclass(Settings, part)
     toml = tmp_path / "s.toml"
-    toml.write_text('batch_size = 8\nmusetalk_mask = "geometric"\nllm_model = "from-file"\nasr_language = "zh"\n')
+    toml.write_text(
+        'batch_size = 8\nmusetalk_mask = "geometric"\nllm_model = "from-file"\nasr_language = "zh"\nwindow_s = 0.8\n'
+    )
     env = {"STREAMER_SIM_PER_FRAME_MS": "2.5", "STREAMER_LLM_TEMPERATURE": "0.1", "STREAMER_VAD_THRESHOLD": "0.3"}
     cli = {"renderer": "sim", "devices": "sim:0,sim:1", "tts": "none", "asr": "none"}
     s = load_settings(toml, cli, env)
     assert (s.batch_size, s.musetalk_mask, s.llm_model, s.asr_language) == (8, "geometric", "from-file", "zh")
+    assert s.window_s == 0.8
     assert (s.sim_per_frame_ms, s.llm_temperature, s.vad_threshold) == (2.5, 0.1, 0.3)
     assert (s.renderer, s.devices, s.tts, s.asr) == ("sim", ("sim:0", "sim:1"), "none", "none")
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("renderer", "magic"), ("musetalk_faces", "x"), ("tts", "x"), ("asr", "x"), ("llm_max_tokens", 0)],
+    [
+        ("first_window_s", 0.01),
+        ("renderer", "magic"),
+        ("musetalk_faces", "x"),
+        ("tts", "x"),
+        ("asr", "x"),
+        ("llm_max_tokens", 0),
+    ],
 )
 def test_each_slice_still_checks_its_own_values(name: str, value: object):
     with pytest.raises(BadInput):
