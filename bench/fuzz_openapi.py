@@ -11,39 +11,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import threading
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import requests  # noqa: E402
-import schemathesis  # noqa: E402
-import yaml  # noqa: E402
-from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
-from hypothesis.errors import HypothesisDeprecationWarning, Unsatisfiable  # noqa: E402
-from hypothesis.strategies import SearchStrategy  # noqa: E402
-from schemathesis import Case  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.core.failures import Failure, FailureGroup  # noqa: E402
-from schemathesis.core.transport import Response  # noqa: E402
-from schemathesis.generation import GenerationMode  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+import requests
+import schemathesis
+import yaml
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.errors import HypothesisDeprecationWarning, Unsatisfiable
+from hypothesis.strategies import SearchStrategy
+from schemathesis import Case
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.core.transport import Response
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
 
-from bench.common import viewer_offer  # noqa: E402
-from streamer.server.openapi import DOCUMENT  # noqa: E402
+import _checkout  # noqa: F401
+from bench.common import viewer_offer
+from streamer.server.openapi import DOCUMENT
 
 CHECKS = [
     not_a_server_error,

@@ -1,5 +1,6 @@
-"""`run.py serve` as a subprocess, launched and polled in one place for every test that needs the
-real command (the browser suite, the drain tests); in-process servers: streamer.testing.live_server."""
+"""`run.py serve` as a subprocess, launched and polled in one place for every test and bench that
+needs the real command (the browser suite, the drain tests, bench/fuzz.py, cpu.py, soak.py);
+in-process servers: streamer.testing.live_server."""
 
 from __future__ import annotations
 
@@ -63,9 +64,10 @@ class Served:
             env={**os.environ, **(env or {})},
         )
 
-    def log(self) -> str:
-        """The last 3,000 characters the server wrote."""
-        return Path(self._log.name).read_text(errors="replace")[-3000:]
+    def log(self, last: int | None = 3000) -> str:
+        """The last `last` characters the server wrote (all of it with None)."""
+        text = Path(self._log.name).read_text(errors="replace")
+        return text if last is None else text[-last:]
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Until /readyz answers 200; fails at once if the server exits first."""
