@@ -1,6 +1,7 @@
-"""Fuzzing a live server. `openapi_run`: schemathesis drives every operation of docs/openapi.yaml.
+"""Fuzzing a live server. `openapi_run`: schemathesis drives every operation of docs/openapi.yaml;
+then its stateful phase follows the links to live sessions (bench/fuzz_stateful.py).
 
-    python bench/fuzz_openapi.py [--server URL] [--examples 50] [--seed 1]
+    python bench/fuzz_openapi.py [--server URL] [--examples 50] [--seed 1] [--scenarios 100]
 
 Without --server it serves the lite renderer on a free loopback port. Prints one JSON object:
 inputs tried per operation, 5xx answers, other contract failures (the first few, to replay).
@@ -248,6 +249,7 @@ def main() -> None:
     parser.add_argument("--server", help="base URL of a running server (default: start a lite one)")
     parser.add_argument("--examples", type=int, default=50, help="inputs per operation and mode")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scenarios", type=int, default=100, help="sequences of the stateful phase")
     args = parser.parse_args()
     from streamer.config import Settings
     from streamer.testing import live_server
@@ -257,7 +259,10 @@ def main() -> None:
         url = live if isinstance(live, str) else live.url
         with viewer(url) as session:
             report = openapi_run(url, examples=args.examples, seed_=args.seed, session=session, offers=True)
-    print(json.dumps({"bench": "fuzz", "openapi": report.as_json()}))
+        from bench.fuzz_stateful import stateful_run  # it builds on this module
+
+        stateful = stateful_run(url, scenarios=args.scenarios)
+    print(json.dumps({"bench": "fuzz", "openapi": report.as_json(), "stateful": stateful.as_json()}))
 
 
 if __name__ == "__main__":
