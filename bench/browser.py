@@ -20,7 +20,8 @@ import wave
 from pathlib import Path
 
 from _checkout import ROOT
-from streamer.testing import CHROMIUM, CHROMIUM_ARGS, serve
+from streamer.testing import CHROMIUM, CHROMIUM_ARGS
+from tests.served import serve
 
 UPLOAD_S = 60
 
