@@ -15,15 +15,13 @@ import io
 import json
 import os
 import platform
-import sys
 import urllib.request
 import wave
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from streamer.testing import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
+from _checkout import ROOT
+from streamer.testing import CHROMIUM, CHROMIUM_ARGS
+from tests.served import serve
 
 UPLOAD_S = 60
 

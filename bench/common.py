@@ -7,8 +7,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
@@ -155,22 +153,6 @@ def summary(values: list[float]) -> dict[str, float | int | None]:
         "p95": round(float(np.percentile(a, 95)), 1),
         "max": round(float(a.max()), 1),
     }
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
-    """Poll `url`/readyz until it answers 200; fail if `process` (the server) exits first."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("server not ready")
 
 
 async def viewer_offer() -> str:

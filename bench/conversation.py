@@ -26,15 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench import conversation_voice  # noqa: E402
-from bench.common import TEMPLATE, machine, summary, template_dir  # noqa: E402
-from streamer.client import Client, figures  # noqa: E402
-from streamer.config import Settings  # noqa: E402
-from streamer.testing import live_server  # noqa: E402
-from tests.fake_llm import FakeLlm, Script, fake_llm  # noqa: E402
+import _checkout  # noqa: F401
+from bench import conversation_voice
+from bench.common import TEMPLATE, machine, summary, template_dir
+from streamer.client import Client, figures
+from streamer.config import Settings
+from streamer.testing import live_server
+from tests.fake_llm import FakeLlm, Script, fake_llm
 
 TARGET_OWN_MS = 250
 ANSWER = "Sure, I can help with that. The shop opens at nine every morning. Is there anything else?"

@@ -31,31 +31,27 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse
 import fractions
 import json
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import av
+import numpy as np
+from aiortc.codecs.base import Encoder
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
 
-import av  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from aiortc.codecs.base import Encoder  # noqa: E402
-from aiortc.codecs.h264 import H264Encoder  # noqa: E402
-from aiortc.codecs.vpx import Vp8Encoder  # noqa: E402
-
-from bench.common import lite_template, machine, one_core, speech16k  # noqa: E402
-from streamer.avatar.prepared import PreparedTemplate  # noqa: E402
-from streamer.media.compositor import compose_i420  # noqa: E402
-from streamer.media.yuv import planes  # noqa: E402
-from streamer.render.base import RenderJob  # noqa: E402
-from streamer.render.lite import LiteRenderer, openings  # noqa: E402
-from streamer.units import FPS, MODEL_SAMPLES_PER_UNIT  # noqa: E402
-from streamer.webrtc.encoding import EncoderSettings, TunedH264Encoder, TunedVp8Encoder, nvenc_available  # noqa: E402
+import _checkout  # noqa: F401
+from bench.common import lite_template, machine, one_core, speech16k
+from bench.encoder_quality import quality
+from streamer.avatar.prepared import PreparedTemplate
+from streamer.media.compositor import compose_i420
+from streamer.render.base import RenderJob
+from streamer.render.lite import LiteRenderer, openings
+from streamer.units import FPS, MODEL_SAMPLES_PER_UNIT
+from streamer.webrtc.encoding import EncoderSettings, TunedH264Encoder, TunedVp8Encoder, nvenc_available
 
 SLOT_MS = 1000.0 / FPS
 TARGET_SESSIONS = 4
@@ -163,47 +159,6 @@ def _sustained(
     return 0, checks
 
 
-def _ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM of two luma planes (gaussian 11×11, sigma 1.5, as Wang et al.)."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)  # noqa: E731
-    ma, mb = blur(a), blur(b)
-    va, vb, cov = blur(a * a) - ma * ma, blur(b * b) - mb * mb, blur(a * b) - ma * mb
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    return float((((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))).mean())
-
-
-def _quality(make: Callable[[], Encoder], frames: list[av.VideoFrame]) -> dict[str, Any]:
-    """Bitrate sent and PSNR / SSIM (luma) of the decoded stream against its source frames."""
-    encoder = make()
-    encoder.encode(frames[0], True)  # opens the encoder's own codec context
-    context = encoder.codec
-    decoder = av.CodecContext.create(
-        "h264" if "264" in context.name else "libvpx" if context.name == "libvpx" else "vp8", "r"
-    )
-    sent, psnr, ssim, decoded = 0, [], [], []
-    for k, frame in enumerate(frames):
-        frame.pict_type = av.video.frame.PictureType.I if k == 0 else av.video.frame.PictureType.NONE
-        for packet in context.encode(frame):
-            sent += packet.size
-            decoded += decoder.decode(packet)
-    frame.pict_type = av.video.frame.PictureType.NONE
-    for packet in context.encode(None):
-        sent += packet.size
-        decoded += decoder.decode(packet)
-    for source, out in zip(frames, decoded, strict=False):
-        a, b = planes(source.to_ndarray())[0], planes(out.to_ndarray())[0]
-        mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-        psnr.append(99.0 if mse == 0 else 10 * np.log10(255**2 / mse))
-        ssim.append(_ssim(a, b))
-    return {
-        "sent_kbit_s": round(sent * 8 * FPS / len(frames) / 1000, 1),
-        "psnr_y_db": round(float(np.mean(psnr)), 2) if psnr else None,
-        "ssim_y": round(float(np.mean(ssim)), 4) if ssim else None,
-        "frames_decoded": len(decoded),
-    }
-
-
 def _costs(
     make: Callable[[], Encoder], frames: list[av.VideoFrame], idle: list[av.VideoFrame], warmup: int
 ) -> dict[str, Any]:
@@ -214,7 +169,7 @@ def _costs(
         "encode_ms_per_frame": round(speak_cpu, 2),
         "encode_wall_ms_per_frame": round(speak_wall, 2),
         "idle_encode_ms_per_frame": round(idle_cpu, 2),
-        **_quality(make, frames[warmup:]),
+        **quality(make, frames[warmup:]),
     }
 
 
@@ -244,6 +199,34 @@ def _remb(make: Callable[[], Encoder], frame_source: Callable[[int], av.VideoFra
     return out
 
 
+def _config(
+    make: Callable[[], Encoder],
+    template: PreparedTemplate,
+    crops: np.ndarray,
+    speaking_idle: tuple[list[av.VideoFrame], list[av.VideoFrame]],
+    compose: tuple[float, float],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """One config's figures: costs and quality, sessions per core (computed, then checked in real
+    time), and its encoder rebuilds under REMB moves. `compose` is (CPU, wall) ms per frame."""
+    frames, idle = speaking_idle
+    compose_cpu, compose_wall = compose
+    costs = _costs(make, frames, idle, args.warmup)
+    encode_cpu, encode_wall = costs["encode_ms_per_frame"], costs["encode_wall_ms_per_frame"]
+    per_core = int(SLOT_MS // (encode_cpu + compose_cpu))
+    sustained, checks = _sustained(make, template, crops, per_core, args.seconds)
+    return {
+        **costs,
+        "total_ms_per_frame": round(encode_cpu + compose_cpu, 2),
+        "sessions_per_core": per_core,
+        "sessions_per_core_wall": int(SLOT_MS // (encode_wall + compose_wall)),
+        "real_time_at_computed": checks[0] if checks else None,
+        "sustained_sessions_no_stall": sustained,
+        "real_time_checks": [{"sessions": c["sessions"], "missed_slots": c["missed_slots"]} for c in checks],
+        "remb": _remb(make, lambda n: _video_frame(template, crops[n % len(crops)], n)),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=200, help="timed frames per config")
@@ -264,23 +247,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         _, idle_cpu = _timed(lambda n: _video_frame(template, None, n), max(args.frames, 20))
         frames = [_video_frame(template, crops[n % len(crops)], n) for n in range(args.warmup + args.frames)]
         idle = [_video_frame(template, None, n) for n in range(args.warmup + args.frames)]
-        configs: dict[str, Any] = {}
-        for name, make in CONFIGS.items():
-            costs = _costs(make, frames, idle, args.warmup)
-            encode_cpu, encode_wall = costs["encode_ms_per_frame"], costs["encode_wall_ms_per_frame"]
-            per_core = int(SLOT_MS // (encode_cpu + compose_cpu))
-            sustained, checks = _sustained(make, template, crops, per_core, args.seconds)
-            remb = _remb(make, lambda n: _video_frame(template, crops[n % len(crops)], n))
-            configs[name] = {
-                **costs,
-                "total_ms_per_frame": round(encode_cpu + compose_cpu, 2),
-                "sessions_per_core": per_core,
-                "sessions_per_core_wall": int(SLOT_MS // (encode_wall + compose_wall)),
-                "real_time_at_computed": checks[0] if checks else None,
-                "sustained_sessions_no_stall": sustained,
-                "real_time_checks": [{"sessions": c["sessions"], "missed_slots": c["missed_slots"]} for c in checks],
-                "remb": remb,
-            }
+        compose = (compose_cpu, compose_wall)
+        configs = {
+            name: _config(make, template, crops, (frames, idle), compose, args) for name, make in CONFIGS.items()
+        }
         sweep = {} if args.no_sweep else {name: _costs(make, frames, idle, args.warmup) for name, make in SWEEP.items()}
     ours = configs["h264_ours_superfast"]
     size = frames[0].width, frames[0].height

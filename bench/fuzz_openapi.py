@@ -1,6 +1,7 @@
-"""Fuzzing a live server. `openapi_run`: schemathesis drives every operation of docs/openapi.yaml.
+"""Fuzzing a live server. `openapi_run`: schemathesis drives every operation of docs/openapi.yaml;
+then its stateful phase follows the links to live sessions (bench/fuzz_stateful.py).
 
-    python bench/fuzz_openapi.py [--server URL] [--examples 50] [--seed 1]
+    python bench/fuzz_openapi.py [--server URL] [--examples 50] [--seed 1] [--scenarios 100]
 
 Without --server it serves the lite renderer on a free loopback port. Prints one JSON object:
 inputs tried per operation, 5xx answers, other contract failures (the first few, to replay).
@@ -11,39 +12,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import threading
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import requests  # noqa: E402
-import schemathesis  # noqa: E402
-import yaml  # noqa: E402
-from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
-from hypothesis.errors import HypothesisDeprecationWarning, Unsatisfiable  # noqa: E402
-from hypothesis.strategies import SearchStrategy  # noqa: E402
-from schemathesis import Case  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.core.failures import Failure, FailureGroup  # noqa: E402
-from schemathesis.core.transport import Response  # noqa: E402
-from schemathesis.generation import GenerationMode  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+import requests
+import schemathesis
+import yaml
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.errors import HypothesisDeprecationWarning, Unsatisfiable
+from hypothesis.strategies import SearchStrategy
+from schemathesis import Case
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.core.transport import Response
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
 
-from bench.common import viewer_offer  # noqa: E402
-from streamer.server.openapi import DOCUMENT  # noqa: E402
+import _checkout  # noqa: F401
+from bench.common import viewer_offer
+from streamer.server.openapi import DOCUMENT
 
 CHECKS = [
     not_a_server_error,
@@ -252,6 +249,7 @@ def main() -> None:
     parser.add_argument("--server", help="base URL of a running server (default: start a lite one)")
     parser.add_argument("--examples", type=int, default=50, help="inputs per operation and mode")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scenarios", type=int, default=100, help="sequences of the stateful phase")
     args = parser.parse_args()
     from streamer.config import Settings
     from streamer.testing import live_server
@@ -261,7 +259,10 @@ def main() -> None:
         url = live if isinstance(live, str) else live.url
         with viewer(url) as session:
             report = openapi_run(url, examples=args.examples, seed_=args.seed, session=session, offers=True)
-    print(json.dumps({"bench": "fuzz", "openapi": report.as_json()}))
+        from bench.fuzz_stateful import stateful_run  # it builds on this module
+
+        stateful = stateful_run(url, scenarios=args.scenarios)
+    print(json.dumps({"bench": "fuzz", "openapi": report.as_json(), "stateful": stateful.as_json()}))
 
 
 if __name__ == "__main__":

@@ -19,25 +19,22 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import aiohttp
+import numpy as np
 
-import aiohttp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from bench.common import SENTENCES, TEMPLATE, machine, speech_wav, summary, template_dir  # noqa: E402
-from streamer.audio import decode_file  # noqa: E402
-from streamer.client import Client, figures  # noqa: E402
-from streamer.config import Settings  # noqa: E402
-from streamer.render.lite import openings  # noqa: E402
-from streamer.testing import live_server  # noqa: E402
-from streamer.units import MODEL_RATE, MODEL_SAMPLES_PER_UNIT  # noqa: E402
+import _checkout  # noqa: F401
+from bench.common import SENTENCES, TEMPLATE, machine, speech_wav, summary, template_dir
+from streamer.audio import decode_file
+from streamer.client import Client, figures
+from streamer.config import Settings
+from streamer.render.lite import openings
+from streamer.testing import live_server
+from streamer.units import MODEL_RATE, MODEL_SAMPLES_PER_UNIT
 
 TARGET_FIRST_FRAME_MS = 120
 CHUNK_S = 0.1

@@ -17,25 +17,22 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bench.common import TEMPLATE, lite_template, machine, one_core, speech16k, summary, template_dir  # noqa: E402
-from streamer.avatar.prepared import PreparedTemplate  # noqa: E402
-from streamer.config import Settings  # noqa: E402
-from streamer.media.compositor import compose  # noqa: E402
-from streamer.pool.local import LocalPool  # noqa: E402
-from streamer.render.base import RenderJob  # noqa: E402
-from streamer.render.lite import LiteRenderer  # noqa: E402
-from streamer.units import FPS, MODEL_SAMPLES_PER_UNIT  # noqa: E402
+import _checkout  # noqa: F401
+from bench.common import TEMPLATE, lite_template, machine, one_core, speech16k, summary, template_dir
+from streamer.avatar.prepared import PreparedTemplate
+from streamer.config import Settings
+from streamer.media.compositor import compose
+from streamer.pool.local import LocalPool
+from streamer.render.base import RenderJob
+from streamer.render.lite import LiteRenderer
+from streamer.units import FPS, MODEL_SAMPLES_PER_UNIT
 
 WINDOWS = (5, 25)
 

@@ -21,24 +21,21 @@ import dataclasses
 import json
 import multiprocessing as mp
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from bench.common import machine, speech16k  # noqa: E402
-from streamer.avatar.prepared import PreparedTemplate  # noqa: E402
-from streamer.config import Settings  # noqa: E402
-from streamer.render.base import RenderJob  # noqa: E402
-from streamer.render.musetalk import MuseTalkRenderer  # noqa: E402
-from streamer.render.musetalk.tiny import build_tiny_models, speech_like  # noqa: E402
+import _checkout  # noqa: F401
+from bench.common import machine, speech16k
+from streamer.avatar.prepared import PreparedTemplate
+from streamer.config import Settings
+from streamer.render.base import RenderJob
+from streamer.render.musetalk import MuseTalkRenderer
+from streamer.render.musetalk.tiny import build_tiny_models, speech_like
 
 FIRST_WINDOW = 5
 LOOKAHEAD = 2
@@ -177,7 +174,7 @@ def _scaling(models: Path, devices: list[str], batch: int, precision: str, frame
     return {"devices": devices, "fps_by_processes": out, "speedup": round(speedup, 2)}
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--tiny", action="store_true", help="tiny random weights (default)")
@@ -186,14 +183,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--devices", help="comma-separated (default: every CUDA device, else cpu)")
     parser.add_argument("--batches", default="8,16,32,64")
     parser.add_argument("--frames", type=int, help="frames per throughput run (default: 2 batches on CUDA, 1 on CPU)")
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.devices:
-        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-    elif torch.cuda.is_available():
-        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    else:
-        devices = ["cpu"]
+
+def _devices(given: str | None) -> list[str]:
+    """`given` (comma-separated), else every CUDA device, else the CPU."""
+    if given:
+        return [d.strip() for d in given.split(",") if d.strip()]
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu"]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = _parser().parse_args(argv)
+    devices = _devices(args.devices)
     batches = [int(b) for b in args.batches.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         models = args.models or build_tiny_models(Path(tmp) / "models", full=args.full)

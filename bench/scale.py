@@ -38,18 +38,16 @@ from typing import Any
 import numpy as np
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.common import TEMPLATE, machine, template_dir  # noqa: E402
-from bench.scale_fronts import ray_fronts  # noqa: E402
-from bench.scale_streams import Stream, Window, speech  # noqa: E402
-from streamer.config import Settings  # noqa: E402
-from streamer.errors import StreamerError  # noqa: E402
-from streamer.pool.base import RenderPool  # noqa: E402
-from streamer.pool.local import LocalPool  # noqa: E402
-from streamer.render.base import RenderJob, job_audio  # noqa: E402
-from streamer.units import FPS, MODEL_SAMPLES_PER_UNIT  # noqa: E402
+import _checkout  # noqa: F401
+from bench.common import TEMPLATE, machine, template_dir
+from bench.scale_fronts import ray_fronts
+from bench.scale_streams import Stream, Window, speech
+from streamer.config import Settings
+from streamer.errors import StreamerError
+from streamer.pool.base import RenderPool
+from streamer.pool.local import LocalPool
+from streamer.render.base import RenderJob, job_audio
+from streamer.units import FPS, MODEL_SAMPLES_PER_UNIT
 
 TICK_S = 1 / FPS
 CPU_LIMIT_PCT = 80.0
@@ -201,7 +199,7 @@ def _sessions(run: dict[str, Any] | None) -> int | None:
     return (run["best"]["sessions"] if run["best"] else 0) if run else None
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--fixed-ms", type=float, default=200.0)
@@ -229,7 +227,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--fronts", type=int, default=0, help="N fronts sharing Ray actors (0: a local pool)")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = _parser().parse_args(argv)
     if not args.lead:
         args.lead = max(4, math.ceil(2 * (args.fixed_ms + args.max_batch * args.per_frame_ms) / 1000 * FPS))
     if not args.low_water:

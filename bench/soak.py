@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -32,12 +31,10 @@ from typing import Any
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.common import machine, wait_ready  # noqa: E402
-from streamer.client import Client  # noqa: E402
-from streamer.testing import free_port  # noqa: E402
+import _checkout  # noqa: F401
+from bench.common import machine
+from streamer.client import Client
+from tests.served import Served
 
 CLOCK_RATES = {"video": 90000, "audio": 48000}
 NTP_EPOCH_OFFSET = 2208988800
@@ -256,30 +253,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--warmup-minutes", type=float, default=2.0)
     args = parser.parse_args(argv)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "s.wav"
         subprocess.run(["espeak-ng", "-w", str(wav), "Testing memory, one two three."], check=True)
         env = {
-            **os.environ,
             "STREAMER_CACHE_DIR": str(Path(tmp) / "cache"),
             "STREAMER_LOG_LEVEL": "WARNING",
             "STREAMER_IDLE_TIMEOUT_S": "0",
         }
-        server = subprocess.Popen(
-            [sys.executable, "run.py", "serve", "--port", str(port), "--renderer", "lite"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        server = Served("--renderer", "lite", env=env)
         try:
-            wait_ready(url, server)
-            figures = asyncio.run(soak(url, server.pid, wav.read_bytes(), args.minutes, args.warmup_minutes))
+            server.wait_ready()
+            pid = server.process.pid
+            figures = asyncio.run(soak(server.url, pid, wav.read_bytes(), args.minutes, args.warmup_minutes))
         finally:
-            server.terminate()
-            server.wait(60)
+            server.stop()
     return {
         "bench": "soak",
         "machine": machine(),

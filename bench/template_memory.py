@@ -14,20 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import numpy as np
+import psutil
 
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-
-from bench.common import machine  # noqa: E402
-from streamer.avatar import cache  # noqa: E402
-from streamer.avatar.prepared import PreparedTemplate  # noqa: E402
-from streamer.media.compositor import compose  # noqa: E402
+import _checkout  # noqa: F401
+from bench.common import machine
+from streamer.avatar import cache
+from streamer.avatar.prepared import PreparedTemplate
+from streamer.media.compositor import compose
 
 KEY = {"renderer": "bench"}
 

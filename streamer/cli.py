@@ -161,8 +161,7 @@ def grant(args: argparse.Namespace) -> None:
     print(f"{args.server.rstrip('/')}/#grant={minted}")
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Every command, its options and the function it runs."""
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser("serve", help="serve the web page, the API and WebRTC sessions (default)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1; anything else needs a key)")
     p.add_argument("--port", type=int, help="port (default 8080)")
@@ -182,6 +181,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _settings_args(p)
     p.set_defaults(run=serve)
 
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Every command, its options and the function it runs."""
+    _add_serve(commands)
     p = commands.add_parser("prepare", help="build the template cache, with progress")
     p.add_argument("--template", help="one template id (default: all)")
     p.add_argument("--force", action="store_true", help="rebuild even when the cache is fresh")

@@ -35,7 +35,7 @@ from streamer.reply.services import ReplyServices
 from streamer.voice.services import VoiceServices
 from streamer.webrtc import encoding
 from streamer.webrtc.ladder import Ladder
-from streamer.webrtc.link import LinkMonitor, LinkQuality
+from streamer.webrtc.link import LinkController, LinkQuality
 from streamer.webrtc.mic import Microphone, audio_direction, hold_less
 from streamer.webrtc.tracks import MediaPump
 
@@ -101,7 +101,7 @@ class Session:
             clock,
             on_failure=lambda exc: self._task_failed("media-pump", exc),
         )
-        self.link: LinkMonitor | None = None
+        self.link: LinkController | None = None
         self._link_task: asyncio.Task[None] | None = None
         self.pc = RTCPeerConnection(rtc_configuration(settings, self.id))
         self.channel: Any = None
@@ -155,8 +155,8 @@ class Session:
         encoding.attach(self.pc, encoding.encoder_settings(self.settings), self.ladder)
         if encoding.sends_opus(self.pc.localDescription.sdp):
             self.pump.encode_audio()
-        self.link = LinkMonitor(video.sender, self.ladder, self._on_link)
-        self._link_task = asyncio.get_running_loop().create_task(self.link.run(), name="link-monitor")
+        self.link = LinkController(video.sender, self.ladder, self._on_link)
+        self._link_task = asyncio.get_running_loop().create_task(self.link.run(), name="link-control")
         self.conversation.start()
         return str(self.pc.localDescription.sdp)
 

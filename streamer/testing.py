@@ -1,30 +1,22 @@
 """Live servers on loopback for the tests and the benches, and the Chromium they drive.
 
-`live_server` runs the application in a thread of this process (its own event loop);
-`serve` starts `python run.py serve` as a subprocess. Both wait until the server is ready.
+`live_server` runs the application in a thread of this process (its own event loop) and waits
+until it is ready; `run.py serve` as a subprocess is tests/served.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
 
 from aiohttp import web
 
-from streamer.config import ROOT, Settings
+from streamer.config import Settings
 from streamer.server.app import create_app, server_options
 from streamer.server.keys import STARTUP
 
@@ -126,51 +118,3 @@ async def _wait_ready(app: web.Application) -> None:
     await startup.task
     if not startup.ready:
         raise RuntimeError(f"server not ready: {startup.phase} {startup.error} {startup.failed}")
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-            status: int = response.status
-            return status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _tail(log: IO[bytes]) -> str:
-    log.seek(0)
-    return log.read().decode(errors="replace")[-3000:]
-
-
-@contextlib.contextmanager
-def serve(*args: str, env: dict[str, str] | None = None, ready_timeout_s: float = 180.0) -> Iterator[str]:
-    """Yields the base URL of a server started with `args` after `serve --port P`.
-
-    `env` adds to the environment (settings as STREAMER_* variables)."""
-    port = free_port_in(SUBPROCESS_PORTS)
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "run.py", "serve", "--port", str(port), *args],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-        try:
-            deadline = time.monotonic() + ready_timeout_s
-            while not _ready(url):
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=0.25)  # returns at once when the server died
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server on {url} not ready (exit {process.poll()}):\n{_tail(log)}")
-            yield url
-            if process.poll() is not None:
-                raise RuntimeError(f"server on {url} stopped during the tests (exit {process.poll()}):\n{_tail(log)}")
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()

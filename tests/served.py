@@ -1,5 +1,7 @@
-"""`run.py serve` as a subprocess, launched and polled in one place for every test that needs the
-real command (the browser suite, the drain tests); in-process servers: streamer.testing.live_server."""
+"""`run.py serve` as a subprocess, launched and polled in one place for every test and bench that
+needs the real command (the browser suite, the drain tests, the Ray fronts, bench/fuzz.py, cpu.py,
+soak.py);
+in-process servers: streamer.testing.live_server."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import streamer
 from streamer.testing import SUBPROCESS_PORTS, free_port_in
@@ -41,9 +44,13 @@ def readyz(url: str) -> int:
 
 
 class Served:
-    """`python run.py serve --port P ARGS` with `env` added to the environment; its output in a file.
+    """`python run.py serve --port P ARGS` with `env` added to the environment (less the names in
+    `unset`); its output in `log` (a temporary file by default).
 
     `launcher` and `cwd` start it otherwise (e.g. `python -m streamer` from another folder)."""
+
+    ports: ClassVar[set[int]] = set()
+    """The ports of the servers this process started and has not stopped."""
 
     def __init__(
         self,
@@ -51,21 +58,33 @@ class Served:
         env: dict[str, str] | None = None,
         launcher: tuple[str, ...] = (sys.executable, "run.py"),
         cwd: Path = ROOT,
+        log: Path | None = None,
+        unset: tuple[str, ...] = (),
     ) -> None:
         self.port = free_port_in(SUBPROCESS_PORTS)
+        while self.port in Served.ports:  # free until its server binds it: never handed out twice
+            self.port = free_port_in(range(self.port + 1, SUBPROCESS_PORTS.stop))
+        Served.ports.add(self.port)
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = tempfile.NamedTemporaryFile(prefix="served-", suffix=".log", delete=False)  # noqa: SIM115 - closed in stop()
+        self._keep_log = log is not None
+        if log is None:
+            fd, name = tempfile.mkstemp(prefix="served-", suffix=".log")
+            os.close(fd)
+            log = Path(name)
+        self._log = log.open("wb")  # closed in stop()
+        inherited = {k: v for k, v in os.environ.items() if k not in unset}
         self.process = subprocess.Popen(
             [*launcher, "serve", "--port", str(self.port), *args],
             cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env={**inherited, **(env or {})},
         )
 
-    def log(self) -> str:
-        """The last 3,000 characters the server wrote."""
-        return Path(self._log.name).read_text(errors="replace")[-3000:]
+    def log(self, last: int | None = 3000) -> str:
+        """The last `last` characters the server wrote (all of it with None)."""
+        text = Path(self._log.name).read_text(errors="replace")
+        return text if last is None else text[-last:]
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Until /readyz answers 200; fails at once if the server exits first."""
@@ -85,7 +104,9 @@ class Served:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
-        Path(self._log.name).unlink(missing_ok=True)
+        Served.ports.discard(self.port)
+        if not self._keep_log:
+            Path(self._log.name).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -91,7 +91,7 @@ def _probe_job(frames: int) -> RenderJob:
     return RenderJob("__probe__", np.arange(frames, dtype=np.int64), audio, 0, final=True)
 
 
-def measure(renderer: Renderer, batch_size: int) -> CostCurve:
+def measure(renderer: Renderer, batch_size: int, clock: Callable[[], float] = time.perf_counter) -> CostCurve:
     """Time calls of 1, 8 and `batch_size` frames (after one warm-up call; the faster of two
     tries each, as other work on the host only ever slows a call) and fit the curve."""
     template = probe_template()
@@ -102,7 +102,7 @@ def measure(renderer: Renderer, batch_size: int) -> CostCurve:
     for size in sizes:
         job = _probe_job(size)
         for _ in range(2):
-            started = time.perf_counter()
+            started = clock()
             renderer.render_batch([(template, job)])
-            points[size] = min(points.get(size, float("inf")), time.perf_counter() - started)
+            points[size] = min(points.get(size, float("inf")), clock() - started)
     return CostCurve.fit(points, batch_size)

@@ -30,12 +30,18 @@ class SimRenderer:
     audio_context_units = 0
 
     def __init__(
-        self, fixed_ms: float, per_frame_ms: float, batch_size: int = 32, sleep: Callable[[float], None] = time.sleep
+        self,
+        fixed_ms: float,
+        per_frame_ms: float,
+        batch_size: int = 32,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.fixed_s = fixed_ms / 1000.0
         self.per_frame_s = per_frame_ms / 1000.0
         self.batch_size = max(1, batch_size)
         self._sleep = sleep
+        self._clock = clock
         self._crops: dict[tuple[str, int, int], np.ndarray] = {}
 
     def prepare(self, template: PreparedTemplate, progress: Callable[[int, int], None] | None = None) -> Preparation:
@@ -54,9 +60,9 @@ class SimRenderer:
         return self.render_batch([(template, job)])[0]
 
     def render_batch(self, items: Sequence[tuple[PreparedTemplate, RenderJob]]) -> list[np.ndarray]:
-        started = time.perf_counter()
+        started = self._clock()
         out = [self._looks(template, job) for template, job in items]
-        spent = time.perf_counter() - started
+        spent = self._clock() - started
         self._sleep(max(0.0, self.cost_s(sum(job.frames for _, job in items)) - spent))
         return out
 

@@ -32,7 +32,6 @@ from streamer.server.grants import Grants
 from streamer.server.http import cors, errors, forwarded, loopback_host
 from streamer.server.keys import (
     AUDIO_DECODERS,
-    DECODERS,
     GRANTS,
     METRICS,
     POOL_GAUGES,
@@ -119,7 +118,6 @@ async def on_cleanup(app: web.Application) -> None:
         task.cancel()
     await app[SESSIONS].close_all()
     await app[SESSIONS].pool.close()
-    app[DECODERS].shutdown(wait=False, cancel_futures=True)
     await asyncio.get_running_loop().run_in_executor(None, app[AUDIO_DECODERS].close)
     await app[GRANTS].store.close()
 
@@ -157,7 +155,6 @@ def create_app(
         pool = create_pool(settings, progress=True)
     app[SETTINGS] = settings
     app[METRICS] = metrics_
-    app[DECODERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
     app[AUDIO_DECODERS] = Decoders(timeout_s=settings.decode_timeout_s)
     app[SESSIONS] = SessionManager(settings, pool, metrics_, clock_factory)
     app[STARTUP] = Startup()

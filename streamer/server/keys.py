@@ -1,7 +1,5 @@
 """Typed keys of what the application holds."""
 
-from concurrent.futures import ThreadPoolExecutor
-
 from aiohttp import web
 
 from streamer.config import Settings
@@ -17,8 +15,6 @@ SESSIONS = web.AppKey("sessions", SessionManager)
 METRICS = web.AppKey("metrics", Metrics)
 STARTUP = web.AppKey("startup", Startup)
 """Start-up state: ready, phase, the templates discovered and those that failed."""
-DECODERS = web.AppKey("decoders", ThreadPoolExecutor)
-"""Threads for speech synthesis, apart from the pool video encoding uses."""
 AUDIO_DECODERS = web.AppKey("audio_decoders", Decoders)
 """Processes that decode uploads (a crashing decoder must not take the server down)."""
 GRANTS = web.AppKey("grants", Grants)

@@ -5,7 +5,7 @@ aiortc has no setting for its encoders, so a session hands each of its senders o
 before the first frame (`set_encoder`): aiortc keeps an encoder it finds there, passes it
 `force_keyframe` on PLI and sets its `target_bitrate` on REMB, so keyframe requests and the
 receiver's estimate reach our encoder (and the session's ladder) with no process-wide swap. The
-link monitor wraps one sender's NACK and PLI handlers (`wrap_handlers`). pyproject pins aiortc to
+link controller wraps one sender's NACK and PLI handlers (`wrap_handlers`). pyproject pins aiortc to
 one minor version; tests/unit/test_webrtc_hooks.py checks every name below against it.
 """
 

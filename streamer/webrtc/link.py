@@ -1,6 +1,6 @@
 """One session's link quality as its video sender's RTCP tells it, fed to the ladder.
 
-Every `POLL_S` the monitor reads the sender's stats (the viewer's receiver reports: loss and
+Every `POLL_S` the controller reads the sender's stats (the viewer's receiver reports: loss and
 round-trip time; our sent packets and bytes) and hands the loss to the ladder. NACKs and
 keyframe requests (PLI/FIR) are counted as the sender handles them, and a packet is resent at
 most once per `RETRANSMIT_GAP_S`.
@@ -45,7 +45,10 @@ class LinkQuality:
     width_scale: float = 1.0
 
 
-class LinkMonitor:
+class LinkController:
+    """Watches the video sender's link, throttles its resends, and drives the bitrate ladder
+    from the viewer's loss reports."""
+
     def __init__(
         self,
         sender: Any,

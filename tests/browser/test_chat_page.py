@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from streamer.testing import serve
 from tests.browser.harness import Recorder, watch
 from tests.fake_llm import FakeLlm, Script, fake_llm
+from tests.served import serve
 
 pytestmark = pytest.mark.browser
 

@@ -1,8 +1,10 @@
 """schemathesis drives every operation of docs/openapi.yaml against a live lite server.
 
 Bounded for CI: a fixed seed, at most EXAMPLES inputs per operation and mode (positive and
-negative), the session's operations once more on a live session with a connected viewer;
-`python bench/fuzz_openapi.py --examples N` is the longer run. No 5xx, and every answer conforms.
+negative), the session's operations once more on a live session with a connected viewer; then
+the stateful phase: sequences that follow the links from a session-opening answer to that live
+session's routes. `python bench/fuzz_openapi.py --examples N --scenarios M` is the longer run.
+No 5xx, and every answer conforms.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench.fuzz_openapi import openapi_run, pending, viewer
+from bench.fuzz_stateful import stateful_run
 from streamer.config import Settings
 from streamer.testing import LiveServer, live_server
 from tests.contract.openapi import document, operations
@@ -20,6 +23,8 @@ from tests.contract.openapi import document, operations
 EXAMPLES = 8
 """About 250 inputs in all (operations without parameters need only one)."""
 SEED = 20261202
+SCENARIOS = 15
+"""Sequences of the stateful phase, up to 6 calls each (about 5 s on a quiet 2-core machine)."""
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +49,17 @@ def test_every_operation_conforms_and_none_gives_a_5xx(server: LiveServer, capsy
     for opened in ("POST /api/sessions [offer] -> 201", "POST /whep/{id} [offer] -> 201"):
         assert report.statuses[opened] == 1, report.statuses
     assert spoken > 0, "no text was spoken on the live session: the run did not reach the handlers"
+
+
+def test_the_stateful_phase_follows_the_links_to_live_sessions(
+    server: LiveServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = stateful_run(server.url, scenarios=SCENARIOS)
+    with capsys.disabled():
+        print("\nschemathesis stateful:", json.dumps(report.as_json()))
+    assert report.server_errors == 0, report.failures
+    assert report.failures == []
+    assert report.statuses["POST /api/sessions [stateful] -> 201"] > 0, report.statuses
+    live = [key for key in report.statuses if "[live] -> 2" in key]  # answered on a session just opened
+    assert any(key.startswith(("DELETE /whep/{id}", "OPTIONS /whep/{id}")) for key in live), report.statuses
+    assert any("/api/sessions/{session_id}" in key for key in live), report.statuses

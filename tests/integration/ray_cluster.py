@@ -1,6 +1,7 @@
 """A Ray head started as its own process (`ray start --head --block`, own ports and temp
 dir, stopped by its own process group: never `ray stop`, which stops every Ray on the
-machine) and signalling servers (`run.py serve --pool ray`) that join it by address."""
+machine) and signalling servers (`run.py serve --pool ray`, launched by tests/served.py) that join it
+by address."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from streamer.testing import free_port
+from tests.served import Served
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -85,40 +86,19 @@ def get(url: str, path: str) -> tuple[int, Any]:
         return 0, None
 
 
-class Front:
+class Front(Served):
     """A signalling server on the head's render actors."""
 
     def __init__(self, head: RayHead, cache_dir: Path, log: Path, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._log = log.open("wb")
-        full = {**os.environ, **SIM, "STREAMER_CACHE_DIR": str(cache_dir), "RAY_USAGE_STATS_ENABLED": "0", **env}
-        full.pop("RAY_AUTH_MODE", None)  # the front finds the head's token where Ray keeps it
-        args = ["--pool", "ray", "--ray-address", head.address, "--renderer", "sim", "--devices", "sim:0,sim:1"]
-        self.process = subprocess.Popen(
-            [sys.executable, "run.py", "serve", "--port", str(self.port), *args],
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=full,
-        )
-
-    def wait_ready(self, timeout_s: float = 240) -> None:
-        deadline = time.monotonic() + timeout_s
-        while get(self.url, "/readyz")[0] != 200:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "not ready in time: " + self.log.read_text()[-3000:]
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=0.25)
+        args = ("--pool", "ray", "--ray-address", head.address, "--renderer", "sim", "--devices", "sim:0,sim:1")
+        full = {**SIM, "STREAMER_CACHE_DIR": str(cache_dir), "RAY_USAGE_STATS_ENABLED": "0", **env}
+        # the front finds the head's token where Ray keeps it
+        super().__init__(*args, env=full, log=log, unset=("RAY_AUTH_MODE",))
 
     def devices(self) -> list[dict[str, Any]]:
         status, body = get(self.url, "/api/stats")
         assert status == 200, status
         return body["devices"]
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
+    def stop(self, kill: bool = True) -> None:
+        super().stop(kill=kill)
