@@ -20,8 +20,8 @@ import wave
 from pathlib import Path
 
 from _checkout import ROOT
-from streamer.testing import CHROMIUM, CHROMIUM_ARGS
 from tests.served import serve
+from tests.support.servers import CHROMIUM, CHROMIUM_ARGS
 
 UPLOAD_S = 60
 

@@ -29,10 +29,10 @@ from typing import Any
 import _checkout  # noqa: F401
 from bench import conversation_voice
 from bench.common import TEMPLATE, machine, summary, template_dir
-from streamer.client import Client, figures
 from streamer.config import Settings
-from streamer.testing import live_server
+from streamer.headless.client import Client, figures
 from tests.fake_llm import FakeLlm, Script, fake_llm
+from tests.support.servers import live_server
 
 TARGET_OWN_MS = 250
 ANSWER = "Sure, I can help with that. The shop opens at nine every morning. Is there anything else?"

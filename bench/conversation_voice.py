@@ -37,9 +37,9 @@ import numpy as np  # noqa: E402
 from bench.common import SENTENCES, TEMPLATE, machine, speech_wav, summary, template_dir  # noqa: E402
 from bench.cpu import cpu_split  # noqa: E402
 from streamer.audio import decode_file, to_int16  # noqa: E402
-from streamer.client import Client, figures  # noqa: E402
-from streamer.client_mic import RATE, MicTrack  # noqa: E402
 from streamer.config import Settings  # noqa: E402
+from streamer.headless.client import Client, figures  # noqa: E402
+from streamer.headless.mic import RATE, MicTrack  # noqa: E402
 from tests.fake_llm import Script, fake_llm  # noqa: E402
 from tests.served import served  # noqa: E402
 

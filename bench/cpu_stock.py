@@ -24,10 +24,10 @@ def stock_frames(work: Path, state: str, wav: Path) -> tuple[list[Any], Any]:
 
     from bench.common import lite_template
     from streamer.audio import decode_file
-    from streamer.media.compositor import compose
     from streamer.render.base import RenderJob
     from streamer.render.lite import LiteRenderer
     from streamer.units import MODEL_RATE, MODEL_SAMPLES_PER_UNIT, OUT_RATE
+    from streamer.video.compositor import compose
 
     template = lite_template(work)
     if state == "idle":

@@ -47,10 +47,10 @@ import _checkout  # noqa: F401
 from bench.common import lite_template, machine, one_core, speech16k
 from bench.encoder_quality import quality
 from streamer.avatar.prepared import PreparedTemplate
-from streamer.media.compositor import compose_i420
 from streamer.render.base import RenderJob
 from streamer.render.lite import LiteRenderer, openings
 from streamer.units import FPS, MODEL_SAMPLES_PER_UNIT
+from streamer.video.compositor import compose_i420
 from streamer.webrtc.encoding import EncoderSettings, TunedH264Encoder, TunedVp8Encoder, nvenc_available
 
 SLOT_MS = 1000.0 / FPS

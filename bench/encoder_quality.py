@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 from aiortc.codecs.base import Encoder
 
-from streamer.media.yuv import planes
 from streamer.units import FPS
+from streamer.video.yuv import planes
 
 
 def luma_ssim(a: np.ndarray, b: np.ndarray) -> float:

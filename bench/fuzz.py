@@ -174,7 +174,7 @@ def _logged_errors(log: str) -> list[str]:
 
 
 async def _fuzz(url: str, minutes: float, seed: int, tally: Tally, server: Served) -> dict[str, Any]:
-    from streamer.client import Client
+    from streamer.headless.client import Client
 
     viewer = Client(url)
     await viewer.connect(TEMPLATE)

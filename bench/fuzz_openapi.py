@@ -159,7 +159,7 @@ def _real_offers(
 @contextmanager
 def viewer(base_url: str, template: str = TEMPLATE) -> Iterator[tuple[str, str]]:
     """A connected aiortc viewer on `template` (its own loop, in a thread): yields (id, token)."""
-    from streamer.client import Client
+    from streamer.headless.client import Client
 
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="fuzz-viewer", daemon=True)
@@ -252,7 +252,7 @@ def main() -> None:
     parser.add_argument("--scenarios", type=int, default=100, help="sequences of the stateful phase")
     args = parser.parse_args()
     from streamer.config import Settings
-    from streamer.testing import live_server
+    from tests.support.servers import live_server
 
     served = nullcontext(args.server) if args.server else live_server(Settings(renderer="lite"))
     with served as live:

@@ -30,11 +30,11 @@ import numpy as np
 import _checkout  # noqa: F401
 from bench.common import SENTENCES, TEMPLATE, machine, speech_wav, summary, template_dir
 from streamer.audio import decode_file
-from streamer.client import Client, figures
 from streamer.config import Settings
+from streamer.headless.client import Client, figures
 from streamer.render.lite import openings
-from streamer.testing import live_server
 from streamer.units import MODEL_RATE, MODEL_SAMPLES_PER_UNIT
+from tests.support.servers import live_server
 
 TARGET_FIRST_FRAME_MS = 120
 CHUNK_S = 0.1

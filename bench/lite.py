@@ -28,11 +28,11 @@ import _checkout  # noqa: F401
 from bench.common import TEMPLATE, lite_template, machine, one_core, speech16k, summary, template_dir
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.config import Settings
-from streamer.media.compositor import compose
-from streamer.pool.local import LocalPool
+from streamer.pool.front.local import LocalPool
 from streamer.render.base import RenderJob
 from streamer.render.lite import LiteRenderer
 from streamer.units import FPS, MODEL_SAMPLES_PER_UNIT
+from streamer.video.compositor import compose
 
 WINDOWS = (5, 25)
 

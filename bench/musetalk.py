@@ -35,7 +35,7 @@ from streamer.avatar.prepared import PreparedTemplate
 from streamer.config import Settings
 from streamer.render.base import RenderJob
 from streamer.render.musetalk import MuseTalkRenderer
-from streamer.render.musetalk.tiny import build_tiny_models, speech_like
+from tests.support.tiny_musetalk import build_tiny_models, speech_like
 
 FIRST_WINDOW = 5
 LOOKAHEAD = 2

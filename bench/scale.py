@@ -45,7 +45,7 @@ from bench.scale_streams import Stream, Window, speech
 from streamer.config import Settings
 from streamer.errors import StreamerError
 from streamer.pool.base import RenderPool
-from streamer.pool.local import LocalPool
+from streamer.pool.front.local import LocalPool
 from streamer.render.base import RenderJob, job_audio
 from streamer.units import FPS, MODEL_SAMPLES_PER_UNIT
 

@@ -10,7 +10,7 @@ import os
 from collections.abc import AsyncIterator
 
 from streamer.config import Settings
-from streamer.pool.ray_pool import RayPool
+from streamer.pool.front.ray_pool import RayPool
 
 
 @contextlib.asynccontextmanager

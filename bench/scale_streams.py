@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamer.media.segmenter import Segmenter
+from streamer.core.segmenter import Segmenter
 from streamer.units import FPS, MODEL_RATE
 
 

@@ -33,7 +33,7 @@ import psutil
 
 import _checkout  # noqa: F401
 from bench.common import machine
-from streamer.client import Client
+from streamer.headless.client import Client
 from tests.served import Served
 
 CLOCK_RATES = {"video": 90000, "audio": 48000}

@@ -24,7 +24,7 @@ import _checkout  # noqa: F401
 from bench.common import machine
 from streamer.avatar import cache
 from streamer.avatar.prepared import PreparedTemplate
-from streamer.media.compositor import compose
+from streamer.video.compositor import compose
 
 KEY = {"renderer": "bench"}
 

@@ -108,7 +108,7 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def render(args: argparse.Namespace) -> None:
-    from streamer.offline import render_file
+    from streamer.video.offline import render_file
 
     settings = _settings(args)
     figures = render_file(settings, args.template, args.audio, args.out, save_features=args.save_features)
@@ -116,7 +116,7 @@ def render(args: argparse.Namespace) -> None:
 
 
 def client(args: argparse.Namespace) -> None:
-    from streamer.client import run_client
+    from streamer.headless.client import run_client
 
     figures = asyncio.run(
         run_client(
@@ -136,7 +136,7 @@ def client(args: argparse.Namespace) -> None:
 
 
 def actors(args: argparse.Namespace) -> None:
-    from streamer.pool.ray_cluster import stop_actors
+    from streamer.pool.front.ray_cluster import stop_actors
 
     print(json.dumps({"stopped": stop_actors(_settings(args))}))
 
@@ -152,7 +152,7 @@ def check_models(args: argparse.Namespace) -> None:
 
 def grant(args: argparse.Namespace) -> None:
     """Mint a single-use grant on a keyed server and print the chat page's address with it."""
-    from streamer.client import mint_grant
+    from streamer.headless.client import mint_grant
 
     key = args.key or _settings(args).key
     if not key:

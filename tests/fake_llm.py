@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from streamer.testing import free_port, serve_in_thread
+from tests.support.servers import free_port, serve_in_thread
 
 TTS_RATE = 24_000
 TTS_SECONDS_PER_CHAR = 0.06

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from streamer.avatar.prepared import PreparedTemplate, WelcomeClip
+from streamer.core.clock import FakeClock
 from streamer.errors import Cancelled, StreamerError, WorkerDied
-from streamer.media.clock import FakeClock
 from streamer.render.base import RenderJob
 
 

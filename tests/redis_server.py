@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streamer.testing import free_port
+from tests.support.servers import free_port
 
 READY_LINE = b"Ready to accept connections"
 

@@ -1,7 +1,7 @@
 """`run.py serve` as a subprocess, launched and polled in one place for every test and bench that
 needs the real command (the browser suite, the drain tests, the Ray fronts, bench/fuzz.py, cpu.py,
 soak.py);
-in-process servers: streamer.testing.live_server."""
+in-process servers: tests.support.servers.live_server."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import streamer
-from streamer.testing import SUBPROCESS_PORTS, free_port_in
+from tests.support.servers import SUBPROCESS_PORTS, free_port_in
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 240.0

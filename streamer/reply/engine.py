@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from streamer.conversation import Conversation
-from streamer.errors import StreamerError
-from streamer.events import (
+from streamer.core.conversation import Conversation
+from streamer.core.events import (
     Event,
     Failed,
     Interrupted,
@@ -23,13 +22,14 @@ from streamer.events import (
     SpeakingEnded,
     SpeakingStarted,
 )
-from streamer.livestream import LiveStream
+from streamer.core.livestream import LiveStream
+from streamer.core.tasks import TaskSet
+from streamer.errors import StreamerError
 from streamer.reply.history import History, Spoken
 from streamer.reply.sentences import SentenceCutter
 from streamer.reply.services import Persona, ReplyServices
 from streamer.reply.speech import Speech
 from streamer.reply.turn import Reply
-from streamer.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from streamer.events import TurnTiming
-from streamer.livestream import LiveStream
+from streamer.core.events import TurnTiming
+from streamer.core.livestream import LiveStream
 from streamer.reply.history import Spoken, Turn, heard_text
 from streamer.reply.llm import ChatStream
 

@@ -11,8 +11,8 @@ from typing import Any
 import cv2
 from aiohttp import web
 
+from streamer.core.events import to_json
 from streamer.errors import BadInput, Conflict, NotFound, NotReady, StreamerError, Unauthorized, UnsupportedMedia
-from streamer.events import to_json
 from streamer.reply.speech import synthesize as speech_pcm
 from streamer.server import lifetime, live
 from streamer.server.auth import bearer_matches
@@ -22,8 +22,8 @@ from streamer.server.keys import AUDIO_DECODERS, SESSIONS, SETTINGS, STARTUP
 from streamer.server.limits import check_sockets
 from streamer.server.live import LiveSocket
 from streamer.server.sessions import SessionManager
-from streamer.session import Session
 from streamer.units import FPS
+from streamer.webrtc.session import Session
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

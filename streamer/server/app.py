@@ -18,12 +18,12 @@ from streamer.avatar import cache
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.avatar.sources import TemplateSource, discover, file_sha256
 from streamer.config import Settings
+from streamer.core.clock import Clock, MonotonicClock
 from streamer.errors import NotFound, NotReady
-from streamer.media.clock import Clock, MonotonicClock
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
-from streamer.pool.factory import create_pool
-from streamer.pool.report import PoolGauges
+from streamer.pool.front.factory import create_pool
+from streamer.pool.front.report import PoolGauges
 from streamer.render.prepare import renderer_cache
 from streamer.server import access, api, openapi, ops, whep
 from streamer.server.decoding import Decoders

@@ -13,7 +13,7 @@ from streamer.errors import NotReady, Unauthorized
 from streamer.server.auth import bearer_matches, bearer_token
 from streamer.server.grants import Grant
 from streamer.server.keys import GRANTS, SESSIONS, SETTINGS, STARTUP
-from streamer.session import Session
+from streamer.webrtc.session import Session
 
 
 def bearer(request: web.Request) -> str | None:

@@ -4,7 +4,7 @@ from aiohttp import web
 
 from streamer.config import Settings
 from streamer.metrics import Metrics
-from streamer.pool.report import PoolGauges
+from streamer.pool.front.report import PoolGauges
 from streamer.server.decoding import Decoders
 from streamer.server.grants import Grants
 from streamer.server.sessions import SessionManager

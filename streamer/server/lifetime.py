@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
+from streamer.core.events import Closing
 from streamer.errors import NotReady, StreamerError, Unauthorized
-from streamer.events import Closing
 from streamer.server.decoding import DecoderCrashed, DecodeTimeout
 from streamer.server.grants import Grant
 from streamer.server.guard import bearer

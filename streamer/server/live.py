@@ -16,12 +16,12 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from streamer.config import Settings
+from streamer.core.livestream import LiveStream
+from streamer.core.tasks import TaskSet
 from streamer.errors import BadInput, NotReady, StreamerError, TooLarge
-from streamer.livestream import LiveStream
 from streamer.server.state import Startup
-from streamer.session import Session
-from streamer.tasks import TaskSet
 from streamer.units import FPS
+from streamer.webrtc.session import Session
 
 PROTOCOL = "streamer-audio"
 """The subprotocol the server selects; a browser offers it beside `token.<session token>`."""

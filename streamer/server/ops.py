@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streamer.errors import Unauthorized
-from streamer.pool.report import summary
+from streamer.pool.front.report import summary
 from streamer.server.auth import bearer_matches
 from streamer.server.guard import has_key
 from streamer.server.keys import METRICS, POOL_GAUGES, SESSIONS, SETTINGS, STARTUP

@@ -12,19 +12,19 @@ from dataclasses import dataclass
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.avatar.sources import check_id
 from streamer.config import Settings
+from streamer.core.clock import Clock, MonotonicClock
+from streamer.core.events import Closing
+from streamer.core.tasks import TaskSet
 from streamer.errors import BadInput, Busy, NotFound, NotReady, Unauthorized
-from streamer.events import Closing
-from streamer.media.clock import Clock, MonotonicClock
 from streamer.memory import release_free_memory
 from streamer.metrics import Metrics
-from streamer.pool.admission import Decision, Load, admit, decide
 from streamer.pool.base import RenderPool
+from streamer.pool.front.admission import Decision, Load, admit, decide
 from streamer.reply.services import ReplyServices
 from streamer.server.auth import bearer_matches
 from streamer.server.limits import check_client, limit_reached
-from streamer.session import Session
-from streamer.tasks import TaskSet
 from streamer.voice.services import VoiceServices
+from streamer.webrtc.session import Session
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from streamer.conversation import Conversation
-from streamer.events import Event, ReplyPaused, ReplyResumed
+from streamer.core.conversation import Conversation
+from streamer.core.events import Event, ReplyPaused, ReplyResumed
 from streamer.voice.control import ReplyControl
 
 log = logging.getLogger(__name__)

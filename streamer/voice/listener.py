@@ -14,9 +14,9 @@ from collections.abc import Callable
 import numpy as np
 
 from streamer.config import Settings
-from streamer.conversation import Conversation
-from streamer.events import Event, Transcript, UserSpeechEnded, UserSpeechStarted
-from streamer.tasks import TaskSet
+from streamer.core.conversation import Conversation
+from streamer.core.events import Event, Transcript, UserSpeechEnded, UserSpeechStarted
+from streamer.core.tasks import TaskSet
 from streamer.voice.asr import RecognitionStream
 from streamer.voice.bargein import BargeIn
 from streamer.voice.control import ReplyControl

@@ -18,8 +18,8 @@ from aiortc import RTCRtpReceiver, sdp
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
-from streamer.conversation import Conversation
-from streamer.events import Event
+from streamer.core.conversation import Conversation
+from streamer.core.events import Event
 from streamer.voice.control import ReplyControl
 from streamer.voice.listener import Listener
 from streamer.voice.services import VoiceServices

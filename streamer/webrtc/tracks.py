@@ -27,8 +27,8 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from streamer.media.clock import Clock
-from streamer.media.playout import Unit
+from streamer.core.clock import Clock
+from streamer.core.playout import Unit
 from streamer.units import FPS, OUT_RATE, OUT_SAMPLES_PER_PACKET, OUT_SAMPLES_PER_UNIT, VIDEO_CLOCK
 from streamer.webrtc.opus import LeanOpusEncoder
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from streamer.testing import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.harness import watch
 from tests.browser.live_server import static_site
 from tests.served import serve
+from tests.support.servers import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""What the browser tests share: in-page probes (Chromium's path and flags: streamer.testing)."""
+"""What the browser tests share: in-page probes (Chromium's path and flags: tests.support.servers)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import http.server
 import threading
 from collections.abc import Iterator
 
-from streamer.testing import SUBPROCESS_PORTS, free_port_in
+from tests.support.servers import SUBPROCESS_PORTS, free_port_in
 
 
 @contextlib.contextmanager

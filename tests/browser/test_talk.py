@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from streamer.audio import decode_file, to_int16
-from streamer.testing import CHROMIUM_ARGS
 from tests.browser.harness import watch
+from tests.support.servers import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
 

@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from openapi_spec_validator import validate
 
-from streamer import events
 from streamer.config import Settings
+from streamer.core import events
 from streamer.server.app import create_app
 from tests.contract.openapi import ResponseCheck, app_routes, document, operations, shape
 
@@ -115,7 +115,7 @@ async def test_the_response_check_finds_a_wrong_answer() -> None:
 
 
 def test_the_event_schemas_are_streamer_events() -> None:
-    """Each dataclass of streamer/events.py is one variant of `Event`, field for field."""
+    """Each dataclass of streamer/core/events.py is one variant of `Event`, field for field."""
     schemas = document()["components"]["schemas"]
     variants = {}
     for variant in schemas["Event"]["oneOf"]:

@@ -17,8 +17,8 @@ import pytest
 from bench.fuzz_openapi import openapi_run, pending, viewer
 from bench.fuzz_stateful import stateful_run
 from streamer.config import Settings
-from streamer.testing import LiveServer, live_server
 from tests.contract.openapi import document, operations
+from tests.support.servers import LiveServer, live_server
 
 EXAMPLES = 8
 """About 250 inputs in all (operations without parameters need only one)."""

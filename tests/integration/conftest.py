@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from streamer import testing
 from streamer.config import Settings
-from streamer.testing import LiveServer
 from tests.contract.openapi import CONTRACT
+from tests.support import servers as testing
+from tests.support.servers import LiveServer
 
 __all__ = ["LiveServer", "live_server"]
 
 
 @contextlib.contextmanager
 def live_server(settings: Settings) -> Iterator[LiveServer]:
-    """streamer.testing.live_server, with each answer checked against the contract."""
+    """tests.support.servers.live_server, with each answer checked against the contract."""
     with testing.live_server(settings, on_app=CONTRACT.attach) as live:
         yield live
 

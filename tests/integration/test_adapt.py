@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from streamer.client import Client
 from streamer.config import Settings
+from streamer.headless.client import Client
 from tests.integration.conftest import live_server
 
 MAX_FREEZE_S = 1.0

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamer.client import Client
 from streamer.config import ROOT, Settings
-from streamer.measure import audio_envelope, mouth_motion
+from streamer.headless.client import Client
+from streamer.headless.measure import audio_envelope, mouth_motion
 from streamer.server.keys import SESSIONS, SETTINGS, STARTUP
-from streamer.testing import free_port
 from tests.fake_llm import FakeLlm, Script, fake_llm
 from tests.integration.conftest import LiveServer, live_server
 from tests.integration.test_dotnet import build_program, dotnet_available, run
 from tests.integration.test_session import MOVING, SPEECH_RMS
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from streamer.client import Client
 from streamer.config import Settings
+from streamer.headless.client import Client
 from streamer.server.keys import STARTUP
 from tests.integration.conftest import LiveServer, live_server
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from streamer.client import Client
 from streamer.config import Settings
+from streamer.headless.client import Client
 from tests.integration.conftest import live_server
 from tests.served import same_streamer
 

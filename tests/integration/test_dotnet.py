@@ -18,8 +18,8 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from streamer.audio import decode_file
-from streamer.client import Client
 from streamer.config import Settings
+from streamer.headless.client import Client
 from tests.integration.conftest import live_server
 from tests.integration.test_session import normalised_xcorr_peak
 

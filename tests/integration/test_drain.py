@@ -11,7 +11,7 @@ import aiohttp
 import psutil
 import pytest
 
-from streamer.client import Client
+from streamer.headless.client import Client
 from tests.served import Served, readyz
 
 TEMPLATE = "astronaut"

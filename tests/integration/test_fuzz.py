@@ -14,8 +14,8 @@ from aiohttp import web
 
 from bench import fuzz
 from bench.common import viewer_offer
-from streamer.client import Client
 from streamer.errors import BadInput
+from streamer.headless.client import Client
 from streamer.metrics import Metrics
 from streamer.server.decoding import Decoders
 from streamer.server.http import errors

@@ -154,7 +154,7 @@ async def test_the_store_claims_once_with_the_grants_expiry(redis_url):
 
 async def test_an_unreachable_store_is_a_503_not_a_session(cache_dir):
     from streamer.errors import NotReady
-    from streamer.testing import free_port
+    from tests.support.servers import free_port
 
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(NotReady, match="unreachable"):

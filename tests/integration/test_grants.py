@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from streamer.client import Client
 from streamer.config import Settings
+from streamer.headless.client import Client
 from streamer.server.grants import Grants
 from tests.integration.conftest import LiveServer, live_server
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from streamer.client import Client
+from streamer.headless.client import Client
 from streamer.server.keys import SESSIONS
 
 TEMPLATE = "astronaut"

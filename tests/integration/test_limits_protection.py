@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from streamer.client import Client
 from streamer.config import Settings
+from streamer.headless.client import Client
 from streamer.server.keys import SESSIONS
 from tests.integration.conftest import LiveServer, live_server
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from streamer.client import Client
 from streamer.config import Settings
+from streamer.headless.client import Client
 from streamer.server import sessions as registry
 from streamer.server.keys import SESSIONS
 from tests.integration.conftest import LiveServer, live_server

@@ -10,8 +10,8 @@ import pytest
 
 from streamer.config import ROOT, Settings
 from streamer.errors import BadInput, NotFound
-from streamer.offline import render_file
-from streamer.render.musetalk.tiny import speech_like, tiny_musetalk_settings, write_wav
+from streamer.video.offline import render_file
+from tests.support.tiny_musetalk import speech_like, tiny_musetalk_settings, write_wav
 
 SECONDS = 1.3
 

@@ -8,11 +8,11 @@ import aiohttp
 import numpy as np
 import pytest
 
-from streamer.client import Client
 from streamer.config import Settings
-from streamer.measure import mouth_motion
-from streamer.render.musetalk.tiny import speech_like, tiny_musetalk_settings, write_wav
+from streamer.headless.client import Client
+from streamer.headless.measure import mouth_motion
 from tests.integration.conftest import live_server
+from tests.support.tiny_musetalk import speech_like, tiny_musetalk_settings, write_wav
 
 
 @pytest.fixture(scope="module")

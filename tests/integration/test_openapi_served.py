@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-from streamer.testing import LiveServer
 from tests.contract.openapi import CONTRACT, document
+from tests.support.servers import LiveServer
 
 
 def _get(url: str) -> tuple[int, bytes, str]:

@@ -20,10 +20,10 @@ import numpy as np
 import psutil
 import pytest
 
-from streamer.client import Client
-from streamer.measure import av_offset_ms
-from streamer.testing import free_port
+from streamer.headless.client import Client
+from streamer.headless.measure import av_offset_ms
 from tests.integration.ray_cluster import ROOT, Front, RayHead, get
+from tests.support.servers import free_port
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.ray

@@ -17,7 +17,7 @@ from streamer.render.base import RenderJob
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
-from streamer.pool.ray_pool import RayPool  # noqa: E402
+from streamer.pool.front.ray_pool import RayPool  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from streamer.client import Client
 from streamer.config import Settings
-from streamer.measure import av_offset_ms
+from streamer.headless.client import Client
+from streamer.headless.measure import av_offset_ms
 from streamer.server.keys import SESSIONS
 from tests.integration.conftest import live_server
 

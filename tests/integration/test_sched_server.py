@@ -6,8 +6,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from streamer.client import Client
 from streamer.config import Settings
+from streamer.headless.client import Client
 from tests.integration.conftest import live_server
 
 TEMPLATE = "astronaut"

@@ -12,8 +12,8 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from streamer.audio import decode_file
-from streamer.client import Client
-from streamer.measure import audio_envelope, av_offset_ms, mouth_motion
+from streamer.headless.client import Client
+from streamer.headless.measure import audio_envelope, av_offset_ms, mouth_motion
 
 TEMPLATE = "astronaut"
 SPEECH_RMS = 300.0

@@ -13,14 +13,14 @@ import aiohttp
 import pytest
 
 from bench import audio_layouts
-from streamer import testing
-from streamer.client import Client
 from streamer.config import Settings
+from streamer.headless.client import Client
 from streamer.server.decoding import Decoders
 from streamer.server.keys import AUDIO_DECODERS
 from streamer.server.limits import CRASHES_ALLOWED
 from tests.contract.openapi import CONTRACT
 from tests.decoder_faults import CRASH, decode_or_crash
+from tests.support import servers as testing
 
 TEMPLATE = "astronaut"
 CLIPS = 12

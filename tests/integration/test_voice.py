@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamer.client import Client
-from streamer.client_mic import RATE, MicTrack
 from streamer.config import Settings
-from streamer.conversation import Conversation
+from streamer.core.conversation import Conversation
+from streamer.headless.client import Client
+from streamer.headless.mic import RATE, MicTrack
 from streamer.server.keys import SESSIONS
-from streamer.testing import LiveServer
 from tests.integration.conftest import live_server
+from tests.support.servers import LiveServer
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from streamer.client import Client
-from streamer.client_mic import MicTrack
 from streamer.config import Settings
+from streamer.headless.client import Client
+from streamer.headless.mic import MicTrack
 from tests.fake_llm import FakeLlm, Script, fake_llm
 from tests.integration.conftest import LiveServer, live_server
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from streamer.config import Settings
-from streamer.conversation import Conversation
-from streamer.events import ReplyPaused, ReplyResumed
-from streamer.media.clock import FakeClock
+from streamer.core.clock import FakeClock
+from streamer.core.conversation import Conversation
+from streamer.core.events import ReplyPaused, ReplyResumed
 from streamer.metrics import Metrics
 from streamer.units import MODEL_SAMPLES_PER_UNIT, OUT_SAMPLES_PER_UNIT
 from streamer.voice.bargein import BargeIn

@@ -9,9 +9,9 @@ import pytest
 from streamer import resources
 from streamer.avatar.face import crop_face
 from streamer.avatar.sources import discover
-from streamer.media.compositor import compose
 from streamer.render.lite import LiteRenderer
 from streamer.render.prepare import load_or_prepare
+from streamer.video.compositor import compose
 
 TEMPLATES = resources.TEMPLATES
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from streamer.config import Settings
-from streamer.conversation import Conversation
+from streamer.core.clock import FakeClock
+from streamer.core.conversation import Conversation
+from streamer.core.events import Interrupted, SpeakingEnded, SpeakingStarted, WelcomeEnded
 from streamer.errors import BadInput, Busy, NotFound
-from streamer.events import Interrupted, SpeakingEnded, SpeakingStarted, WelcomeEnded
-from streamer.media.clock import FakeClock
 from streamer.metrics import Metrics
 from streamer.render.base import job_audio
 from streamer.units import MODEL_SAMPLES_PER_UNIT, OUT_SAMPLES_PER_UNIT
@@ -184,7 +184,7 @@ async def stream_in_real_time(seconds: float) -> Harness:
 
 async def test_a_live_stream_below_low_water_gets_a_window_cut_at_once(monkeypatch):
     cut = await stream_in_real_time(4.0)
-    monkeypatch.setattr("streamer.livestream.LOW_WATER_UNITS", 0)
+    monkeypatch.setattr("streamer.core.livestream.LOW_WATER_UNITS", 0)
     planned = await stream_in_real_time(4.0)
     assert sum(j.frames for j in cut.pool.jobs) == sum(j.frames for j in planned.pool.jobs) == 100
     assert len(cut.pool.jobs) > len(planned.pool.jobs)  # extra windows, cut on demand
@@ -282,7 +282,7 @@ def test_the_core_runs_with_the_transport_unimportable():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert " passed" in done.stdout and "aiortc" not in sys.modules.get("streamer.conversation").__dict__
+    assert " passed" in done.stdout and "aiortc" not in sys.modules.get("streamer.core.conversation").__dict__
 
 
 async def test_pause_holds_an_answer_while_renders_go_on_and_resume_plays_all_of_it_in_sync():

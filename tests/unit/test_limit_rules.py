@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from streamer.config import Settings
-from streamer.conversation import Conversation
+from streamer.core.clock import FakeClock
+from streamer.core.conversation import Conversation
 from streamer.errors import Busy
-from streamer.media.clock import FakeClock
 from streamer.metrics import Metrics
 from streamer.server.limits import check_client, check_uploads, limit_reached
 from tests.fakes import FakePool, tiny_template

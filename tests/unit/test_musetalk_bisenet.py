@@ -23,7 +23,7 @@ from streamer.render.musetalk.bisenet import (
     jaw_region,
     load_bisenet,
 )
-from streamer.render.musetalk.tiny import build_tiny_models
+from tests.support.tiny_musetalk import build_tiny_models
 
 
 def test_the_network_has_the_official_checkpoint_layout(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from streamer.avatar.sources import discover
 from streamer.config import Settings
 from streamer.errors import BadInput, ModelError
 from streamer.render.musetalk import MuseTalkRenderer
-from streamer.render.musetalk.tiny import build_tiny_models, tiny_musetalk_settings
 from streamer.render.prepare import is_fresh, load_or_prepare
+from tests.support.tiny_musetalk import build_tiny_models, tiny_musetalk_settings
 
 
 def _perturb(path: Path) -> None:

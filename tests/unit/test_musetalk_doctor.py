@@ -16,7 +16,7 @@ import torch
 from streamer.cli import main
 from streamer.config import ROOT, Settings
 from streamer.render.musetalk.doctor import EXIT_BROKEN, EXIT_MISSING, EXIT_READY, check_models, format_report
-from streamer.render.musetalk.tiny import build_tiny_models
+from tests.support.tiny_musetalk import build_tiny_models
 
 DWPOSE = "dwpose/dw-ll_ucoco_384.pth"
 

@@ -15,8 +15,8 @@ from streamer.avatar.face import EXTRA_MARGIN, detect_faces, landmark_box
 from streamer.errors import ModelError
 from streamer.render.musetalk.dwpose import OFFICIAL, DWPose, config_of, load_dwpose
 from streamer.render.musetalk.landmarks import FACE_SCORE, FaceLandmarks, Warp, decode
-from streamer.render.musetalk.tiny import write_tiny_dwpose
 from tests.fixtures.rtmpose_manifest import CONFIG, manifest
+from tests.support.tiny_musetalk import write_tiny_dwpose
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "rtmpose_l_wholebody.json"
 

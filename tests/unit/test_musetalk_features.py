@@ -14,7 +14,7 @@ from streamer.render.musetalk.features import WhisperFeatures, frame_windows
 from streamer.render.musetalk.layout import find_layout
 from streamer.render.musetalk.models import load_whisper
 from streamer.render.musetalk.positional import positional_encoding
-from streamer.render.musetalk.tiny import build_tiny_models, speech_like
+from tests.support.tiny_musetalk import build_tiny_models, speech_like
 
 RATE = 16_000
 

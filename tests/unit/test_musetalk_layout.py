@@ -12,7 +12,7 @@ from streamer.errors import ModelError
 from streamer.render.musetalk import has_weights
 from streamer.render.musetalk.layout import find_layout
 from streamer.render.musetalk.models import load_unet, load_vae, load_whisper, rename_old_vae_keys
-from streamer.render.musetalk.tiny import (
+from tests.support.tiny_musetalk import (
     FULL_UNET_CONFIG,
     FULL_VAE_CONFIG,
     UNET_CONFIG,

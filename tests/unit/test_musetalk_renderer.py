@@ -20,7 +20,7 @@ from streamer.errors import ModelError
 from streamer.render.base import AudioFeatures, OwnFaces, RenderJob
 from streamer.render.musetalk import MuseTalkRenderer
 from streamer.render.musetalk.renderer import rest_in_silence
-from streamer.render.musetalk.tiny import build_tiny_models, speech_like
+from tests.support.tiny_musetalk import build_tiny_models, speech_like
 
 SETTINGS = Settings(batch_size=4, rest_in_silence=False, musetalk_mask="geometric")
 BOXES = np.array([[40, 30, 200, 230], [44, 28, 206, 232], [38, 34, 198, 236]], dtype=np.int32)

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from streamer.events import to_json
-from streamer.media.playout import Playout
-from streamer.media.segmenter import Window
-from streamer.media.utterance import SILENCE, Utterance
+from streamer.core.events import to_json
+from streamer.core.playout import Playout
+from streamer.core.segmenter import Window
+from streamer.core.utterance import SILENCE, Utterance
 
 
 def crops(first: int, units: int) -> np.ndarray:

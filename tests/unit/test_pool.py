@@ -9,7 +9,7 @@ import pytest
 
 from streamer.config import Settings
 from streamer.errors import NotFound, NotReady, StreamerError, WorkerDied, error_class
-from streamer.pool.local import LocalPool
+from streamer.pool.front.local import LocalPool
 from streamer.pool.wire import decode, encode, error_reply, job_from_message, job_message, reply_error
 from streamer.render.base import RenderJob
 

@@ -13,7 +13,7 @@ from streamer.config import Settings
 from streamer.render.base import RenderJob
 from streamer.render.lite import LiteRenderer
 from streamer.render.musetalk import MuseTalkRenderer
-from streamer.render.musetalk.tiny import build_tiny_models, speech_like
+from tests.support.tiny_musetalk import build_tiny_models, speech_like
 
 BOXES = np.array([[40, 30, 200, 230], [44, 28, 206, 232], [38, 34, 198, 236]], dtype=np.int32)
 

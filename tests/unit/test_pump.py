@@ -3,10 +3,10 @@
 import av
 import numpy as np
 
-from streamer.media.clock import FakeClock
-from streamer.media.playout import Playout
-from streamer.media.segmenter import Window
-from streamer.media.utterance import Utterance
+from streamer.core.clock import FakeClock
+from streamer.core.playout import Playout
+from streamer.core.segmenter import Window
+from streamer.core.utterance import Utterance
 from streamer.webrtc.opus import LeanOpusEncoder
 from streamer.webrtc.tracks import MediaPump
 

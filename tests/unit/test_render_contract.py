@@ -14,11 +14,11 @@ from streamer.avatar.face import FaceTrack
 from streamer.avatar.sources import discover
 from streamer.config import Settings
 from streamer.errors import BadInput
-from streamer.offline import render_file
 from streamer.render.base import AudioFeatures, OwnFaces, Preparation, Renderer
 from streamer.render.lite import LiteRenderer
 from streamer.render.prepare import cache_key
 from streamer.render.sim import SimRenderer
+from streamer.video.offline import render_file
 from tests.fakes import tiny_template
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from streamer.config import Settings
-from streamer.conversation import Conversation
-from streamer.events import Event, ReplyEnded, ReplyStarted, ReplyText
-from streamer.media.clock import FakeClock
+from streamer.core.clock import FakeClock
+from streamer.core.conversation import Conversation
+from streamer.core.events import Event, ReplyEnded, ReplyStarted, ReplyText
 from streamer.metrics import Metrics
 from streamer.reply.engine import Replier
 from streamer.reply.services import ReplyServices

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from streamer.reply.llm import ChatStream, LlmConfig, LlmError
-from streamer.testing import free_port
 from tests.fake_llm import Script, fake_llm
+from tests.support.servers import free_port
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

@@ -15,10 +15,10 @@ import pytest
 from streamer.config import Settings
 from streamer.errors import Cancelled, RenderTimeout
 from streamer.pool.costs import low_water_units
-from streamer.pool.local import LocalPool
-from streamer.pool.scheduler import Entry, JobQueue
-from streamer.pool.serve import Server
+from streamer.pool.front.local import LocalPool
 from streamer.pool.wire import job_message
+from streamer.pool.worker.loop import RenderLoop
+from streamer.pool.worker.scheduler import Entry, JobQueue
 from streamer.render.base import RenderJob
 
 
@@ -153,7 +153,7 @@ def sim_settings(cache, **settings: Any) -> Settings:
     return replace(Settings(), **values)
 
 
-def run_until_answered(server: Server, expected: int) -> list[dict[str, Any]]:
+def run_until_answered(server: RenderLoop, expected: int) -> list[dict[str, Any]]:
     """Run the worker loop on a thread until `expected` jobs are answered; their replies."""
     answers: list[dict[str, Any]] = []
 
@@ -170,13 +170,13 @@ def run_until_answered(server: Server, expected: int) -> list[dict[str, Any]]:
     return answers
 
 
-def submit(server: Server, job_id: int, j: RenderJob) -> None:
+def submit(server: RenderLoop, job_id: int, j: RenderJob) -> None:
     meta, arrays = job_message(j, j.due_in_s)
     server.submit({**meta, "id": job_id}, arrays)
 
 
 def test_the_worker_renders_jobs_queued_together_in_one_call_as_each_alone(cache):
-    server = Server(sim_settings(cache), "sim:0")
+    server = RenderLoop(sim_settings(cache), "sim:0")
     jobs = [job(5, session=f"s{i}", template=("astronaut", "astronaut_loop")[i % 2], due=1.0) for i in range(6)]
     for i, j in enumerate(jobs):
         submit(server, i, j)
@@ -190,7 +190,7 @@ def test_the_worker_renders_jobs_queued_together_in_one_call_as_each_alone(cache
 
 
 def test_a_cancelled_sessions_queued_jobs_never_render(cache):
-    server = Server(sim_settings(cache, batch_size=8), "sim:0")
+    server = RenderLoop(sim_settings(cache, batch_size=8), "sim:0")
     for i in range(2):
         submit(server, i, job(8, session="other"))
     for i in range(2, 6):

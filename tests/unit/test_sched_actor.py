@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from streamer.config import Settings
-from streamer.pool import ray_actor
-from streamer.pool.ray_actor import RenderActor
-from streamer.pool.ray_pool import actor_settings
+from streamer.pool.front.ray_pool import actor_settings
 from streamer.pool.wire import decode, encode, job_message
+from streamer.pool.worker import ray_actor
+from streamer.pool.worker.ray_actor import RenderActor
 from streamer.render.base import RenderJob
 
 

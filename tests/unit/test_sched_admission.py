@@ -7,10 +7,10 @@ import pytest
 
 from streamer.config import Settings
 from streamer.errors import Busy
-from streamer.pool.admission import Load, admit, decide
 from streamer.pool.base import Capacity
 from streamer.pool.costs import CostCurve, measure
-from streamer.pool.local import LocalPool
+from streamer.pool.front.admission import Load, admit, decide
+from streamer.pool.front.local import LocalPool
 from streamer.render.sim import SimRenderer
 
 
@@ -95,7 +95,7 @@ async def test_a_pool_of_sim_workers_admits_from_the_capacity_its_workers_measur
 
 
 def test_a_front_on_shared_actors_admits_from_the_whole_clusters_load():
-    from streamer.pool.ray_pool import ActorWorker, RayPool
+    from streamer.pool.front.ray_pool import ActorWorker, RayPool
 
     settings = replace(Settings(), pool="ray")
     pool = RayPool(settings, ["sim:0", "sim:1"])

@@ -13,7 +13,7 @@ import pytest
 
 from streamer.config import ROOT, Settings, is_secret, load_settings, render_slice, settings_to_json
 from streamer.errors import BadInput
-from streamer.pool.process import ProcessWorker
+from streamer.pool.front.process import ProcessWorker
 from streamer.settings_slices import RenderSettings
 
 SECRETS = {
@@ -60,7 +60,7 @@ async def test_a_render_worker_starts_and_renders_on_settings_without_secrets(tm
 def test_ray_actors_and_local_workers_are_only_ever_given_the_render_slice():
     """Every `settings_to_json(...)` in the render plane wraps `render_slice(...)` (Ray stores an
     actor's arguments; the process backend is checked live above)."""
-    for module in ("streamer/pool/process.py", "streamer/pool/ray_pool.py"):
+    for module in ("streamer/pool/front/process.py", "streamer/pool/front/ray_pool.py"):
         tree = ast.parse((ROOT / module).read_text())
         calls = [
             n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "settings_to_json"

@@ -3,8 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
+from streamer.core.segmenter import UNIT, Segmenter, Window, split
 from streamer.errors import BadInput
-from streamer.media.segmenter import UNIT, Segmenter, Window, split
 
 RATE = 16_000
 RAMP_S = 0.8

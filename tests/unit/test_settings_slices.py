@@ -11,8 +11,8 @@ import pytest
 
 from streamer.config import Settings, load_settings, render_slice, settings_to_json
 from streamer.errors import BadInput
-from streamer.pool.ray_actor import RenderActor
-from streamer.pool.ray_pool import actor_settings
+from streamer.pool.front.ray_pool import actor_settings
+from streamer.pool.worker.ray_actor import RenderActor
 from streamer.settings_slices import ListeningSettings, RenderSettings, ReplySettings, SpeechSettings
 
 SLICES = (SpeechSettings, RenderSettings, ReplySettings, ListeningSettings)

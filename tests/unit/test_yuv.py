@@ -11,12 +11,12 @@ import pytest
 from streamer.avatar.face import crop_face
 from streamer.avatar.prepared import WelcomeClip
 from streamer.avatar.sources import discover
-from streamer.media.compositor import compose, compose_i420
-from streamer.media.yuv import YuvTemplate, planes, swscale_i420
 from streamer.render.base import RenderJob
 from streamer.render.lite import LiteRenderer
 from streamer.render.prepare import load_or_prepare
 from streamer.units import MODEL_RATE, MODEL_SAMPLES_PER_UNIT
+from streamer.video.compositor import compose, compose_i420
+from streamer.video.yuv import YuvTemplate, planes, swscale_i420
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 

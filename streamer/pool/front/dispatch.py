@@ -18,7 +18,7 @@ import numpy as np
 
 from streamer.errors import WorkerDied
 from streamer.pool.base import Capacity, Load
-from streamer.pool.handle import Handle
+from streamer.pool.front.handle import Handle
 from streamer.render.base import RenderJob
 
 TIE = 0.1

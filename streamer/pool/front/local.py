@@ -10,8 +10,8 @@ import asyncio
 import logging
 
 from streamer.config import Settings
-from streamer.pool.dispatch import Dispatcher
-from streamer.pool.process import ProcessWorker
+from streamer.pool.front.dispatch import Dispatcher
+from streamer.pool.front.process import ProcessWorker
 
 log = logging.getLogger(__name__)
 

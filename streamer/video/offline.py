@@ -21,7 +21,6 @@ from streamer.avatar.prepared import PreparedTemplate
 from streamer.avatar.sources import check_id, discover
 from streamer.config import Settings
 from streamer.errors import BadInput, NotFound
-from streamer.media.compositor import compose
 from streamer.render.base import AudioFeatures, Renderer, RenderJob
 from streamer.render.prepare import load_or_prepare
 from streamer.render.registry import create_renderer, devices
@@ -32,6 +31,7 @@ from streamer.units import (
     OUT_RATE,
     OUT_SAMPLES_PER_UNIT,
 )
+from streamer.video.compositor import compose
 
 log = logging.getLogger(__name__)
 

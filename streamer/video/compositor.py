@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from streamer.avatar.prepared import PreparedTemplate
-from streamer.media.yuv import YuvTemplate
+from streamer.video.yuv import YuvTemplate
 
 
 def compose(template: PreparedTemplate, position: int, crop: np.ndarray | None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""A render worker as a Ray actor shared by every front: the same `Server` (EDF queue,
+"""A render worker as a Ray actor shared by every front: the same `RenderLoop` (EDF queue,
 batching) as a local process, fed by all the signalling servers that join the cluster.
 
 Messages are the pipe's bytes (a JSON header and raw arrays), so what crosses the cluster is
@@ -27,8 +27,8 @@ import numpy as np
 from streamer.config import render_settings_from_json
 from streamer.errors import Cancelled
 from streamer.memory import tune_malloc
-from streamer.pool.serve import Server
 from streamer.pool.wire import decode, encode, error_reply
+from streamer.pool.worker.loop import RenderLoop
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class RenderActor:
         )
         if device == "cpu":
             os.environ.setdefault("OMP_NUM_THREADS", "1")
-        self.server = Server(render_settings_from_json(settings_json), device)
+        self.server = RenderLoop(render_settings_from_json(settings_json), device)
         self._jobs: dict[int, Job] = {}
         self._ids = itertools.count()
         self._fronts: dict[str, Front] = {}

@@ -19,18 +19,18 @@ import numpy as np
 
 from streamer import audio
 from streamer.avatar.prepared import PreparedTemplate
+from streamer.core.clock import Clock
+from streamer.core.events import Event, Interrupted, SpeakingEnded, SpeakingStarted, WelcomeEnded
+from streamer.core.livestream import LiveStream
+from streamer.core.playout import Playout, Unit
+from streamer.core.segmenter import Segmenter, Window
+from streamer.core.tasks import TaskSet
+from streamer.core.utterance import Utterance
 from streamer.errors import BadInput, Busy, Cancelled, NotFound, StreamerError
-from streamer.events import Event, Interrupted, SpeakingEnded, SpeakingStarted, WelcomeEnded
-from streamer.livestream import LiveStream
-from streamer.media.clock import Clock
-from streamer.media.playout import Playout, Unit
-from streamer.media.segmenter import Segmenter, Window
-from streamer.media.utterance import Utterance
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
 from streamer.render.base import RenderJob, job_audio
 from streamer.settings_slices import SpeechSettings
-from streamer.tasks import TaskSet
 from streamer.units import MODEL_RATE
 
 log = logging.getLogger(__name__)

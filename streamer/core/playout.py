@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamer.events import Event, Interrupted, SpeakingEnded, SpeakingStarted
-from streamer.media.segmenter import Window
-from streamer.media.utterance import SILENCE, Utterance
+from streamer.core.events import Event, Interrupted, SpeakingEnded, SpeakingStarted
+from streamer.core.segmenter import Window
+from streamer.core.utterance import SILENCE, Utterance
 from streamer.units import FPS
 
 

@@ -26,12 +26,12 @@ import numpy as np
 from streamer.config import Settings, render_slice, settings_to_json
 from streamer.errors import NotReady, WorkerDied
 from streamer.memory import ARENAS
-from streamer.pool.admission import Load
-from streamer.pool.dispatch import Dispatcher
-from streamer.pool.handle import Handle
-from streamer.pool.ray_actor import LEASE_S
-from streamer.pool.ray_cluster import actor_name, connect, ray_module
+from streamer.pool.front.admission import Load
+from streamer.pool.front.dispatch import Dispatcher
+from streamer.pool.front.handle import Handle
+from streamer.pool.front.ray_cluster import actor_name, connect, ray_module
 from streamer.pool.wire import decode, encode
+from streamer.pool.worker.ray_actor import LEASE_S
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class ActorWorker(Handle):
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
-        from streamer.pool.ray_actor import RenderActor
+        from streamer.pool.worker.ray_actor import RenderActor
 
         ray = ray_module()
         device = self.stats.device

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamer.media.buffer import Samples
-from streamer.media.segmenter import Segmenter, Window
+from streamer.core.buffer import Samples
+from streamer.core.segmenter import Segmenter, Window
 from streamer.units import FPS, OUT_SAMPLES_PER_UNIT
 
 SILENCE = np.zeros(OUT_SAMPLES_PER_UNIT, dtype=np.int16)

@@ -15,8 +15,8 @@ import numpy as np
 import webrtcvad
 
 from streamer.audio import to_int16
+from streamer.core.buffer import Samples
 from streamer.errors import BadInput
-from streamer.media.buffer import Samples
 from streamer.units import FPS, MODEL_RATE, MODEL_SAMPLES_PER_UNIT
 
 UNIT = MODEL_SAMPLES_PER_UNIT

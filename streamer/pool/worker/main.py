@@ -19,8 +19,8 @@ from streamer.errors import StreamerError
 from streamer.lifeline import exit_with_parent
 from streamer.memory import tune_malloc
 from streamer.pool.channel import Channel
-from streamer.pool.serve import Server
 from streamer.pool.wire import decode, encode
+from streamer.pool.worker.loop import RenderLoop
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def worker_main(
     if device == "cpu":
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        server = Server(render_settings_from_json(settings_json), device, progress)
+        server = RenderLoop(render_settings_from_json(settings_json), device, progress)
     except StreamerError as exc:
         conn.send(encode({"type": "failed", "error": str(exc)}))
         return
@@ -54,7 +54,7 @@ def worker_main(
     server.run(send)
 
 
-def _read(conn: Channel, server: Server) -> None:
+def _read(conn: Channel, server: RenderLoop) -> None:
     """Feed the queue from the pipe until `stop` or the pipe closes, then close the queue."""
     while True:
         try:

@@ -22,16 +22,16 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from streamer import ice
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.config import Settings
-from streamer.conversation import Conversation
+from streamer.core.clock import Clock
+from streamer.core.conversation import Conversation
+from streamer.core.events import Closing, Event, Failed, Interrupted, to_json
+from streamer.core.playout import Unit
 from streamer.errors import BadInput
-from streamer.events import Closing, Event, Failed, Interrupted, to_json
-from streamer.media.clock import Clock
-from streamer.media.compositor import compose_i420
-from streamer.media.playout import Unit
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
 from streamer.reply.engine import Replier
 from streamer.reply.services import ReplyServices
+from streamer.video.compositor import compose_i420
 from streamer.voice.services import VoiceServices
 from streamer.webrtc import encoding
 from streamer.webrtc.ladder import Ladder

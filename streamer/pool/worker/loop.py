@@ -1,6 +1,6 @@
 """One render worker's loop, the same in a worker process and in a Ray actor.
 
-`Server` owns the renderer, its templates and the EDF queue; a transport (the pipe of
+`RenderLoop` owns the renderer, its templates and the EDF queue; a transport (the pipe of
 `worker.py`, or the actor of `ray_actor.py`) feeds `submit`/`cancel` from one thread while
 `run` renders in another and hands every answer to `send`.
 """
@@ -17,8 +17,8 @@ import numpy as np
 
 from streamer.errors import NotFound, StreamerError
 from streamer.pool.costs import CostCurve, measure
-from streamer.pool.scheduler import Counters, Entry, JobQueue
 from streamer.pool.wire import error_reply, job_from_message
+from streamer.pool.worker.scheduler import Counters, Entry, JobQueue
 from streamer.render.base import Renderer
 from streamer.render.registry import create_renderer
 from streamer.settings_slices import RenderSettings
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 Send = Callable[[dict[str, Any], dict[str, np.ndarray] | None], None]
 
 
-class Server:
+class RenderLoop:
     def __init__(self, settings: RenderSettings, device: str, progress: bool = False) -> None:
         self.settings = settings
         self.renderer: Renderer = create_renderer(settings, device)

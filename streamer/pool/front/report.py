@@ -6,8 +6,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from streamer.pool.admission import Decision, Load
 from streamer.pool.base import Capacity
+from streamer.pool.front.admission import Decision, Load
 
 
 def summary(

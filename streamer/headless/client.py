@@ -23,7 +23,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from streamer.errors import StreamerError
-from streamer.measure import (
+from streamer.headless.measure import (
     ANALYSIS_SIZE,
     MOTION_THRESHOLD,
     Received,
@@ -32,7 +32,7 @@ from streamer.measure import (
     first_after,
     mouth_motion,
 )
-from streamer.recording import Recorder
+from streamer.headless.recording import Recorder
 
 log = logging.getLogger(__name__)
 

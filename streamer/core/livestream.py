@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NoReturn
 
 from streamer import audio
+from streamer.core.utterance import Utterance
 from streamer.errors import BadInput, Busy, StreamerError, TooLarge
-from streamer.media.utterance import Utterance
 from streamer.pool.costs import low_water_units
 from streamer.units import FPS, MODEL_RATE, OUT_RATE
 
 if TYPE_CHECKING:
-    from streamer.conversation import Conversation
+    from streamer.core.conversation import Conversation
 
 LOW_WATER_UNITS = 4
 """A playing stream with fewer rendered-or-cut units than this ahead gets a window cut now

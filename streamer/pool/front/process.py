@@ -16,9 +16,9 @@ import numpy as np
 from streamer.config import Settings, render_slice, settings_to_json
 from streamer.errors import NotReady, WorkerDied
 from streamer.pool.channel import Channel
-from streamer.pool.handle import Handle
+from streamer.pool.front.handle import Handle
 from streamer.pool.wire import decode, encode
-from streamer.pool.worker import worker_main
+from streamer.pool.worker.main import worker_main
 
 log = logging.getLogger(__name__)
 

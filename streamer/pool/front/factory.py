@@ -9,10 +9,10 @@ from streamer.render import registry
 
 def create_pool(settings: Settings, progress: bool = False) -> RenderPool:
     if settings.pool == "ray":
-        from streamer.pool.ray_pool import RayPool
+        from streamer.pool.front.ray_pool import RayPool
 
         # Without listed devices: one actor per GPU of the cluster, found when it starts.
         return RayPool(settings, registry.devices(settings) if settings.devices else None)
-    from streamer.pool.local import LocalPool
+    from streamer.pool.front.local import LocalPool
 
     return LocalPool(settings, registry.devices(settings), progress=progress)

@@ -1,1 +1,0 @@
-"""Clock and playout, aiortc tracks, segmenter, compositor."""
