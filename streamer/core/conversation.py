@@ -98,7 +98,7 @@ class Conversation:
         audio.check_pcm_rate(sample_rate)
         if self.stream is not None:
             raise Busy(f"stream {self.stream.utterance_id} is open on this session: send end first")
-        self.stream = LiveStream(self, self._new_utterance(), sample_rate)
+        self.stream = LiveStream(self, self._new_utterance(), sample_rate, self._pool.stats())
         log.info("session %s: streamed utterance %s started", self.id, self.stream.utterance_id)
         return self.stream
 

@@ -2,26 +2,43 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Iterable
+from typing import Any, NoReturn, Protocol
 
 from streamer import audio
+from streamer.config import Settings
+from streamer.core.clock import Clock
+from streamer.core.playout import Playout
+from streamer.core.segmenter import Window
 from streamer.core.utterance import Utterance
 from streamer.errors import BadInput, Busy, StreamerError, TooLarge
 from streamer.pool.costs import low_water_units
 from streamer.units import FPS, MODEL_RATE, OUT_RATE
-
-if TYPE_CHECKING:
-    from streamer.core.conversation import Conversation
 
 LOW_WATER_UNITS = 4
 """A playing stream with fewer rendered-or-cut units than this ahead gets a window cut now
 (or more: four full-batch calls of the slowest device, `pool.costs.low_water_units`)."""
 
 
+class StreamOwner(Protocol):
+    """What a live stream needs of the conversation it feeds (a `Conversation` is one)."""
+
+    settings: Settings
+    clock: Clock
+    playout: Playout
+
+    def windows_cut(self, windows: list[Window]) -> None: ...
+
+    def stream_ended(self, stream: LiveStream) -> None: ...
+
+
 class LiveStream:
     """Cuts windows as audio arrives, and early ones when the stream's playout runs low."""
 
-    def __init__(self, conversation: Conversation, utterance: Utterance, sample_rate: int) -> None:
+    def __init__(
+        self, conversation: StreamOwner, utterance: Utterance, sample_rate: int, devices: Iterable[dict[str, Any]]
+    ) -> None:
+        """`devices`: the render pool's stats rows, for how far ahead of playout to cut."""
         self._conversation = conversation
         self.utterance = utterance
         self.sample_rate = sample_rate
@@ -29,7 +46,7 @@ class LiveStream:
         self.seconds = 0.0
         self.last_audio_at = conversation.clock.now()
         self.ended = False
-        self.low_water_units = max(LOW_WATER_UNITS, low_water_units(conversation._pool.stats()))
+        self.low_water_units = max(LOW_WATER_UNITS, low_water_units(devices))
         self.dropped = False
         """Interrupted: what it sent is gone and it takes no more audio."""
 

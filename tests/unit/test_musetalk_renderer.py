@@ -19,7 +19,7 @@ from streamer.config import Settings
 from streamer.errors import ModelError
 from streamer.render.base import AudioFeatures, OwnFaces, RenderJob
 from streamer.render.musetalk import MuseTalkRenderer
-from streamer.render.musetalk.renderer import rest_in_silence
+from streamer.render.musetalk.silence import rest_in_silence
 from tests.support.tiny_musetalk import build_tiny_models, speech_like
 
 SETTINGS = Settings(batch_size=4, rest_in_silence=False, musetalk_mask="geometric")

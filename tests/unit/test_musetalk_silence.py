@@ -84,7 +84,7 @@ def test_rendered_voiced_frames_keep_the_model_mouth() -> None:
     from streamer.avatar.face import crop_face
     from streamer.avatar.prepared import PreparedTemplate
     from streamer.render.base import RenderJob
-    from streamer.render.musetalk.renderer import rest_in_silence
+    from streamer.render.musetalk.silence import rest_in_silence
 
     audio, spans = _bursts(1)
     units = len(audio) // UNIT

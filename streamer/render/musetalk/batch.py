@@ -7,7 +7,7 @@ are shared, `batch_size` frames at a time, so a batch gives the same crops as th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -15,10 +15,25 @@ import torch
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.errors import ModelError
 from streamer.render.base import RenderJob
+from streamer.render.musetalk.silence import rest_in_silence
 from streamer.units import CROP_SIZE
 
-if TYPE_CHECKING:
-    from streamer.render.musetalk.renderer import MuseTalkRenderer
+
+class BatchModel(Protocol):
+    """What a batch needs of the renderer (a `MuseTalkRenderer` is one): its models' calls."""
+
+    batch_size: int
+    device: torch.device
+    pe: torch.Tensor
+    unet_dtype: torch.dtype
+    rest_in_silence: bool
+    _pin: bool
+
+    def audio_tokens(self, job: RenderJob) -> torch.Tensor: ...
+
+    def _upload(self, array: np.ndarray) -> torch.Tensor: ...
+
+    def _crops(self, latents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor: ...
 
 
 def _latents(template: PreparedTemplate) -> np.ndarray:
@@ -29,10 +44,8 @@ def _latents(template: PreparedTemplate) -> np.ndarray:
 
 
 @torch.inference_mode()
-def render_batch(renderer: MuseTalkRenderer, items: Sequence[tuple[PreparedTemplate, RenderJob]]) -> list[np.ndarray]:
+def render_batch(renderer: BatchModel, items: Sequence[tuple[PreparedTemplate, RenderJob]]) -> list[np.ndarray]:
     """[T_i, 256, 256, 3] uint8 BGR crops of each job, the model called over all their frames."""
-    from streamer.render.musetalk.renderer import rest_in_silence
-
     frames = [t.frame_indices(j.positions) for t, j in items]
     total = sum(len(f) for f in frames)
     out = torch.empty((total, CROP_SIZE, CROP_SIZE, 3), dtype=torch.uint8, pin_memory=renderer._pin)

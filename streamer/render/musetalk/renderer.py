@@ -15,6 +15,7 @@ from streamer.avatar.face import FaceTrack, crop_face
 from streamer.avatar.prepared import PreparedTemplate
 from streamer.errors import BadInput, ModelError
 from streamer.render.base import Preparation, RenderJob
+from streamer.render.musetalk import batch
 from streamer.render.musetalk.bisenet import FaceParser
 from streamer.render.musetalk.faces import face_track, faces_key
 from streamer.render.musetalk.features import ROWS_PER_FRAME, SEGMENT_SAMPLES, WhisperFeatures
@@ -22,7 +23,7 @@ from streamer.render.musetalk.layout import FACE_PARSE_FILE, Layout, find_layout
 from streamer.render.musetalk.models import load_unet, load_vae, load_whisper
 from streamer.render.musetalk.positional import positional_encoding
 from streamer.render.musetalk.precision import Precision, weights_key
-from streamer.render.musetalk.silence import rest_weights
+from streamer.render.musetalk.silence import rest_in_silence
 from streamer.settings_slices import RenderSettings
 from streamer.units import CROP_SIZE, MODEL_SAMPLES_PER_UNIT
 
@@ -167,20 +168,7 @@ class MuseTalkRenderer:
 
     def render_batch(self, items: Sequence[tuple[PreparedTemplate, RenderJob]]) -> list[np.ndarray]:
         """Several jobs (any sessions, any templates) in shared model calls; see `batch.py`."""
-        from streamer.render.musetalk.batch import render_batch
-
-        return render_batch(self, items)
-
-
-def rest_in_silence(template: PreparedTemplate, job: RenderJob, frames: np.ndarray, crops: np.ndarray) -> np.ndarray:
-    """Pauses show the template's own face crop (in place; returns `crops`); see `silence`."""
-    weight = rest_weights(job.audio, job.first_unit, job.frames, job.final)
-    for i in np.flatnonzero(weight < 1.0):
-        f = int(frames[i])
-        still = crop_face(template.frames[f], template.face_boxes[f])
-        mixed = weight[i] * crops[i].astype(np.float32) + (1.0 - weight[i]) * still
-        crops[i] = np.round(mixed).astype(np.uint8)
-    return crops
+        return batch.render_batch(self, items)
 
 
 def _face_parser(layout: Layout, settings: RenderSettings, device: torch.device) -> FaceParser | None:

@@ -17,6 +17,9 @@ from __future__ import annotations
 import numpy as np
 import webrtcvad
 
+from streamer.avatar.face import crop_face
+from streamer.avatar.prepared import PreparedTemplate
+from streamer.render.base import RenderJob
 from streamer.units import MODEL_RATE, MODEL_SAMPLES_PER_UNIT
 
 MIN_REST_UNITS = 5
@@ -72,3 +75,14 @@ def rest_weights(audio: np.ndarray, first_unit: int, count: int, final: bool) ->
     voiced = voiced_units(audio, first_unit - _CONTEXT - 1, count + 2 * _CONTEXT + 2, final)
     widened = voiced[1:-1] | voiced[:-2] | voiced[2:]
     return model_weights(widened)[_CONTEXT : _CONTEXT + count]
+
+
+def rest_in_silence(template: PreparedTemplate, job: RenderJob, frames: np.ndarray, crops: np.ndarray) -> np.ndarray:
+    """Pauses show the template's own face crop (in place; returns `crops`); see above."""
+    weight = rest_weights(job.audio, job.first_unit, job.frames, job.final)
+    for i in np.flatnonzero(weight < 1.0):
+        f = int(frames[i])
+        still = crop_face(template.frames[f], template.face_boxes[f])
+        mixed = weight[i] * crops[i].astype(np.float32) + (1.0 - weight[i]) * still
+        crops[i] = np.round(mixed).astype(np.uint8)
+    return crops
