@@ -35,6 +35,32 @@ ABOVE_CORE = ("streamer.server", "streamer.webrtc", "streamer.headless", "stream
 """What the transport-free core must not import: the layers that drive it."""
 
 
+LAYERS = (
+    ("streamer", "streamer.config", "streamer.errors", "streamer.units", "streamer.ice", "streamer.resources"),
+    ("streamer.lifeline", "streamer.memory", "streamer.metrics", "streamer.audio", "streamer.tts"),
+    ("streamer.avatar",),
+    ("streamer.render",),
+    ("streamer.pool", "streamer.pool.base", "streamer.pool.wire", "streamer.pool.channel", "streamer.pool.costs"),
+    ("streamer.pool.worker",),
+    ("streamer.pool.front",),
+    (CORE,),
+    ("streamer.video",),
+    ("streamer.reply", "streamer.voice"),
+    ("streamer.webrtc",),
+    ("streamer.server",),
+    ("streamer.headless",),
+    ("streamer.cli", "streamer.__main__"),
+)
+"""Bottom first, as README's layout table lists them: a module imports from its own layer or
+those before it, never from a later one."""
+
+
+def layer_of(name: str) -> int:
+    """The layer of the longest prefix naming `name` (so `streamer.pool.front.x` is not `streamer`)."""
+    best = max((p for layer in LAYERS for p in layer if inside(name, (p,))), key=len)
+    return next(i for i, layer in enumerate(LAYERS) if best in layer)
+
+
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -144,6 +170,25 @@ def test_the_core_imports_nothing_from_the_layers_that_drive_it() -> None:
     core = {name: out for name, out in edges.items() if inside(name, (CORE,))}
     wrong = {name: sorted(m for m in out if inside(m, ABOVE_CORE)) for name, out in core.items()}
     assert {name: out for name, out in wrong.items() if out} == {}
+
+
+def test_every_module_has_a_layer() -> None:
+    """A new top-level module is placed in LAYERS (and README's table), not left in `streamer`'s."""
+    placed = {p for layer in LAYERS for p in layer}
+    unplaced = [
+        n for n in modules() if n != "streamer" and max((p for p in placed if inside(n, (p,))), key=len) == "streamer"
+    ]
+    assert unplaced == []
+
+
+def test_every_module_imports_only_its_own_layer_or_lower_ones() -> None:
+    upward = {
+        f"{name} -> {m}": (layer_of(name), layer_of(m))
+        for name, out in graph(modules()).items()
+        for m in out
+        if layer_of(m) > layer_of(name)
+    }
+    assert upward == {}
 
 
 BLOCKED = """

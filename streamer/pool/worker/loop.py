@@ -1,7 +1,7 @@
 """One render worker's loop, the same in a worker process and in a Ray actor.
 
 `RenderLoop` owns the renderer, its templates and the EDF queue; a transport (the pipe of
-`worker.py`, or the actor of `ray_actor.py`) feeds `submit`/`cancel` from one thread while
+`main.py`, or the actor of `ray_actor.py`) feeds `submit`/`cancel` from one thread while
 `run` renders in another and hands every answer to `send`.
 """
 
