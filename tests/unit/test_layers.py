@@ -165,6 +165,12 @@ def test_aiohttp_only_in_the_server_and_the_few_that_speak_http() -> None:
     assert sorted(n for n in users_of("aiohttp", modules()) if not inside(n, AIOHTTP_USERS)) == []
 
 
+def test_the_package_ships_no_test_code() -> None:
+    """Test support lives in tests/support (the wheel has no `tests`); nothing in it reaches there."""
+    for library in ("tests", "pytest", "hypothesis"):
+        assert sorted(users_of(library, modules())) == [], library
+
+
 def test_the_core_imports_nothing_from_the_layers_that_drive_it() -> None:
     edges = graph(modules())
     core = {name: out for name, out in edges.items() if inside(name, (CORE,))}
