@@ -117,7 +117,7 @@ class Settings(SpeechSettings, RenderSettings, ReplySettings, ListeningSettings)
     """libvpx realtime speed, higher is faster (aiortc's own: -6)."""
     adaptive_bitrate: bool = True
     """Move each session along a small bitrate/resolution ladder as its viewer's link allows
-    (media/ladder.py); false holds `video_bitrate` and the full size whatever the link."""
+    (webrtc/ladder.py); false holds `video_bitrate` and the full size whatever the link."""
 
     def public_binding(self) -> bool:
         return not is_loopback_host(self.host)

@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from typing import Any, NoReturn, Protocol
 
 from streamer import audio
-from streamer.config import Settings
 from streamer.core.clock import Clock
 from streamer.core.playout import Playout
 from streamer.core.segmenter import Window
 from streamer.core.utterance import Utterance
 from streamer.errors import BadInput, Busy, StreamerError, TooLarge
 from streamer.pool.costs import low_water_units
+from streamer.settings_slices import SpeechSettings
 from streamer.units import FPS, MODEL_RATE, OUT_RATE
 
 LOW_WATER_UNITS = 4
@@ -23,7 +23,7 @@ LOW_WATER_UNITS = 4
 class StreamOwner(Protocol):
     """What a live stream needs of the conversation it feeds (a `Conversation` is one)."""
 
-    settings: Settings
+    settings: SpeechSettings
     clock: Clock
     playout: Playout
 

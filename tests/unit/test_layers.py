@@ -36,7 +36,15 @@ ABOVE_CORE = ("streamer.server", "streamer.webrtc", "streamer.headless", "stream
 
 
 LAYERS = (
-    ("streamer", "streamer.config", "streamer.errors", "streamer.units", "streamer.ice", "streamer.resources"),
+    (
+        "streamer",
+        "streamer.config",
+        "streamer.settings_slices",
+        "streamer.errors",
+        "streamer.units",
+        "streamer.ice",
+        "streamer.resources",
+    ),
     ("streamer.lifeline", "streamer.memory", "streamer.metrics", "streamer.audio", "streamer.tts"),
     ("streamer.avatar",),
     ("streamer.render",),
