@@ -23,25 +23,22 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bench.common import SENTENCES, TEMPLATE, machine, speech_wav, summary, template_dir  # noqa: E402
-from bench.cpu import cpu_split  # noqa: E402
-from streamer.audio import decode_file, to_int16  # noqa: E402
-from streamer.config import Settings  # noqa: E402
-from streamer.headless.client import Client, figures  # noqa: E402
-from streamer.headless.mic import RATE, MicTrack  # noqa: E402
-from tests.fake_llm import Script, fake_llm  # noqa: E402
-from tests.served import served  # noqa: E402
+from _checkout import ROOT
+from bench.common import SENTENCES, TEMPLATE, machine, speech_wav, summary, template_dir
+from bench.cpu import cpu_split
+from streamer.audio import decode_file, to_int16
+from streamer.config import Settings
+from streamer.headless.client import Client, figures
+from streamer.headless.mic import RATE, MicTrack
+from tests.fake_llm import Script, fake_llm
+from tests.served import served
 
 VOICE_FLOOR = 500
 """int16 level above which a sample is voice (espeak-ng's silence is exact zeros)."""
@@ -136,7 +133,7 @@ async def one_bargein(client: Client, mic: MicTrack, question: np.ndarray, long_
 
 async def talk(url: str, work: Path, turns: int, bargeins: int) -> dict[str, Any]:
     mic = MicTrack()
-    client = Client(url)
+    client = Client(url, audio_hold=1)
     await client.connect(TEMPLATE, mic=mic)
     await client.wait_event("welcome_ended", timeout=60)
     questions = [

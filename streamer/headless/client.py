@@ -33,14 +33,18 @@ from streamer.headless.measure import (
     mouth_motion,
 )
 from streamer.headless.recording import Recorder
+from streamer.webrtc.mic import hold_less
 
 log = logging.getLogger(__name__)
 
 
 class Client:
-    def __init__(self, server: str, key: str | None = None) -> None:
+    def __init__(self, server: str, key: str | None = None, audio_hold: int | None = None) -> None:
+        """`audio_hold`: audio frames the receiver's jitter buffer holds back (None: aiortc's 4,
+        80 ms; 1, the least it allows, is closer to a browser's adaptive buffer on loopback)."""
         self.server = server.rstrip("/")
         self.key = key
+        self.audio_hold = audio_hold
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no outside STUN host
         self.received = Received()
         self.session_id = ""
@@ -65,6 +69,9 @@ class Client:
 
         @self.pc.on("track")
         def on_track(track: Any) -> None:
+            if track.kind == "audio" and self.audio_hold is not None:
+                receiver = next(t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track)
+                hold_less(receiver, self.audio_hold)
             read = self._read_video if track.kind == "video" else self._read_audio
             self._tasks.append(asyncio.ensure_future(read(track)))
 

@@ -4,6 +4,14 @@ the clock that decides; an injectable clock only stamps when each decision was t
 A turn begins when voiced frames add up to `min_speech_ms` (shorter sounds are dropped as
 noise once a pause of `end_silence_ms` follows them), ends at a pause of `end_silence_ms` or
 after `max_s`, and its audio keeps `preroll_ms` from before the first voiced frame.
+
+A frame is voiced at `threshold`; once speech has begun, down to `threshold - HYSTERESIS`
+(Silero's own rule), so the softer frames of a word do not cut it up. The onset is dated back
+over up to `RISE_FRAMES` frames just before it at `ONSET_FLOOR` or more: Silero's probability
+takes a frame or two to climb as a word begins (0.2 or so on the first frame that is all
+voice), and those frames are the word's start, not silence; a dip of up to `BRIDGE_MS`
+between voiced frames counts as voice too. So `long_speech_ms` (barge-in) counts the time the
+user has been speaking, from when they really began.
 """
 
 from __future__ import annotations
@@ -52,13 +60,19 @@ class TurnEnded:
 
 TurnEvent = SpeechStarted | SpeechLasted | TurnEnded
 
+HYSTERESIS = 0.15
+ONSET_FLOOR = 0.15
+RISE_FRAMES = 2
+BRIDGE_MS = 64.0
+
 
 class TurnDetector:
     def __init__(self, settings: TurnSettings, frame_ms: float, clock: Callable[[], float]) -> None:
         self.settings = settings
         self.frame_ms = frame_ms
         self._clock = clock
-        self._preroll: deque[np.ndarray] = deque(maxlen=max(1, math.ceil(settings.preroll_ms / frame_ms)))
+        self._preroll: deque[tuple[np.ndarray, float]] = deque(maxlen=max(1, math.ceil(settings.preroll_ms / frame_ms)))
+        """The frames before a turn, with their probabilities (an onset is dated back over them)."""
         self._frames: list[np.ndarray] = []
         self.state = "quiet"
         """`quiet`, `onset` (voiced, not long enough to count yet) or `speaking`."""
@@ -71,25 +85,37 @@ class TurnDetector:
 
     def push(self, probability: float, frame: np.ndarray) -> list[TurnEvent]:
         """One VAD frame and its probability; what it decided."""
-        voiced = probability >= self.settings.threshold
         if self.state == "quiet":
-            if not voiced:
-                self._preroll.append(frame)
+            if probability < self.settings.threshold:
+                self._preroll.append((frame, probability))
                 return []
-            self.state = "onset"
-            self._frames = list(self._preroll)
-            self._first_voiced = len(self._frames)
-            self.voiced_ms = self._silence_ms = 0.0
-            self._lasted = False
+            self._begin()
+        voiced = probability >= self.settings.threshold - HYSTERESIS
         self._frames.append(frame)
         if voiced:
-            self.voiced_ms += self.frame_ms
+            bridged = self._silence_ms if self._silence_ms <= BRIDGE_MS else 0.0
+            self.voiced_ms += self.frame_ms + bridged
             self._silence_ms = 0.0
             self._last_voiced = len(self._frames)
             self._last_voiced_at = self._clock()
         else:
             self._silence_ms += self.frame_ms
         return self._decide()
+
+    def _begin(self) -> None:
+        """An onset, dated back over the frames of Silero's climb just before it."""
+        self.state = "onset"
+        self._frames = [frame for frame, _ in self._preroll]
+        rising = 0
+        for _, probability in list(self._preroll)[::-1][:RISE_FRAMES]:
+            if probability < ONSET_FLOOR:
+                break
+            rising += 1
+        self._first_voiced = self._last_voiced = len(self._frames) - rising
+        self.voiced_ms = rising * self.frame_ms
+        self._silence_ms = 0.0
+        self._lasted = False
+        self._last_voiced_at = self._clock()
 
     def _decide(self) -> list[TurnEvent]:
         s = self.settings
@@ -120,7 +146,7 @@ class TurnDetector:
 
     def _reset(self) -> None:
         self._preroll.clear()
-        self._preroll.extend(self._frames[-(self._preroll.maxlen or 1) :])
+        self._preroll.extend((frame, 0.0) for frame in self._frames[-(self._preroll.maxlen or 1) :])
         self._frames = []
         self.state = "quiet"
         self.voiced_ms = self._silence_ms = 0.0

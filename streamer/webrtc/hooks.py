@@ -20,6 +20,12 @@ SENDER_ENCODER = "_RTCRtpSender__encoder"
 RECEIVER = "aiortc.rtcrtpreceiver:RTCRtpReceiver"
 RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 """The receiver's jitter buffer, replaced for a microphone by one that holds back less (mic.py)."""
+RECEIVER_SOURCE = (
+    "packet._data = depayload(codec, packet.payload)",
+    "self.__jitter_buffer.add(packet)",
+)
+"""Lines of RTCRtpReceiver's source `mic.PacketFrames` relies on: each packet reaches the jitter
+buffer with its depayloaded frame in `_data`."""
 PRIVATE: dict[str, tuple[str, ...]] = {
     SENDER: (SENDER_ENCODER, "_retransmit", "_send_keyframe"),
     RECEIVER: (RECEIVER_JITTER_BUFFER,),

@@ -15,8 +15,9 @@ from typing import Any
 import av
 import numpy as np
 from aiortc import RTCRtpReceiver, sdp
-from aiortc.jitterbuffer import JitterBuffer
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtpPacket
 
 from streamer.core.conversation import Conversation
 from streamer.core.events import Event
@@ -29,9 +30,26 @@ from streamer.webrtc import hooks
 log = logging.getLogger(__name__)
 
 _ANSWER = {"sendrecv": "sendrecv", "sendonly": "recvonly"}
-MIC_PREFETCH = 1
-"""Audio frames the receiver holds back: aiortc's 4 (80 ms) do not help (a lost packet stalls the
-buffer whatever the prefetch) and delay turn ends and barge-in; 1 is the least it allows."""
+MIC_HOLD = 0
+"""Audio frames the microphone's receiver holds back: none (`PacketFrames`). aiortc's 4 (80 ms)
+do not help (a lost packet stalls the buffer whatever it holds) and delay turn ends and barge-in."""
+
+
+class PacketFrames(JitterBuffer):
+    """An audio jitter buffer that holds nothing: every Opus packet is a whole frame, given out as
+    it arrives (aiortc's own waits for the next packet, 20 ms at least, to see where a frame
+    ends). A packet no newer than the newest seen is dropped: the decoder is past it."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self._newest: int | None = None
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        seq = packet.sequence_number
+        if self._newest is not None and not 0 < (seq - self._newest) % 0x10000 < 0x8000:
+            return False, None
+        self._newest = seq
+        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)  # type: ignore[attr-defined]
 
 
 def audio_direction(offer: sdp.SessionDescription) -> str:
@@ -42,15 +60,16 @@ def audio_direction(offer: sdp.SessionDescription) -> str:
     return "sendonly"
 
 
-def hold_less(receiver: RTCRtpReceiver) -> None:
-    """Give the microphone's receiver a jitter buffer that holds back `MIC_PREFETCH` frames; call
-    before any packet arrives. An aiortc without the buffer where we expect it keeps its own."""
+def hold_less(receiver: RTCRtpReceiver, frames: int = MIC_HOLD) -> None:
+    """Give an audio receiver a jitter buffer that holds back `frames` frames (0: `PacketFrames`);
+    call before any packet arrives. An aiortc without the buffer where we expect it keeps its own."""
     name = hooks.RECEIVER_JITTER_BUFFER
     buffer = getattr(receiver, name, None)
     if not isinstance(buffer, JitterBuffer):
-        log.warning("aiortc's audio jitter buffer is not where expected: the microphone keeps its default")
+        log.warning("aiortc's audio jitter buffer is not where expected: the receiver keeps its default")
         return
-    setattr(receiver, name, JitterBuffer(capacity=buffer.capacity, prefetch=MIC_PREFETCH))
+    held = PacketFrames(buffer.capacity) if frames == 0 else JitterBuffer(buffer.capacity, prefetch=frames)
+    setattr(receiver, name, held)
 
 
 class Microphone:

@@ -1,4 +1,5 @@
-"""The microphone's receiver holds back one audio frame, not aiortc's four (80 ms)."""
+"""The microphone's receiver holds back no audio frame (aiortc's holds four: 80 ms); a viewer's
+can be told to hold one."""
 
 from __future__ import annotations
 
@@ -7,39 +8,54 @@ import asyncio
 from aiortc import RTCPeerConnection
 from aiortc.rtp import RtpPacket
 
-from streamer.webrtc.mic import MIC_PREFETCH, hold_less
+from streamer.webrtc.mic import MIC_HOLD, hold_less
 
 
 def _packet(seq: int) -> RtpPacket:
-    packet = RtpPacket(payload_type=111, sequence_number=seq, timestamp=seq * 960, payload=b"x")
+    packet = RtpPacket(payload_type=111, sequence_number=seq % 0x10000, timestamp=seq * 960, payload=b"x")
     packet._data = b"x"  # type: ignore[attr-defined]  # the receiver sets it on each packet it buffers
     return packet
 
 
-def _released(buffer: object, packets: int) -> list[int]:
-    """Timestamps of the frames the buffer gives out as `packets` one-packet frames arrive."""
+def _released(buffer: object, sequence: list[int]) -> list[int]:
+    """The frames (by timestamp / 960) the buffer gives out as one-packet frames arrive in `sequence`."""
     out = []
-    for seq in range(packets):
+    for seq in sequence:
         _, frame = buffer.add(_packet(seq))  # type: ignore[attr-defined]
         if frame is not None:
             out.append(frame.timestamp // 960)
     return out
 
 
-def test_a_microphone_frame_comes_out_when_the_next_one_arrives() -> None:
+def _held(frames: int | None, sequence: list[int]) -> list[int]:
     async def main() -> list[int]:
         pc = RTCPeerConnection()
         try:
             receiver = pc.addTransceiver("audio", direction="sendrecv").receiver
-            before = _released(receiver._RTCRtpReceiver__jitter_buffer, 3)  # type: ignore[attr-defined]
-            assert before == []  # aiortc's default waits for four more frames
-            hold_less(receiver)
-            return _released(receiver._RTCRtpReceiver__jitter_buffer, 3)  # type: ignore[attr-defined]
+            if frames is not None:
+                hold_less(receiver, frames)
+            return _released(receiver._RTCRtpReceiver__jitter_buffer, sequence)  # type: ignore[attr-defined]
         finally:
             await pc.close()
 
-    assert MIC_PREFETCH == 1
-    assert asyncio.run(main()) == [0, 1]
+    return asyncio.run(main())
+
+
+def test_a_microphone_frame_comes_out_as_its_packet_arrives() -> None:
+    assert _held(None, [0, 1, 2]) == []  # aiortc's default waits for four more frames
+    assert MIC_HOLD == 0
+    assert _held(MIC_HOLD, [0, 1, 2]) == [0, 1, 2]
+    assert _held(1, [0, 1, 2]) == [0, 1]  # a viewer's `audio_hold=1`: out when the next arrives
+
+
+def test_late_and_repeated_packets_are_dropped_across_the_sequence_wrap() -> None:
+    assert _held(MIC_HOLD, [65534, 65535, 65535, 65533, 65536, 65538, 65537, 65539]) == [
+        65534,
+        65535,
+        65536,
+        65538,
+        65539,
+    ]
 
 
 def test_a_receiver_without_the_expected_buffer_is_left_alone() -> None:

@@ -23,11 +23,13 @@ def detector(**kw: float) -> tuple[TurnDetector, Clock]:
 
 
 def run(d: TurnDetector, clock: Clock, pattern: str, start: int = 0) -> list[tuple[int, object]]:
-    """Push one frame per character ('x' voiced, '.' quiet); frame k's samples all hold k."""
+    """Push one frame per character ('x' voiced, '~' soft: 0.4, under the 0.5 threshold but over
+    its hysteresis bar, '-' rising: 0.2, a word's first frame to Silero, '.' quiet); frame k's
+    samples all hold k."""
     out = []
     for i, c in enumerate(pattern, start):
         clock.t += FRAME_MS / 1000
-        for event in d.push(0.9 if c == "x" else 0.1, np.full(512, i, np.int16)):
+        for event in d.push({"x": 0.9, "~": 0.4, "-": 0.2}.get(c, 0.1), np.full(512, i, np.int16)):
             out.append((i, event))
     return out
 
@@ -80,3 +82,42 @@ def test_the_threshold_and_min_speech_are_settings():
     events = run(d, clock, "x" * 30)
     assert [(i, type(e)) for i, e in events] == [(15, SpeechStarted), (18, SpeechLasted)]
     assert len(d.audio_so_far()) == 512 * 30
+
+
+def test_the_onset_is_dated_back_over_the_rising_frames_before_it():
+    d, clock = detector()
+    # Silero climbs over a frame or two as a word begins: those frames are the word's start
+    events = run(d, clock, "." * 20 + "~~" + "x" * 20)
+    assert [(i, type(e)) for i, e in events] == [(26, SpeechStarted), (29, SpeechLasted)]  # 7 and 10 frames from 20
+    assert ended_speech_s(d, clock, start=42) == round(22 * FRAME_MS / 1000, 3)  # frames 20 to 41, not 22 to 41
+    # soft frames alone never begin a turn; a quiet frame stops the dating back, and so does its limit
+    d, clock = detector()
+    assert run(d, clock, "~" * 40 + "-" * 40) == []
+    events = run(d, clock, "~~.-" + "x" * 20, start=80)
+    assert [(i, type(e)) for i, e in events] == [(89, SpeechStarted), (92, SpeechLasted)]  # counted from 83
+    d, clock = detector()
+    events = run(d, clock, "-~~" + "x" * 20)
+    assert [(i, type(e)) for i, e in events] == [(7, SpeechStarted), (10, SpeechLasted)]  # RISE_FRAMES: from 1
+
+
+def test_soft_frames_inside_speech_count_as_voice():
+    d, clock = detector()
+    events = run(d, clock, "xx" + "~x" * 10 + "." * 19)
+    kinds = [(i, type(e)) for i, e in events]
+    assert kinds[:2] == [(6, SpeechStarted), (9, SpeechLasted)]  # 7 and 10 frames: the soft ones count
+    assert isinstance(events[-1][1], TurnEnded) and events[-1][1].speech_s == round(22 * FRAME_MS / 1000, 3)
+
+
+def test_a_dip_of_two_frames_inside_speech_counts_as_voice_and_a_longer_one_does_not():
+    d, clock = detector()
+    events = run(d, clock, "xxx..xx" + "x" * 10)
+    assert [(i, type(e)) for i, e in events] == [(6, SpeechStarted), (9, SpeechLasted)]  # the dip counts
+    d, clock = detector()
+    events = run(d, clock, "xxx...xx" + "x" * 10)
+    assert [(i, type(e)) for i, e in events] == [(9, SpeechStarted), (12, SpeechLasted)]  # 3 frames: not
+
+
+def ended_speech_s(d: TurnDetector, clock: Clock, start: int) -> float:
+    """End the current turn with a pause; its speech_s."""
+    ended = [e for _, e in run(d, clock, "." * 19, start=start) if isinstance(e, TurnEnded)]
+    return ended[0].speech_s

@@ -8,7 +8,7 @@ import importlib
 import inspect
 from importlib import metadata
 
-from aiortc import RTCConfiguration, RTCPeerConnection, rtcrtpsender
+from aiortc import RTCConfiguration, RTCPeerConnection, rtcrtpreceiver, rtcrtpsender
 from aiortc.codecs.h264 import H264Encoder
 
 from streamer.webrtc import hooks
@@ -48,6 +48,12 @@ def test_the_sender_still_keeps_our_encoder_and_hands_it_keyframe_requests_and_r
     assert list(inspect.signature(H264Encoder._encode_frame).parameters) == ["self", "frame", "force_keyframe"]
     module, call = hooks.ICE_SOURCE
     assert call in inspect.getsource(importlib.import_module(module))
+
+
+def test_the_receiver_still_hands_its_jitter_buffer_each_depayloaded_packet():
+    source = inspect.getsource(rtcrtpreceiver.RTCRtpReceiver)
+    for line in hooks.RECEIVER_SOURCE:
+        assert line in source, line
 
 
 async def test_wrapped_handlers_see_nacks_and_keyframe_requests_then_call_aiortcs():
