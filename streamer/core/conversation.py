@@ -25,7 +25,7 @@ from streamer.core.livestream import LiveStream
 from streamer.core.playout import Playout, Unit
 from streamer.core.segmenter import Segmenter, Window
 from streamer.core.tasks import TaskSet
-from streamer.core.utterance import Utterance
+from streamer.core.utterance import WELCOME, Utterance, welcome_utterance
 from streamer.errors import BadInput, Busy, Cancelled, NotFound, StreamerError
 from streamer.metrics import Metrics
 from streamer.pool.base import RenderPool
@@ -34,8 +34,6 @@ from streamer.settings_slices import SpeechSettings
 from streamer.units import MODEL_RATE
 
 log = logging.getLogger(__name__)
-
-WELCOME = "welcome"
 
 
 class Conversation:
@@ -71,7 +69,7 @@ class Conversation:
         """Set when windows are cut (or an interrupt drops them): the dispatcher looks again."""
         self._tasks = TaskSet(f"conversation-{session_id}", on_failure)
         if template.welcome is not None and template.welcome.units:
-            self.playout.enqueue(self._welcome(template))
+            self.playout.enqueue(welcome_utterance(template.welcome, self.epoch))
 
     def start(self) -> None:
         """Start rendering (needs a running event loop)."""
@@ -139,7 +137,7 @@ class Conversation:
     def _new_utterance(self) -> Utterance:
         if self.closed:
             raise NotFound(f"session {self.id} has ended")
-        if self.playout.queued_seconds > self.settings.max_queued_seconds:
+        if self.queued_seconds > self.settings.max_queued_seconds:
             raise Busy(f"more than {self.settings.max_queued_seconds:.0f} s of speech queued")
         self._ids += 1
         self.active_at = self.clock.now()
@@ -149,16 +147,6 @@ class Conversation:
         self._pending.put_nowait(utterance)
         self._metrics.request()
         return utterance
-
-    def _welcome(self, template: PreparedTemplate) -> Utterance:
-        clip = template.welcome
-        assert clip is not None
-        welcome = Utterance(WELCOME, self.epoch, kind="welcome")
-        welcome.add_audio(clip.audio)
-        welcome.add_window(Window(0, clip.units, clip.crops))
-        welcome.end()
-        welcome.base_position = int(clip.positions[0])
-        return welcome
 
     # --- rendering ------------------------------------------------------------------------
 
@@ -248,19 +236,18 @@ class Conversation:
         return unit
 
     def _on_playout_event(self, event: Event) -> None:
-        welcome = getattr(event, "utterance_id", None) == WELCOME
-        if isinstance(event, SpeakingStarted) and not welcome:
-            utterance = self.playout.current
-            if utterance is not None and utterance.first_audio_at is not None:
-                self._metrics.first_speech_frame(self.clock.now() - utterance.first_audio_at)
-        elif isinstance(event, SpeakingEnded) and not welcome:
-            self._metrics.completed_request()
-        elif isinstance(event, Interrupted) and not welcome:
-            self._metrics.interrupted_request()
-        if welcome:
+        if getattr(event, "utterance_id", None) == WELCOME:  # not a request: no metrics, only its end is told
             if isinstance(event, SpeakingEnded):
                 self._emit(WelcomeEnded())
             return
+        if isinstance(event, SpeakingStarted):
+            utterance = self.playout.current
+            if utterance is not None and utterance.first_audio_at is not None:
+                self._metrics.first_speech_frame(self.clock.now() - utterance.first_audio_at)
+        elif isinstance(event, SpeakingEnded):
+            self._metrics.completed_request()
+        elif isinstance(event, Interrupted):
+            self._metrics.interrupted_request()
         self._emit(event)
 
     @property
@@ -269,6 +256,20 @@ class Conversation:
         admission counts as a speaking session and a drain waits for."""
         return self.playout.holds_speech
 
+    @property
+    def playing(self) -> Utterance | None:
+        """The answer (not the welcome clip) that has begun to play and not ended; a pause holds it."""
+        return self.playout.current if self.playout.state == "speaking" else None
+
+    @property
+    def holds_anything(self) -> bool:
+        """Anything `interrupt` would drop: an utterance queued (the welcome clip included) or a pause."""
+        return self.playout.paused or self.playout.current is not None
+
+    @property
+    def queued_seconds(self) -> float:
+        return self.playout.queued_seconds
+
     def describe(self) -> dict[str, Any]:
         c = self.playout.counters
         return {
@@ -276,7 +277,7 @@ class Conversation:
             "template": self.template.id,
             "renderer": self._pool.renderer,
             "state": self.playout.state,
-            "queued_seconds": round(self.playout.queued_seconds, 3),
+            "queued_seconds": round(self.queued_seconds, 3),
             "utterances": self._ids,
             "streaming": self.stream is not None,
             "units": c.ticks,

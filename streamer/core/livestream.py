@@ -7,7 +7,6 @@ from typing import Any, NoReturn, Protocol
 
 from streamer import audio
 from streamer.core.clock import Clock
-from streamer.core.playout import Playout
 from streamer.core.segmenter import Window
 from streamer.core.utterance import Utterance
 from streamer.errors import BadInput, Busy, StreamerError, TooLarge
@@ -25,7 +24,12 @@ class StreamOwner(Protocol):
 
     settings: SpeechSettings
     clock: Clock
-    playout: Playout
+
+    @property
+    def playing(self) -> Utterance | None: ...
+
+    @property
+    def queued_seconds(self) -> float: ...
 
     def windows_cut(self, windows: list[Window]) -> None: ...
 
@@ -71,11 +75,7 @@ class LiveStream:
             self.utterance.first_audio_at = self.last_audio_at
         utterance = self.utterance
         self._conversation.windows_cut(utterance.add_audio(audio.to_int16(out[OUT_RATE]), out[MODEL_RATE]))
-        if (
-            self._conversation.playout.current is utterance
-            and utterance.played > 0
-            and utterance.known_units - utterance.played < self.low_water_units
-        ):
+        if self._conversation.playing is utterance and utterance.known_units - utterance.played < self.low_water_units:
             self._conversation.windows_cut(utterance.cut_available())
 
     def refuse(self, error: StreamerError) -> NoReturn:
@@ -87,7 +87,7 @@ class LiveStream:
     def buffered_s(self) -> float:
         """Speech received but not played on the session, this stream's audio not cut yet included."""
         uncut = max(0.0, self.seconds - self.utterance.known_units / FPS)
-        return self._conversation.playout.queued_seconds + uncut
+        return self._conversation.queued_seconds + uncut
 
     def end(self) -> float:
         """No more audio; returns the utterance's length in seconds. Ending twice is harmless."""

@@ -50,10 +50,10 @@ class PlayoutCounters:
 class Playout:
     """The per-session unit sequencer: welcome, then queued utterances, idle in between."""
 
-    def __init__(self, on_event: Callable[[Event], None], lead_units: int = 4) -> None:
-        """`on_event` hears each utterance start and end; `lead_units` is how far past the
+    def __init__(self, emit: Callable[[Event], None], lead_units: int = 4) -> None:
+        """`emit` hears each utterance start and end; `lead_units` is how far past the
         unit now playing a new utterance's loop positions begin (time to render its first window)."""
-        self._on_event = on_event
+        self._emit = emit
         self._lead_units = lead_units
         self._queue: deque[Utterance] = deque()
         self.position = -1
@@ -141,7 +141,7 @@ class Playout:
         self.counters.ticks += 1
         while self._queue and self._queue[0].finished:
             empty = self._queue.popleft()  # a stream that ended before any audio came
-            self._on_event(SpeakingEnded(empty.id, n, 0.0))
+            self._emit(SpeakingEnded(empty.id, n, 0.0))
         head = self._queue[0] if self._queue else None
         if head is None or head.base_position is None:
             return self._idle(n)
@@ -175,7 +175,7 @@ class Playout:
     def _play(self, n: int, head: Utterance, k: int, window: Window) -> Unit:
         assert head.base_position is not None
         if k == 0:
-            self._on_event(SpeakingStarted(head.id, n))
+            self._emit(SpeakingStarted(head.id, n))
         crop = None
         if window.crops is not None:
             crop = window.crops[k - window.first_unit]
@@ -187,5 +187,5 @@ class Playout:
         unit = Unit(n, self.position, crop, head.unit_audio(k), head.kind, head.id)
         if head.finished:
             self._queue.popleft()
-            self._on_event(SpeakingEnded(head.id, n, round(head.played / FPS, 3)))
+            self._emit(SpeakingEnded(head.id, n, round(head.played / FPS, 3)))
         return unit

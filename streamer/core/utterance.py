@@ -7,14 +7,21 @@ windows and sends them to the render pool from here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from streamer.core.buffer import Samples
 from streamer.core.segmenter import Segmenter, Window
 from streamer.units import FPS, OUT_SAMPLES_PER_UNIT
 
+if TYPE_CHECKING:
+    from streamer.avatar.prepared import WelcomeClip
+
 SILENCE = np.zeros(OUT_SAMPLES_PER_UNIT, dtype=np.int16)
 SILENCE.setflags(write=False)
+WELCOME = "welcome"
+"""The id (and kind) of the welcome clip's utterance."""
 
 
 class Utterance:
@@ -104,3 +111,13 @@ class Utterance:
         for window in windows:
             self.add_window(window)
         return windows
+
+
+def welcome_utterance(clip: WelcomeClip, epoch: int) -> Utterance:
+    """The template's welcome clip as an utterance: its audio, one rendered window, its own positions."""
+    welcome = Utterance(WELCOME, epoch, kind="welcome")
+    welcome.add_audio(clip.audio)
+    welcome.add_window(Window(0, clip.units, clip.crops))
+    welcome.end()
+    welcome.base_position = int(clip.positions[0])
+    return welcome

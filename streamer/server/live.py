@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from streamer.config import Settings
+from streamer.core.events import Event, to_json
 from streamer.core.livestream import LiveStream
 from streamer.core.tasks import TaskSet
 from streamer.errors import BadInput, NotReady, StreamerError, TooLarge
@@ -48,9 +49,10 @@ class LiveSocket:
         self.stream: LiveStream | None = None
         self._sends = TaskSet(f"audio-socket-{session.id}")
 
-    def forward(self, event: dict[str, Any]) -> None:
+    def forward(self, event: Event) -> None:
+        """A session event, sent as the JSON the data channel carries."""
         if not self.ws.closed:
-            self._sends.spawn(self.ws.send_json(event), name="send-event")
+            self._sends.spawn(self.ws.send_json(to_json(event, self.session.id)), name="send-event")
 
     async def run(self) -> None:
         self.session.listeners.add(self.forward)

@@ -46,7 +46,7 @@ class BargeIn:
 
     def speech_lasted(self, turn_id: str) -> bool:
         """The user's speech reached `barge_in_min_speech_ms`: pause a playing answer."""
-        if self.state == "paused" or self._conversation.playout.state != "speaking":
+        if self.state == "paused" or self._conversation.playing is None:
             return False
         if not self._conversation.pause():
             return False
@@ -76,7 +76,7 @@ class BargeIn:
         log.info("session %s: words over the answer: interrupting it", self._conversation.id)
         if reply is not None and reply.replying:
             reply.interrupt()
-        if self._conversation.playout.paused or self._conversation.playout.current is not None:
+        if self._conversation.holds_anything:
             self._conversation.interrupt()  # whatever the reply engine left queued goes too
 
     def _resume(self, why: str) -> None:

@@ -41,7 +41,7 @@ from streamer.webrtc.tracks import MediaPump
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[dict[str, Any]], None]
+Listener = Callable[[Event], None]
 
 
 def rtc_configuration(settings: Settings, name: str) -> RTCConfiguration:
@@ -95,18 +95,13 @@ class Session:
         if replies is not None and replies.available:
             self.replier = Replier(self.conversation, replies, self.emit, replies.persona(template.id))
         self.ladder = Ladder(settings.video_bitrate, adaptive=settings.adaptive_bitrate)
-        self.pump = MediaPump(
-            self.conversation.tick,
-            self._compose,
-            clock,
-            on_failure=lambda exc: self._task_failed("media-pump", exc),
-        )
+        self.pump = MediaPump(self.conversation.tick, self._compose, clock, on_failure=self._task_failed)
         self.link: LinkController | None = None
         self._link_task: asyncio.Task[None] | None = None
         self.pc = RTCPeerConnection(rtc_configuration(settings, self.id))
         self.channel: Any = None
         self.listeners: set[Listener] = set()
-        """Called with each event's JSON (the audio WebSocket forwards them)."""
+        """Called with each event, after the data channel (the audio WebSocket forwards them)."""
         self.closed = asyncio.Event()
         self.mic = Microphone(self.conversation, voice, self.emit, lambda: self.replier) if voice else None
 
@@ -167,11 +162,10 @@ class Session:
         return compose_i420(self.template, unit.position, unit.crop)
 
     def emit(self, event: Event) -> None:
-        message = to_json(event, self.id)
         if self.channel is not None and self.channel.readyState == "open":
-            self.channel.send(json.dumps(message))
+            self.channel.send(json.dumps(to_json(event, self.id)))
         for listener in list(self.listeners):
-            listener(message)
+            listener(event)
         if self.replier is not None:  # after: speaking_started before turn_timing, and so on
             self.replier.observe(event)
 

@@ -77,10 +77,10 @@ class MediaPump:
         next_unit: NextUnit,
         compose: Compose,
         clock: Clock,
-        on_failure: Callable[[BaseException], None] | None = None,
+        on_failure: Callable[[str, BaseException], None] | None = None,
     ) -> None:
-        """`next_unit` gives the unit of each tick (the conversation's `tick`); `on_failure`
-        hears of a pump that died (the stream would freeze)."""
+        """`next_unit` gives the unit of each tick (the conversation's `tick`); `on_failure(task
+        name, exception)` hears of a pump that died (the stream would freeze)."""
         self._next_unit = next_unit
         self._compose = compose
         self._clock = clock
@@ -104,7 +104,7 @@ class MediaPump:
         if exc is not None:
             log.error("media pump failed", exc_info=exc)
             if self._on_failure is not None:
-                self._on_failure(exc)
+                self._on_failure(task.get_name(), exc)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -161,6 +161,8 @@ async def test_live_pcm_stream_over_the_websocket(server, speech_wav):
         kinds = [e["type"] for e in events]
         assert kinds.index("ended") < kinds.index("speaking_ended")
         assert "speaking_started" in kinds
+        started_event = next(e for e in events if e["type"] == "speaking_started")
+        assert started_event["session_id"] == client.session_id  # the session's events, as JSON
         ended = next(e for e in events if e["type"] == "ended")
         assert ended["duration_s"] == pytest.approx(len(pcm) / 2 / 16000, abs=0.05)
     finally:

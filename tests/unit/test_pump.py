@@ -1,5 +1,7 @@
 """The media pump on a fake clock: one tick per 40 ms, both tracks stamped from one counter."""
 
+import asyncio
+
 import av
 import numpy as np
 
@@ -94,3 +96,18 @@ async def test_with_opus_the_audio_track_carries_packets_the_sender_packs_as_sta
     assert pump._opus is not None and pump._opus.reused > 0  # settled silence is not encoded
     assert encoder.encoded == 0
     await pump.stop()
+
+
+async def test_a_pump_that_dies_reports_its_task_name_and_exception():
+    clock = FakeClock()
+    failures = []
+
+    def broken():
+        raise RuntimeError("no unit")
+
+    pump = MediaPump(broken, compose, clock, on_failure=lambda name, exc: failures.append((name, exc)))
+    pump.start()
+    task = pump._task
+    assert task is not None
+    await asyncio.wait([task])
+    assert [(name, str(exc)) for name, exc in failures] == [("media-pump", "no unit")]

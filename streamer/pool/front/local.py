@@ -23,10 +23,10 @@ class LocalPool(Dispatcher):
     """Worker processes on this machine, one per device."""
 
     def __init__(self, settings: Settings, devices: list[str], progress: bool = False) -> None:
-        self.workers: list[ProcessWorker] = [ProcessWorker(i, d, settings, progress) for i, d in enumerate(devices)]
+        self.workers: list[ProcessWorker] = [
+            ProcessWorker(i, d, settings, progress, on_death=self._restart) for i, d in enumerate(devices)
+        ]
         super().__init__(self.workers)
-        for worker in self.workers:
-            worker.on_death = self._restart
         self._restarts: set[asyncio.Task[None]] = set()
         self._closed = False
 

@@ -27,11 +27,19 @@ START_TIMEOUT_S = 600.0
 
 
 class ProcessWorker(Handle):
-    def __init__(self, index: int, device: str, settings: Settings, progress: bool = False) -> None:
+    def __init__(
+        self,
+        index: int,
+        device: str,
+        settings: Settings,
+        progress: bool = False,
+        on_death: Callable[[ProcessWorker], None] | None = None,
+    ) -> None:
+        """`on_death(worker)` hears of a worker process that died (not one stopped on purpose)."""
         super().__init__(index, device, settings.render_timeout_s)
         self._settings = settings
         self._progress = progress
-        self.on_death: Callable[[ProcessWorker], None] | None = None
+        self._on_death = on_death
         # One thread for pipe writes: a send blocks while the pipe is full, and must not hold
         # a thread of the default pool that video encoding needs. One thread also means
         # messages never interleave on the pipe.
@@ -111,8 +119,8 @@ class ProcessWorker(Handle):
         self.stats.alive = False
         log.error("worker %d on %s died", self.stats.index, self.stats.device)
         self._died()
-        if self.on_death is not None:
-            self.on_death(self)
+        if self._on_death is not None:
+            self._on_death(self)
 
     async def _send(self, meta: dict[str, Any], arrays: dict[str, np.ndarray] | None) -> None:
         conn = self._conn
