@@ -143,11 +143,7 @@ class ListeningSettings:
     asr_language: str = ""
     """An ISO-639-1 code sent to the `openai` engine (`zh`, `en`, …); empty: the server guesses."""
     asr_workers: int = 2
-    """Recognitions at once for the whole server (pocketsphinx: its worker processes; openai:
-    requests in flight), whatever the sessions."""
-    asr_streams_per_worker: int = 2
-    """pocketsphinx: turns each worker process recognises while they are spoken (a decoder each,
-    ~90 MB); the processes still bound the CPU recognition takes."""
+    """Recognitions at once for the whole server (worker processes), whatever the sessions."""
     barge_in_min_speech_ms: float = 300.0
     """The user's speech over an answer pauses it once it has lasted this long."""
     false_interruption_s: float = 1.5
@@ -162,5 +158,3 @@ class ListeningSettings:
             raise BadInput("vad_threshold must be in (0, 1)")
         if self.asr_workers < 1 or self.turn_max_s <= 0 or self.false_interruption_s <= 0:
             raise BadInput("asr_workers, turn_max_s and false_interruption_s must be positive")
-        if not 1 <= self.asr_streams_per_worker <= 16:
-            raise BadInput("asr_streams_per_worker must be between 1 and 16")

@@ -1,17 +1,31 @@
 """Speech recognition, pluggable (`asr`): `pocketsphinx` (embedded, US English), `openai`
 (an OpenAI-compatible `/audio/transcriptions` server: faster-whisper, vLLM, SenseVoice, …) or
-`none`. One recognizer per server, bounded (`asr_workers`): pocketsphinx's processes are in
-sphinx.py.
+`none`. One recognizer per server, bounded to `asr_workers` recognitions at once.
+
+pocketsphinx holds the GIL while it decodes, so it runs in worker processes: raw bytes on a
+pipe each way (16 kHz s16le in, UTF-8 text out), no pickle. A turn is recognised while it is
+spoken (a stream holds a worker from the turn's start), so its words are ready soon after its
+end; when every worker is taken, a turn is recognised whole once it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import multiprocessing as mp
+import os
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from typing import Protocol
 
 import numpy as np
 
 from streamer.config import Settings
-from streamer.voice.sphinx import SphinxRecognizer
+
+log = logging.getLogger(__name__)
+
+NICENESS = 10
+"""Recognition workers yield the CPU to the web process (its video) when both want it."""
 
 
 class RecognitionStream(Protocol):
@@ -64,6 +78,142 @@ class NoRecognizer:
         pass
 
 
+def _sphinx_main(conn: Connection) -> None:
+    """A recognition worker, at a low priority (video encoding comes first). Messages: `A` +
+    audio (decode it), `P` (answer the words so far), `E` + audio (decode it, end the utterance,
+    answer its words)."""
+    os.nice(NICENESS)
+    from pocketsphinx import Decoder
+
+    decoder = Decoder(samprate=16000, logfn="/dev/null")
+    conn.send_bytes(b"ready")
+    started = False
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        kind, pcm = message[:1], message[1:]
+        if kind in (b"A", b"E") and not started:
+            decoder.start_utt()
+            started = True
+        if pcm:
+            decoder.process_raw(pcm, False, False)
+        if kind == b"E" and started:
+            decoder.end_utt()
+            started = False
+        if kind in (b"P", b"E"):
+            hyp = decoder.hyp() if kind == b"E" or started else None
+            conn.send_bytes((hyp.hypstr if hyp is not None else "").encode())
+
+
+class _SphinxWorker:
+    def __init__(self, index: int) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_sphinx_main, args=(child,), name=f"asr-{index}", daemon=True)
+        self._process.start()
+        child.close()
+        self._ready = False
+        self.dead = False
+        self.io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"asr{index}-io")
+        """One thread: messages to this worker keep their order and never block the event loop."""
+
+    def send(self, message: bytes) -> None:
+        if not self._ready:
+            self._conn.recv_bytes()  # b"ready"
+            self._ready = True
+        self._conn.send_bytes(message)
+
+    def ask(self, message: bytes) -> str:
+        self.send(message)
+        return self._conn.recv_bytes().decode().strip()
+
+    def stop(self) -> None:
+        self._conn.close()
+        self._process.join(timeout=2)
+        if self._process.is_alive():
+            self._process.kill()
+        self.io.shutdown(wait=False)
+
+
+class SphinxStream:
+    def __init__(self, owner: SphinxRecognizer, worker: _SphinxWorker) -> None:
+        self._owner = owner
+        self._worker = worker
+        self._loop = asyncio.get_running_loop()
+
+    def feed(self, audio: np.ndarray) -> None:
+        self._loop.run_in_executor(self._worker.io, self._worker.send, b"A" + audio.astype(np.int16).tobytes())
+
+    async def partial(self) -> str:
+        return await self._owner.ask(self._worker, b"P")
+
+    async def finish(self) -> str:
+        try:
+            return await self._owner.ask(self._worker, b"E")
+        finally:
+            self._owner.release(self._worker)
+
+
+class SphinxRecognizer:
+    name = "pocketsphinx"
+
+    def __init__(self, workers: int) -> None:
+        self._size = workers
+        self._idle: asyncio.Queue[_SphinxWorker] | None = None
+        self._workers: list[_SphinxWorker] = []
+
+    def warm(self) -> None:
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            for i in range(self._size):
+                self.release(self._start(i))
+            log.info("asr: %d pocketsphinx workers started", self._size)
+
+    def _start(self, index: int) -> _SphinxWorker:
+        worker = _SphinxWorker(index)
+        self._workers.append(worker)
+        return worker
+
+    def release(self, worker: _SphinxWorker) -> None:
+        assert self._idle is not None
+        if not worker.dead:
+            self._idle.put_nowait(worker)
+
+    async def ask(self, worker: _SphinxWorker, message: bytes) -> str:
+        """`message`'s answer; a dead worker is replaced (and its turn has no words)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(worker.io, worker.ask, message)
+        except (EOFError, OSError) as exc:
+            if not worker.dead:
+                log.error("asr: a pocketsphinx worker died (%s); starting another", exc)
+                worker.dead = True
+                self._workers.remove(worker)
+                worker.stop()
+                self.release(self._start(len(self._workers)))
+            return ""
+
+    def try_stream(self) -> SphinxStream | None:
+        self.warm()
+        assert self._idle is not None
+        return None if self._idle.empty() else SphinxStream(self, self._idle.get_nowait())
+
+    async def transcribe(self, audio: np.ndarray) -> str:
+        self.warm()
+        assert self._idle is not None
+        worker = await self._idle.get()
+        try:
+            return await self.ask(worker, b"E" + audio.astype(np.int16).tobytes())
+        finally:
+            self.release(worker)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, w.stop) for w in self._workers))
+        self._workers.clear()
+
+
 def make_recognizer(settings: Settings) -> Recognizer:
     if settings.asr == "none":
         return NoRecognizer()
@@ -71,4 +221,4 @@ def make_recognizer(settings: Settings) -> Recognizer:
         from streamer.voice.openai_asr import OpenAIRecognizer
 
         return OpenAIRecognizer(settings.asr_url, settings.asr_model, settings.asr_language, settings.asr_workers)
-    return SphinxRecognizer(settings.asr_workers, settings.asr_streams_per_worker)
+    return SphinxRecognizer(settings.asr_workers)

@@ -73,6 +73,3 @@ def test_listening_settings_are_read_and_checked(tmp_path):
         load_settings(cli={"vad_threshold": 1.5}, environ={})
     with pytest.raises(BadInput, match="asr_workers"):
         load_settings(cli={"asr_workers": 0}, environ={})
-    with pytest.raises(BadInput, match="asr_streams_per_worker"):
-        load_settings(cli={}, environ={"STREAMER_ASR_STREAMS_PER_WORKER": "0"})
-    assert load_settings(cli={}, environ={"STREAMER_ASR_STREAMS_PER_WORKER": "3"}).asr_streams_per_worker == 3
