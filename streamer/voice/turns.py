@@ -7,11 +7,12 @@ after `max_s`, and its audio keeps `preroll_ms` from before the first voiced fra
 
 A frame is voiced at `threshold`; once speech has begun, down to `threshold - HYSTERESIS`
 (Silero's own rule), so the softer frames of a word do not cut it up. The onset is dated back
-over up to `RISE_FRAMES` frames just before it at `ONSET_FLOOR` or more: Silero's probability
-takes a frame or two to climb as a word begins (0.2 or so on the first frame that is all
-voice), and those frames are the word's start, not silence; a dip of up to `BRIDGE_MS`
-between voiced frames counts as voice too. So `long_speech_ms` (barge-in) counts the time the
-user has been speaking, from when they really began.
+over up to `RISE_FRAMES` frames just before it that Silero gives `ONSET_FLOOR` or more, or
+whose level is `ENERGY_RISE` times the pause's before them: Silero's probability takes a frame
+or two to climb as a word begins (0.1–0.3 on the first frame that is all voice, less on a
+soft "th" or "f"), and those frames are the word's start, not silence; a dip of up to
+`BRIDGE_MS` between voiced frames counts as voice too. So `long_speech_ms` (barge-in) counts
+the time the user has been speaking, from their first loud sample.
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ class TurnEnded:
 TurnEvent = SpeechStarted | SpeechLasted | TurnEnded
 
 HYSTERESIS = 0.15
-ONSET_FLOOR = 0.15
+ONSET_FLOOR = 0.1
 RISE_FRAMES = 2
+ENERGY_RISE = 4.0
+"""12 dB over the pause before the onset (its median frame level, at least `QUIET_RMS`)."""
+QUIET_RMS = 30.0
 BRIDGE_MS = 64.0
 
 
@@ -106,13 +110,19 @@ class TurnDetector:
         """An onset, dated back over the frames of Silero's climb just before it."""
         self.state = "onset"
         self._frames = [frame for frame, _ in self._preroll]
-        rising = 0
-        for _, probability in list(self._preroll)[::-1][:RISE_FRAMES]:
-            if probability < ONSET_FLOOR:
+        before = list(self._preroll)
+        pause = before[:-RISE_FRAMES]
+        loud = ENERGY_RISE * max(QUIET_RMS, float(np.median([_rms(f) for f, _ in pause])) if pause else 0.0)
+        rising: list[np.ndarray] = []
+        for frame, probability in before[::-1][:RISE_FRAMES]:
+            if probability < ONSET_FLOOR and _rms(frame) < loud:
                 break
-            rising += 1
-        self._first_voiced = self._last_voiced = len(self._frames) - rising
-        self.voiced_ms = rising * self.frame_ms
+            rising.insert(0, frame)
+        self._first_voiced = self._last_voiced = len(self._frames) - len(rising)
+        self.voiced_ms = len(rising) * self.frame_ms
+        if rising:  # the earliest counts from its first loud sample, when it has one
+            first = np.flatnonzero(np.abs(rising[0].astype(np.int32)) >= loud)
+            self.voiced_ms -= (first[0] if first.size else 0) / len(rising[0]) * self.frame_ms
         self._silence_ms = 0.0
         self._lasted = False
         self._last_voiced_at = self._clock()
@@ -154,3 +164,7 @@ class TurnDetector:
     def audio_so_far(self) -> np.ndarray:
         """The current turn's audio until now (empty when quiet)."""
         return np.concatenate(self._frames) if self._frames else np.zeros(0, np.int16)
+
+
+def _rms(frame: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)))

@@ -29,7 +29,7 @@ def run(d: TurnDetector, clock: Clock, pattern: str, start: int = 0) -> list[tup
     out = []
     for i, c in enumerate(pattern, start):
         clock.t += FRAME_MS / 1000
-        for event in d.push({"x": 0.9, "~": 0.4, "-": 0.2}.get(c, 0.1), np.full(512, i, np.int16)):
+        for event in d.push({"x": 0.9, "~": 0.4, "-": 0.2}.get(c, 0.02), np.full(512, i, np.int16)):
             out.append((i, event))
     return out
 
@@ -121,3 +121,22 @@ def ended_speech_s(d: TurnDetector, clock: Clock, start: int) -> float:
     """End the current turn with a pause; its speech_s."""
     ended = [e for _, e in run(d, clock, "." * 19, start=start) if isinstance(e, TurnEnded)]
     return ended[0].speech_s
+
+
+def _lasted_after(d: TurnDetector, frames: list[tuple[float, np.ndarray]], voiced: np.ndarray) -> list[int]:
+    """Push `frames`, then voiced frames: which of those told `SpeechLasted` (none before)."""
+    assert all(d.push(p, f) == [] for p, f in frames)
+    return [k for k in range(12) for e in d.push(0.9, voiced) if isinstance(e, SpeechLasted)]
+
+
+def test_loud_frames_silero_missed_date_the_onset_back_from_their_first_loud_sample():
+    quiet, loud = np.zeros(512, np.int16), np.full(512, 3000, np.int16)
+    tail = np.concatenate([np.zeros(448, np.int16), np.full(64, 3000, np.int16)])
+    # a soft "th" Silero does not hear yet: 4 + 32 ms of it before the first voiced frame, so
+    # 300 ms is reached with the 9th voiced frame (36 + 9 × 32 = 324), not the 10th (nor the 8th:
+    # the frame the sound began in counts from its first loud sample, not whole)
+    d, _ = detector()
+    assert _lasted_after(d, [(0.02, quiet)] * 10 + [(0.02, tail), (0.05, loud)], loud) == [8]
+    # in a loud room the same level is the pause's own: nothing is dated back
+    d, _ = detector()
+    assert _lasted_after(d, [(0.02, loud)] * 12, loud) == [9]
