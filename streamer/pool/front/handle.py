@@ -163,6 +163,8 @@ class Handle:
             return await pending.future
         finally:
             self._finish(job_id, None)
+            if pending.future.done() and not pending.future.cancelled():
+                pending.future.exception()  # retrieved: a cancel may have failed it while we were still sending
 
     def _started(self, ids: list[int], extra_s: float = 0.0) -> None:
         """The worker started these jobs: arm their compute timers (`extra_s` later still,
