@@ -107,12 +107,13 @@ class TurnDetector:
         return self._decide()
 
     def _begin(self) -> None:
-        """An onset, dated back over the frames of Silero's climb just before it."""
+        """An onset, dated back over the frames just before it that Silero climbs on or that are loud."""
         self.state = "onset"
         self._frames = [frame for frame, _ in self._preroll]
         before = list(self._preroll)
         pause = before[:-RISE_FRAMES]
-        loud = ENERGY_RISE * max(QUIET_RMS, float(np.median([_rms(f) for f, _ in pause])) if pause else 0.0)
+        level = float(np.median([_rms(f) for f, _ in pause])) if pause else 0.0
+        loud = ENERGY_RISE * max(QUIET_RMS, level)
         rising: list[np.ndarray] = []
         for frame, probability in before[::-1][:RISE_FRAMES]:
             if probability < ONSET_FLOOR and _rms(frame) < loud:

@@ -140,3 +140,6 @@ def test_loud_frames_silero_missed_date_the_onset_back_from_their_first_loud_sam
     # in a loud room the same level is the pause's own: nothing is dated back
     d, _ = detector()
     assert _lasted_after(d, [(0.02, loud)] * 12, loud) == [9]
+    # nor at the very start of the microphone, with no pause before to measure
+    d, _ = detector()
+    assert _lasted_after(d, [(0.02, quiet)] * 2, loud) == [9]
