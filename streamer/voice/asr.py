@@ -5,7 +5,8 @@
 pocketsphinx holds the GIL while it decodes, so it runs in worker processes: raw bytes on a
 pipe each way (16 kHz s16le in, UTF-8 text out), no pickle. A turn is recognised while it is
 spoken (a stream holds a worker from the turn's start), so its words are ready soon after its
-end; when every worker is taken, a turn is recognised whole once it ends.
+end; when every worker is taken, a turn takes one freed while it is spoken (and its audio so far),
+else it is recognised whole once it ends.
 """
 
 from __future__ import annotations

@@ -65,7 +65,8 @@ class Listener:
         self._count = 0
         self._timers: list[asyncio.TimerHandle] = []
         self._stream: RecognitionStream | None = None
-        """The current turn's recognition, fed as it is spoken (None: recognised whole at its end)."""
+        """The current turn's recognition, fed as it is spoken (None: no stream free yet; recognised
+        whole at its end if none frees before)."""
         self._unsent: list[np.ndarray] = []
         self._tasks = TaskSet(f"listener-{self.id}")
         services.recognizer.warm()
@@ -83,7 +84,16 @@ class Listener:
                 self._unsent.append(frame)
             for event in events:
                 self._on(event)
+        if self._stream is None and self.turns.state == "speaking":
+            self._attach_stream()  # a slot freed since this turn began
         self._send()
+
+    def _attach_stream(self) -> None:
+        """Recognise the turn while it is spoken, from its audio so far, when a stream is free."""
+        self._stream = self._services.recognizer.try_stream()
+        if self._stream is not None:
+            self._stream.feed(self.turns.audio_so_far())
+            self._unsent = []
 
     def _send(self) -> None:
         if self._stream is not None and self._unsent:
@@ -99,9 +109,7 @@ class Listener:
             self.turn_id = f"{self.id}-v{self._count}"
             log.info("session %s: user speech started (turn %s)", self.id, self.turn_id)
             self._emit(UserSpeechStarted(self.turn_id))
-            self._stream = self._services.recognizer.try_stream()
-            if self._stream is not None:
-                self._stream.feed(self.turns.audio_so_far())
+            self._attach_stream()
         elif isinstance(event, SpeechLasted):
             if self.bargein.speech_lasted(self.turn_id):
                 self._arm_bargein()
