@@ -109,8 +109,8 @@ class TurnDetector:
     def _begin(self) -> None:
         """An onset, dated back over the frames just before it that Silero climbs on or that are loud."""
         self.state = "onset"
-        self._frames = [frame for frame, _ in self._preroll]
         before = list(self._preroll)
+        self._frames = [frame for frame, _ in before]
         pause = before[:-RISE_FRAMES]
         level = float(np.median([_rms(f) for f, _ in pause])) if pause else 0.0
         loud = ENERGY_RISE * max(QUIET_RMS, level)
