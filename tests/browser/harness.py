@@ -12,7 +12,9 @@ RECORDER_JS = """
   const getPc = new Function(`return ${getPcSource};`);
   const target = new Function(`return ${targetSource};`)();
   const rec = { samples: [], events: [] };
-  for (const name of ["connected", "speaking-started", "speaking-ended", "interrupted", "welcome-ended", "error"]) {
+  const names = ["connected", "speaking-started", "speaking-ended", "interrupted", "welcome-ended", "error",
+    "user-speech-started", "user-speech-ended", "transcript", "reply-started", "reply-ended"];
+  for (const name of names) {
     target.addEventListener(name, (e) => rec.events.push({ type: name, t: performance.now(), detail: e.detail }));
   }
   const tick = async () => {
