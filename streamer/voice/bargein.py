@@ -81,8 +81,10 @@ class BargeIn:
 
     def _resume(self, why: str) -> None:
         self.state = "idle"
+        if not self._conversation.resume():  # an interrupt from elsewhere (a typed turn) ended it
+            log.info("session %s: %s: the paused answer had already been dropped", self._conversation.id, why)
+            return
         self.resumes += 1
         paused_s = round(self._clock() - self.paused_at, 3)
-        self._conversation.resume()
         log.info("session %s: %s: the answer resumes after %.2f s", self._conversation.id, why, paused_s)
         self._emit(ReplyResumed(self.turn_id, paused_s))

@@ -122,3 +122,18 @@ async def test_speech_while_nothing_plays_pauses_nothing():
     rig.bargein.heard("hello")
     assert rig.bargein.state == "idle" and rig.events == []
     await rig.core.close()
+
+
+async def test_an_answer_interrupted_elsewhere_while_paused_is_not_resumed_and_the_next_plays():
+    rig = Rig()
+    rig.answer(50)
+    await rig.play(10)
+    assert rig.bargein.speech_lasted("v1")
+    rig.core.interrupt()  # POST /interrupt, or a typed turn, while the answer is held
+    await rig.play(40)
+    rig.bargein.expire()
+    assert rig.bargein.state == "idle" and rig.bargein.resumes == 0
+    assert rig.types() == ["speaking_started", "reply_paused", "interrupted"]  # no reply_resumed for nothing
+    rig.answer(10)
+    assert heard(await rig.play(20)) == list(range(1, 11))  # the next answer is not held
+    await rig.core.close()
