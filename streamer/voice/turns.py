@@ -6,9 +6,11 @@ noise once a pause of `end_silence_ms` follows them), ends at a pause of `end_si
 after `max_s`, and its audio keeps `preroll_ms` from before the first voiced frame.
 
 A frame is voiced at `threshold`; once speech has begun, down to `threshold - HYSTERESIS`
-(Silero's own rule), so the softer frames of a word do not cut it up. The onset is dated back
+(Silero's own rule; never under half the threshold), so the softer frames of a word do not cut
+it up. The onset is dated back
 over up to `RISE_FRAMES` frames just before it that Silero gives `ONSET_FLOOR` or more, or
-whose level is `ENERGY_RISE` times the pause's before them: Silero's probability takes a frame
+whose level is `ENERGY_RISE` times the pause's before them (by level only after a pause to
+measure: not at the very start of the microphone): Silero's probability takes a frame
 or two to climb as a word begins (0.1–0.3 on the first frame that is all voice, less on a
 soft "th" or "f"), and those frames are the word's start, not silence; a dip of up to
 `BRIDGE_MS` between voiced frames counts as voice too. So `long_speech_ms` (barge-in) counts
@@ -94,7 +96,8 @@ class TurnDetector:
                 self._preroll.append((frame, probability))
                 return []
             self._begin()
-        voiced = probability >= self.settings.threshold - HYSTERESIS
+        threshold = self.settings.threshold
+        voiced = probability >= threshold - min(HYSTERESIS, threshold / 2)
         self._frames.append(frame)
         if voiced:
             bridged = self._silence_ms if self._silence_ms <= BRIDGE_MS else 0.0
@@ -113,7 +116,7 @@ class TurnDetector:
         self._frames = [frame for frame, _ in before]
         pause = before[:-RISE_FRAMES]
         level = float(np.median([_rms(f) for f, _ in pause])) if pause else 0.0
-        loud = ENERGY_RISE * max(QUIET_RMS, level)
+        loud = ENERGY_RISE * max(QUIET_RMS, level) if pause else math.inf
         rising: list[np.ndarray] = []
         for frame, probability in before[::-1][:RISE_FRAMES]:
             if probability < ONSET_FLOOR and _rms(frame) < loud:
@@ -126,7 +129,6 @@ class TurnDetector:
             self.voiced_ms -= (first[0] if first.size else 0) / len(rising[0]) * self.frame_ms
         self._silence_ms = 0.0
         self._lasted = False
-        self._last_voiced_at = self._clock()
 
     def _decide(self) -> list[TurnEvent]:
         s = self.settings

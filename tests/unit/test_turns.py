@@ -140,6 +140,16 @@ def test_loud_frames_silero_missed_date_the_onset_back_from_their_first_loud_sam
     # in a loud room the same level is the pause's own: nothing is dated back
     d, _ = detector()
     assert _lasted_after(d, [(0.02, loud)] * 12, loud) == [9]
-    # nor at the very start of the microphone, with no pause before to measure
+    # nor by level at the very start of the microphone, with no pause before to measure …
     d, _ = detector()
-    assert _lasted_after(d, [(0.02, quiet)] * 2, loud) == [9]
+    assert _lasted_after(d, [(0.02, loud)] * 2, loud) == [9]
+    # … where Silero's own climb still dates it back
+    d, _ = detector()
+    assert _lasted_after(d, [(0.2, loud)] * 2, loud) == [7]
+
+
+def test_a_low_threshold_keeps_a_bar_inside_speech_so_a_pause_still_ends_the_turn():
+    for threshold in (0.1, 0.15):
+        d, clock = detector(threshold=threshold)
+        events = run(d, clock, "x" * 10 + "." * 19)
+        assert [type(e) for _, e in events] == [SpeechStarted, SpeechLasted, TurnEnded], threshold
