@@ -88,6 +88,12 @@ class Listener:
             self._attach_stream()  # a slot freed since this turn began
         self._send()
 
+    async def hear_silence(self, seconds: float) -> None:
+        """The microphone sent nothing for `seconds` (its track stopped): a turn in progress
+        hears that much silence, so the pause ends it as usual instead of holding it open."""
+        if self.turns.state != "quiet":
+            await self.feed(np.zeros(round(seconds * RATE), np.int16))
+
     def _attach_stream(self) -> None:
         """Recognise the turn while it is spoken, from its audio so far, when a stream is free."""
         self._stream = self._services.recognizer.try_stream()

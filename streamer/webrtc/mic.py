@@ -33,12 +33,19 @@ _ANSWER = {"sendrecv": "sendrecv", "sendonly": "recvonly"}
 MIC_HOLD = 0
 """Audio frames the microphone's receiver holds back: none (`PacketFrames`). aiortc's 4 (80 ms)
 do not help (a lost packet stalls the buffer whatever it holds) and delay turn ends and barge-in."""
+MIC_GAP_S = 0.25
+"""No microphone frame for this long (the track stopped sending: talk(false) mid-sentence, a lost
+network): a turn in progress hears that much silence, so its pause ends it as usual."""
 
 
 class PacketFrames(JitterBuffer):
     """An audio jitter buffer that holds nothing: every Opus packet is a whole frame, given out as
     it arrives (aiortc's own waits for the next packet, 20 ms at least, to see where a frame
-    ends). A packet no newer than the newest seen is dropped: the decoder is past it."""
+    ends). A packet a little older than the newest seen, or the same, is dropped: the decoder is
+    past it; one `RESYNC` or more behind is a sender that started its numbers again."""
+
+    RESYNC = 100
+    """aiortc's own jitter buffer starts again past the same misorder (`MAX_MISORDER`)."""
 
     def __init__(self, capacity: int) -> None:
         super().__init__(capacity)
@@ -46,7 +53,7 @@ class PacketFrames(JitterBuffer):
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         seq = packet.sequence_number
-        if self._newest is not None and not 0 < (seq - self._newest) % 0x10000 < 0x8000:
+        if self._newest is not None and 0 <= (self._newest - seq) % 0x10000 < self.RESYNC:
             return False, None
         self._newest = seq
         return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)  # type: ignore[attr-defined]
@@ -98,7 +105,11 @@ class Microphone:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
         while True:
             try:
-                frame = await track.recv()
+                frame = await asyncio.wait_for(track.recv(), MIC_GAP_S)
+            except TimeoutError:
+                if self.listener is not None:
+                    await self.listener.hear_silence(MIC_GAP_S)
+                continue
             except MediaStreamError:
                 return
             if self.listener is None:

@@ -58,6 +58,12 @@ def test_late_and_repeated_packets_are_dropped_across_the_sequence_wrap() -> Non
     ]
 
 
+def test_a_sender_that_starts_its_numbers_again_far_behind_is_heard_again() -> None:
+    restarted = [5000, 5001, 5002, 40, 41, 39, 42]  # from 40 a new start; 39 is then late
+    assert _held(MIC_HOLD, restarted) == [5000, 5001, 5002, 40, 41, 42]
+    assert _held(MIC_HOLD, [5000, 5001, 4902, 4901]) == [5000, 5001, 4901]  # 99 behind: late; 100: anew
+
+
 def test_a_receiver_without_the_expected_buffer_is_left_alone() -> None:
     class Other:
         pass
