@@ -164,6 +164,8 @@ class SphinxRecognizer:
         self._size = workers
         self._idle: asyncio.Queue[_SphinxWorker] | None = None
         self._workers: list[_SphinxWorker] = []
+        self._waiting = 0
+        """Ended turns waiting in `transcribe` for a worker: they go first."""
 
     def warm(self) -> None:
         if self._idle is None:
@@ -196,14 +198,22 @@ class SphinxRecognizer:
             return ""
 
     def try_stream(self) -> SphinxStream | None:
+        """A worker for a turn still being spoken, if one is idle and no ended turn waits for it
+        (a freed worker stays in the queue until its waiter runs: taking it would cut in)."""
         self.warm()
         assert self._idle is not None
-        return None if self._idle.empty() else SphinxStream(self, self._idle.get_nowait())
+        if self._waiting or self._idle.empty():
+            return None
+        return SphinxStream(self, self._idle.get_nowait())
 
     async def transcribe(self, audio: np.ndarray) -> str:
         self.warm()
         assert self._idle is not None
-        worker = await self._idle.get()
+        self._waiting += 1
+        try:
+            worker = await self._idle.get()
+        finally:
+            self._waiting -= 1
         try:
             return await self.ask(worker, b"E" + audio.astype(np.int16).tobytes())
         finally:

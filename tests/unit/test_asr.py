@@ -3,6 +3,7 @@ and the OpenAI-compatible engine against a real HTTP server on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 import subprocess
@@ -44,6 +45,24 @@ async def test_pocketsphinx_whole_and_streamed_turns_give_the_words(how_are_you)
         assert "are you" in await stream.finish()
         assert "are you" in await asr.transcribe(how_are_you)  # the worker is back
         assert await asr.transcribe(np.zeros(1600, np.int16)) in ("", "in", "a", "the")
+    finally:
+        await asr.close()
+
+
+async def test_a_freed_worker_goes_to_the_ended_turn_waiting_for_it_not_to_a_new_stream(how_are_you):
+    asr = SphinxRecognizer(1)
+    try:
+        stream = asr.try_stream()
+        assert stream is not None
+        waiting = asyncio.create_task(asr.transcribe(how_are_you))  # an ended turn: the worker is taken
+        await asyncio.sleep(0)
+        stream.feed(how_are_you)
+        assert "are you" in await stream.finish()
+        assert asr.try_stream() is None  # free, but the waiting turn's: a turn still spoken does not cut in
+        assert "are you" in await waiting
+        later = asr.try_stream()
+        assert later is not None
+        await later.finish()
     finally:
         await asr.close()
 
