@@ -4,7 +4,8 @@
 the answer holds, silent, at its place. Words in that speech commit the interrupt (the reply
 engine's, which closes the LLM stream and trims the history, else the speech engine's); no
 words within `false_interruption_s` resume it where it paused. Every path leaves `paused`,
-so an answer is never stuck: `expire` at the deadline is the last word.
+so an answer is never stuck: `expire` at the deadline is the last word. An answer dropped
+otherwise while it is held (a typed turn, `POST /interrupt`) ends the pause there and then.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 
 from streamer.core.conversation import Conversation
 from streamer.core.events import Event, ReplyPaused, ReplyResumed
+from streamer.core.utterance import Utterance
 from streamer.voice.control import ReplyControl
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ class BargeIn:
         """`idle` or `paused`."""
         self.turn_id = ""
         self.paused_at = 0.0
+        self._held: Utterance | None = None
+        """The answer the pause holds."""
         self.commits = 0
         self.resumes = 0
 
@@ -46,8 +50,10 @@ class BargeIn:
 
     def speech_lasted(self, turn_id: str) -> bool:
         """The user's speech reached `barge_in_min_speech_ms`: pause a playing answer."""
+        self._forget_dropped()
         if self.state == "paused" or self._conversation.playing is None:
             return False
+        self._held = self._conversation.playing
         if not self._conversation.pause():
             return False
         self.state, self.turn_id, self.paused_at = "paused", turn_id, self._clock()
@@ -57,6 +63,7 @@ class BargeIn:
 
     def heard(self, text: str) -> None:
         """Recognition of the speech over the answer: words commit, none resume."""
+        self._forget_dropped()
         if self.state != "paused":
             return
         if text.strip():
@@ -66,11 +73,18 @@ class BargeIn:
 
     def expire(self) -> None:
         """The deadline passed with no words known: resume (a no-op when already decided)."""
+        self._forget_dropped()
         if self.state == "paused" and self._clock() >= self.deadline:
             self._resume(f"no words within {self.false_interruption_s:.1f} s")
 
+    def _forget_dropped(self) -> None:
+        """The held answer was dropped otherwise: no pause is left to commit or resume."""
+        if self.state == "paused" and self._conversation.playing is not self._held:
+            self.state, self._held = "idle", None
+            log.info("session %s: the paused answer was dropped otherwise", self._conversation.id)
+
     def _commit(self) -> None:
-        self.state = "idle"
+        self.state, self._held = "idle", None
         self.commits += 1
         reply = self._reply()
         log.info("session %s: words over the answer: interrupting it", self._conversation.id)
@@ -80,11 +94,9 @@ class BargeIn:
             self._conversation.interrupt()  # whatever the reply engine left queued goes too
 
     def _resume(self, why: str) -> None:
-        self.state = "idle"
-        if not self._conversation.resume():  # an interrupt from elsewhere (a typed turn) ended it
-            log.info("session %s: %s: the paused answer had already been dropped", self._conversation.id, why)
-            return
+        self.state, self._held = "idle", None
         self.resumes += 1
         paused_s = round(self._clock() - self.paused_at, 3)
+        self._conversation.resume()
         log.info("session %s: %s: the answer resumes after %.2f s", self._conversation.id, why, paused_s)
         self._emit(ReplyResumed(self.turn_id, paused_s))

@@ -124,16 +124,21 @@ async def test_speech_while_nothing_plays_pauses_nothing():
     await rig.core.close()
 
 
-async def test_an_answer_interrupted_elsewhere_while_paused_is_not_resumed_and_the_next_plays():
+async def test_an_answer_dropped_elsewhere_while_paused_ends_the_pause_and_the_next_can_be_paused():
     rig = Rig()
     rig.answer(50)
     await rig.play(10)
     assert rig.bargein.speech_lasted("v1")
     rig.core.interrupt()  # POST /interrupt, or a typed turn, while the answer is held
-    await rig.play(40)
+    rig.answer(40)  # the typed turn's answer
+    assert heard(await rig.play(10)) == list(range(1, 11))  # not held
+    assert rig.bargein.speech_lasted("v2")  # speech over the new answer pauses it
+    rig.bargein.heard("")  # the first speech's late recognition: no words, resume
     rig.bargein.expire()
-    assert rig.bargein.state == "idle" and rig.bargein.resumes == 0
-    assert rig.types() == ["speaking_started", "reply_paused", "interrupted"]  # no reply_resumed for nothing
-    rig.answer(10)
-    assert heard(await rig.play(20)) == list(range(1, 11))  # the next answer is not held
+    assert rig.bargein.state == "idle" and rig.bargein.resumes == 1 and rig.bargein.commits == 0
+    assert heard(await rig.play(40)) == list(range(11, 41))  # all of it, in order
+    assert rig.types() == [
+        *["speaking_started", "reply_paused", "interrupted"],  # no reply_resumed for the dropped one
+        *["speaking_started", "reply_paused", "reply_resumed", "speaking_ended"],
+    ]
     await rig.core.close()
