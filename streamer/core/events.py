@@ -5,8 +5,9 @@ documents (the data channel, the audio WebSocket and the interrupt answer all se
 
 One callback style, everywhere: a component that reports what happens takes, at construction,
 one callable per kind of news, receiving one typed value (`emit(event)` for these events,
-`on_death(worker)`, `on_poll(quality)`), save `on_failure(task_name, exc)` for a background
-task that died; JSON is made only where it leaves the process (`to_json`).
+`on_death(worker)`, `on_poll(quality)`; awaited where the caller must wait for it, as the Ray
+pool's `on_back(worker)`), save `on_failure(task_name, exc)` for a background task that died;
+JSON is made only where it leaves the process (`to_json`).
 """
 
 from __future__ import annotations

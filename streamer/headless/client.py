@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 class Client:
     def __init__(self, server: str, key: str | None = None, audio_hold: int | None = None) -> None:
         """`audio_hold`: audio frames the receiver's jitter buffer holds back (None: aiortc's 4,
-        80 ms; 1, the least it allows, is closer to a browser's adaptive buffer on loopback)."""
+        80 ms; 1 is closer to a browser's adaptive buffer on loopback; 0 gives each packet out as
+        it arrives, as the server's microphone receiver does)."""
         self.server = server.rstrip("/")
         self.key = key
         self.audio_hold = audio_hold

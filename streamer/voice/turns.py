@@ -3,7 +3,8 @@ the clock that decides; an injectable clock only stamps when each decision was t
 
 A turn begins when voiced frames add up to `min_speech_ms` (shorter sounds are dropped as
 noise once a pause of `end_silence_ms` follows them), ends at a pause of `end_silence_ms` or
-after `max_s`, and its audio keeps `preroll_ms` from before the first voiced frame.
+after `max_s`, and its audio keeps `preroll_ms` from before the frame that reached `threshold`
+(the onset frames dated back are among them).
 
 A frame is voiced at `threshold`; once speech has begun, down to `threshold - HYSTERESIS`
 (Silero's own rule; never under half the threshold), so the softer frames of a word do not cut

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,15 @@ def actor_env() -> dict[str, str]:
 
 
 class ActorWorker(Handle):
-    def __init__(self, index: int, device: str, settings: Settings, front: str, on_back: Any) -> None:
+    def __init__(
+        self,
+        index: int,
+        device: str,
+        settings: Settings,
+        front: str,
+        on_back: Callable[[Handle], Awaitable[None]],
+    ) -> None:
+        """`on_back(worker)` is awaited once a restarted actor answers again (the pool reloads it)."""
         super().__init__(index, device, settings.render_timeout_s)
         self._settings = settings
         self.front = front
