@@ -165,7 +165,7 @@ class SphinxRecognizer:
         self._idle: asyncio.Queue[_SphinxWorker] | None = None
         self._workers: list[_SphinxWorker] = []
         self._waiting = 0
-        """Ended turns waiting in `transcribe` for a worker: they go first."""
+        """Turns waiting in `transcribe` for a worker: they go first."""
 
     def warm(self) -> None:
         if self._idle is None:
@@ -198,11 +198,12 @@ class SphinxRecognizer:
             return ""
 
     def try_stream(self) -> SphinxStream | None:
-        """A worker for a turn still being spoken, if one is idle and no ended turn waits for it
-        (a freed worker stays in the queue until its waiter runs: taking it would cut in)."""
+        """A worker for a turn still being spoken, if one is idle beyond those that turns waiting
+        in `transcribe` are owed (a freed worker stays in the queue until its waiter runs: taking
+        it would cut in)."""
         self.warm()
         assert self._idle is not None
-        if self._waiting or self._idle.empty():
+        if self._idle.qsize() <= self._waiting:
             return None
         return SphinxStream(self, self._idle.get_nowait())
 

@@ -81,6 +81,7 @@ class BargeIn:
         """The held answer was dropped otherwise: no pause is left to commit or resume."""
         if self.state == "paused" and self._conversation.playing is not self._held:
             self.state, self._held = "idle", None
+            self._conversation.resume()  # a no-op after an interrupt: nothing may stay held
             log.info("session %s: the paused answer was dropped otherwise", self._conversation.id)
 
     def _commit(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -88,11 +89,13 @@ class Listener:
             self._attach_stream()  # a slot freed since this turn began
         self._send()
 
-    async def hear_silence(self, seconds: float) -> None:
-        """The microphone sent nothing for `seconds` (its track stopped): a turn in progress
-        hears that much silence, so the pause ends it as usual instead of holding it open."""
+    async def microphone_stopped(self) -> None:
+        """The microphone sent nothing for a pause's length (its track stopped: talk(false)
+        mid-sentence, a lost network): a turn in progress hears that pause, so it ends as usual
+        instead of holding its recognition worker open. Late frames only delay turns, never cut them."""
         if self.turns.state != "quiet":
-            await self.feed(np.zeros(round(seconds * RATE), np.int16))
+            frames = math.ceil(self.turns.settings.end_silence_ms / self.turns.frame_ms) + 1
+            await self.feed(np.zeros(frames * self._vad.frame_samples, np.int16))
 
     def _attach_stream(self) -> None:
         """Recognise the turn while it is spoken, from its audio so far, when a stream is free."""

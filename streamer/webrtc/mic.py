@@ -33,9 +33,6 @@ _ANSWER = {"sendrecv": "sendrecv", "sendonly": "recvonly"}
 MIC_HOLD = 0
 """Audio frames the microphone's receiver holds back: none (`PacketFrames`). aiortc's 4 (80 ms)
 do not help (a lost packet stalls the buffer whatever it holds) and delay turn ends and barge-in."""
-MIC_GAP_S = 0.25
-"""No microphone frame for this long (the track stopped sending: talk(false) mid-sentence, a lost
-network): a turn in progress hears that much silence, so its pause ends it as usual."""
 
 
 class PacketFrames(JitterBuffer):
@@ -103,12 +100,14 @@ class Microphone:
         """A listener starts with the first audio (a page may offer a microphone line and send
         nothing on it until the user presses Talk: such a session costs nothing)."""
         resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        pause_s = self._voice.settings.turn_end_silence_ms / 1000
         while True:
             try:
-                frame = await asyncio.wait_for(track.recv(), MIC_GAP_S)
-            except TimeoutError:
+                async with asyncio.timeout(pause_s):
+                    frame = await track.recv()
+            except TimeoutError:  # nothing for a pause's length: the track stopped sending
                 if self.listener is not None:
-                    await self.listener.hear_silence(MIC_GAP_S)
+                    await self.listener.microphone_stopped()
                 continue
             except MediaStreamError:
                 return
