@@ -102,3 +102,32 @@ async def test_late_frames_mid_word_then_a_stopped_microphone_make_one_whole_tur
         await microphone.close()
         await voice.close()
         await core.close()
+
+
+class ReadyTrack:
+    """A frame of silence always waiting, as from a viewer sending steadily."""
+
+    async def recv(self) -> av.AudioFrame:
+        await asyncio.sleep(0)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, FRAME), np.int16), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        return frame
+
+
+async def test_closing_while_frames_arrive_always_ends_the_reader():
+    """A cancel that lands as a frame is handed over is not lost (`asyncio.wait_for` in 3.11 can
+    drop it: the session's close then waited forever)."""
+    settings = Settings()
+    clock = FakeClock()
+    core = Conversation("s1", tiny_template(), FakePool(clock), settings, clock, Metrics(), lambda e: None)
+    voice = VoiceServices(settings, NoRecognizer())
+    try:
+        for steps in range(60):
+            microphone = Microphone(core, voice, lambda e: None, lambda: None)
+            microphone.attach(ReadyTrack())
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            await asyncio.wait_for(microphone.close(), 5)
+    finally:
+        await voice.close()
+        await core.close()
