@@ -35,14 +35,17 @@ class BargeIn:
         self._emit = emit
         self._clock = clock
         self.false_interruption_s = false_interruption_s
-        self.state = "idle"
-        """`idle` or `paused`."""
         self.turn_id = ""
         self.paused_at = 0.0
         self._held: Utterance | None = None
-        """The answer the pause holds."""
+        """The answer the pause holds (None: no pause)."""
         self.commits = 0
         self.resumes = 0
+
+    @property
+    def state(self) -> str:
+        """`idle` or `paused`."""
+        return "idle" if self._held is None else "paused"
 
     @property
     def deadline(self) -> float:
@@ -53,10 +56,10 @@ class BargeIn:
         self._forget_dropped()
         if self.state == "paused" or self._conversation.playing is None:
             return False
-        self._held = self._conversation.playing
+        held = self._conversation.playing
         if not self._conversation.pause():
             return False
-        self.state, self.turn_id, self.paused_at = "paused", turn_id, self._clock()
+        self._held, self.turn_id, self.paused_at = held, turn_id, self._clock()
         log.info("session %s: the user speaks over the answer (turn %s): paused", self._conversation.id, turn_id)
         self._emit(ReplyPaused(turn_id))
         return True
@@ -80,12 +83,12 @@ class BargeIn:
     def _forget_dropped(self) -> None:
         """The held answer was dropped otherwise: no pause is left to commit or resume."""
         if self.state == "paused" and self._conversation.playing is not self._held:
-            self.state, self._held = "idle", None
+            self._held = None
             self._conversation.resume()  # a no-op after an interrupt: nothing may stay held
             log.info("session %s: the paused answer was dropped otherwise", self._conversation.id)
 
     def _commit(self) -> None:
-        self.state, self._held = "idle", None
+        self._held = None
         self.commits += 1
         reply = self._reply()
         log.info("session %s: words over the answer: interrupting it", self._conversation.id)
@@ -95,7 +98,7 @@ class BargeIn:
             self._conversation.interrupt()  # whatever the reply engine left queued goes too
 
     def _resume(self, why: str) -> None:
-        self.state, self._held = "idle", None
+        self._held = None
         self.resumes += 1
         paused_s = round(self._clock() - self.paused_at, 3)
         self._conversation.resume()

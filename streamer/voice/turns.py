@@ -8,11 +8,10 @@ after `max_s`, and its audio keeps `preroll_ms` from before the frame that reach
 
 A frame is voiced at `threshold`; once speech has begun, down to `threshold - HYSTERESIS`
 (Silero's own rule; never under half the threshold), so the softer frames of a word do not cut
-it up. The onset is dated back
-over up to `RISE_FRAMES` frames just before it that Silero gives `ONSET_FLOOR` or more, or
-whose level is `ENERGY_RISE` times the pause's before them (by level only after a pause to
-measure: not at the very start of the microphone): Silero's probability takes a frame
-or two to climb as a word begins (0.1–0.3 on the first frame that is all voice, less on a
+it up. The onset is dated back over up to `RISE_FRAMES` frames just before it that Silero gives
+`ONSET_FLOOR` or more, or whose level is `ENERGY_RISE` times the pause's before them (by level
+only after a pause to measure: not at the very start of the microphone): Silero's probability
+takes a frame or two to climb as a word begins (0.1–0.3 on the first frame that is all voice, less on a
 soft "th" or "f"), and those frames are the word's start, not silence; a dip of up to
 `BRIDGE_MS` between voiced frames counts as voice too. So `long_speech_ms` (barge-in) counts
 the time the user has been speaking, from their first loud sample.
